@@ -1,0 +1,77 @@
+"""Pinhole intrinsics and how they change when an image is resized or cropped.
+
+Pixel-centre convention (used everywhere in wilddepth, including the warping in ``model/geometry.py``):
+the centre of the pixel in column i and row j has coordinates (x, y) = (i, j). OpenCV's ``cv2.resize``
+maps an output pixel centre x' to the input position (x' + 0.5) / s - 0.5 for a scale s = W'/W, so the
+exact intrinsics after a resize are fx' = s * fx and cx' = s * (cx + 0.5) - 0.5 (same for y).
+
+The original Struct2depth scripts used cx' = s * cx (a corner-origin approximation that is off by
+0.5 * (1 - s) pixels, about a third of a pixel at KITTI's 1242 -> 416); wilddepth uses the exact form.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+
+def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """3x3 float64 K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
+
+
+def validate_intrinsics(intrinsics: np.ndarray) -> np.ndarray:
+    """Return K as float64 3x3 or raise ValueError if it is not a finite pinhole matrix with fx, fy > 0."""
+    matrix = np.asarray(intrinsics, dtype=np.float64)
+    if matrix.shape != (3, 3):
+        raise ValueError(f"intrinsics must be 3x3, got shape {matrix.shape}")
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"intrinsics contain non-finite values: {matrix.tolist()}")
+    if matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
+        raise ValueError(f"focal lengths must be positive, got fx={matrix[0, 0]}, fy={matrix[1, 1]}")
+    return matrix
+
+
+def scale_intrinsics(intrinsics: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """K of an image resized by (scale_x, scale_y) = (W'/W, H'/H), exact for pixel-centre coordinates."""
+    matrix = validate_intrinsics(intrinsics).copy()
+    matrix[0, 0] *= scale_x
+    matrix[0, 1] *= scale_x
+    matrix[1, 1] *= scale_y
+    matrix[0, 2] = scale_x * (matrix[0, 2] + 0.5) - 0.5
+    matrix[1, 2] = scale_y * (matrix[1, 2] + 0.5) - 0.5
+    return matrix
+
+
+def crop_intrinsics(intrinsics: np.ndarray, left: int, top: int) -> np.ndarray:
+    """K of the crop whose first column is ``left`` and first row is ``top`` (in input pixels)."""
+    matrix = validate_intrinsics(intrinsics).copy()
+    matrix[0, 2] -= left
+    matrix[1, 2] -= top
+    return matrix
+
+
+def crop_and_resize_intrinsics(
+    intrinsics: np.ndarray,
+    crop_box: Tuple[int, int, int, int],
+    output_size: Tuple[int, int],
+) -> np.ndarray:
+    """K after cropping rows top:bottom, columns left:right, then resizing to (width, height).
+
+    ``crop_box`` is (top, bottom, left, right) in input pixels, bottom/right exclusive.
+    """
+    top, bottom, left, right = crop_box
+    width, height = output_size
+    cropped = crop_intrinsics(intrinsics, left, top)
+    return scale_intrinsics(cropped, width / float(right - left), height / float(bottom - top))
+
+
+def flip_intrinsics_horizontally(intrinsics: np.ndarray, width: int) -> np.ndarray:
+    """K of the left-right mirrored image.
+
+    Exact for pixel centres: x' = (W - 1) - x, so cx' = W - 1 - cx. (The original release used W - cx; the
+    TensorFlow reader in ``model/data.py`` documents which rule it follows.)
+    """
+    matrix = validate_intrinsics(intrinsics).copy()
+    matrix[0, 2] = (width - 1) - matrix[0, 2]
+    return matrix
