@@ -1,0 +1,1 @@
+"""Thin command-line entry points that DVC calls (``python -m stages.<name>``)."""
