@@ -1,0 +1,261 @@
+"""Depth evaluation over a dataset: samples, batched inference through a predictor, metrics, plot data.
+
+The predictor is any object with ``image_size`` (H, W) and ``predict_depth(images [B, H, W, 3] float32 in
+[0, 1], flip_augment=True) -> [B, H, W]`` (``model.inference.InferenceModel`` or a test double), so this
+module never imports TensorFlow.
+
+Datasets (see ``docs/evaluation.md``):
+
+- ``synthetic``: every KITTI-raw-layout drive below ``data_dir`` (``.../<drive>/image_02/data/<frame>.png``)
+  with its renderer depth ``<drive>/groundtruth/depth/<frame>.npy`` (metres, z-depth, raw resolution);
+- ``kitti_eigen``: the 697 frames of ``eigen_test_files.txt`` (or another list in that format) below a KITTI
+  raw root, ground truth from the Velodyne scans (``evaluation.kitti_depth_gt``);
+- ``cityscapes``: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with ground truth from the matching
+  ``disparity/`` PNG and ``camera/`` JSON: depth = baseline * fx / d with d = (p - 1) / 256 for p > 0. Image and
+  ground truth are both cut to the release's crop (rows 256:768, columns 192:1856) before anything else.
+
+The constant-depth baseline predicts the same depth everywhere and is always median-scaled (its one free
+parameter is the scale), so it scores the median of each image's valid ground truth: the yardstick every
+metrics file carries.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from evaluation import depth_metrics, images, kitti_depth_gt
+from formats import atomic
+from formats.cityscapes import CROP_BOX as CITYSCAPES_CROP_BOX
+from formats.struct2depth import read_rgb
+
+DATASETS = ("synthetic", "kitti_eigen", "cityscapes")
+EIGEN_TEST_LIST = Path(__file__).resolve().parent / "eigen_test_files.txt"
+
+
+class DepthSample(NamedTuple):
+    """One evaluation image: a name, its RGB file, a ground-truth loader (metres, 0 = no data) and an input crop."""
+
+    name: str
+    image_path: Path
+    load_ground_truth: Callable[[], np.ndarray]
+    crop_box: Optional[Tuple[int, int, int, int]] = None
+
+
+def _npy_loader(path: Path) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        depth = np.load(path)
+        if depth.ndim != 2:
+            raise ValueError(f"{path}: ground-truth depth must be (H, W), got {depth.shape}")
+        return np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0)
+    return load
+
+
+def synthetic_samples(data_dir: Path, frame_stride: int = 1) -> List[DepthSample]:
+    """Every ``frame_stride``-th frame of every drive ``<...>/<drive>/image_02/data`` below ``data_dir``."""
+    data_dir = Path(data_dir)
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+    frame_dirs = sorted(path for path in data_dir.rglob("image_02/data") if path.is_dir())
+    if not frame_dirs:
+        raise FileNotFoundError(f"{data_dir}: no KITTI-raw-layout drive (<drive>/image_02/data) found")
+    samples = []
+    for frame_dir in frame_dirs:
+        drive = frame_dir.parent.parent
+        for image_path in sorted(frame_dir.glob("*.png"))[::frame_stride]:
+            depth_path = drive / "groundtruth" / "depth" / f"{image_path.stem}.npy"
+            if not depth_path.is_file():
+                raise FileNotFoundError(f"{depth_path}: ground-truth depth missing for {image_path}")
+            samples.append(DepthSample(f"{drive.name}/{image_path.stem}", image_path, _npy_loader(depth_path)))
+    return samples
+
+
+def read_eigen_list(path: Path) -> List[Tuple[str, str, int]]:
+    """Lines ``<date>/<drive> <frame> <l|r>`` -> (scene, 10-digit frame, camera 2 or 3)."""
+    entries = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) not in (2, 3) or "/" not in tokens[0] or not tokens[1].isdigit():
+            raise ValueError(f"{path}:{number}: expected '<date>/<drive> <frame> [l|r]', got {line!r}")
+        side = tokens[2] if len(tokens) == 3 else "l"
+        if side not in ("l", "r"):
+            raise ValueError(f"{path}:{number}: side must be l or r, got {side!r}")
+        entries.append((tokens[0], f"{int(tokens[1]):010d}", 2 if side == "l" else 3))
+    if not entries:
+        raise ValueError(f"{path}: empty list")
+    return entries
+
+
+def kitti_eigen_samples(data_dir: Path, split_file: Optional[Path] = None) -> List[DepthSample]:
+    """The Eigen test frames below a KITTI raw root; every image and scan must exist (no silent subset)."""
+    data_dir = Path(data_dir)
+    samples, missing = [], []
+    for scene, frame, camera in read_eigen_list(Path(split_file) if split_file else EIGEN_TEST_LIST):
+        date, drive = scene.split("/", 1)
+        image_path = data_dir / scene / f"image_0{camera}" / "data" / f"{frame}.png"
+        scan_path = data_dir / scene / "velodyne_points" / "data" / f"{frame}.bin"
+        for path in (image_path, scan_path):
+            if not path.is_file():
+                missing.append(str(path))
+
+        def load(date_dir=data_dir / date, drive=drive, frame=frame, camera=camera):
+            return kitti_depth_gt.kitti_raw_depth(date_dir, drive, frame, camera)
+
+        samples.append(DepthSample(f"{drive}/{frame}", image_path, load))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} files of the test list are missing below {data_dir}, e.g. "
+                                f"{missing[:3]}; a partial Eigen evaluation is not comparable")
+    return samples
+
+
+def cityscapes_depth(disparity_path: Path, camera_path: Path) -> np.ndarray:
+    """Depth (metres, 0 = invalid) from a Cityscapes disparity PNG and camera JSON: baseline * fx / d."""
+    encoded = cv2.imread(str(disparity_path), cv2.IMREAD_UNCHANGED)
+    if encoded is None:
+        raise FileNotFoundError(f"{disparity_path}: disparity image missing or unreadable")
+    camera = json.loads(Path(camera_path).read_text())
+    try:
+        baseline = float(camera["extrinsic"]["baseline"])
+        fx = float(camera["intrinsic"]["fx"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{camera_path}: needs extrinsic.baseline and intrinsic.fx") from error
+    disparity = (encoded.astype(np.float64) - 1.0) / 256.0
+    depth = np.zeros(encoded.shape[:2], dtype=np.float32)
+    valid = (encoded > 0) & (disparity > 0)
+    depth[valid] = baseline * fx / disparity[valid]
+    return depth
+
+
+def cityscapes_samples(data_dir: Path, split: str = "test", split_file: Optional[Path] = None,
+                       crop_box: Sequence[int] = CITYSCAPES_CROP_BOX) -> List[DepthSample]:
+    """Cityscapes frames (all of ``leftImg8bit/<split>`` or the relative paths listed in ``split_file``)."""
+    data_dir = Path(data_dir)
+    if split_file:
+        relative = [line.split()[0] for line in Path(split_file).read_text().splitlines() if line.strip()]
+        image_paths = [data_dir / path for path in relative]
+    else:
+        image_paths = sorted((data_dir / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+    if not image_paths:
+        raise FileNotFoundError(f"{data_dir}: no Cityscapes images for split {split!r}")
+    top, bottom, left, right = (int(v) for v in crop_box)
+    samples = []
+    for image_path in image_paths:
+        stem = image_path.name[: -len("_leftImg8bit.png")]
+        split_name, city = image_path.parent.parent.name, image_path.parent.name
+        disparity_path = data_dir / "disparity" / split_name / city / f"{stem}_disparity.png"
+        camera_path = data_dir / "camera" / split_name / city / f"{stem}_camera.json"
+        for path in (image_path, disparity_path, camera_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing")
+
+        def load(disparity_path=disparity_path, camera_path=camera_path):
+            return cityscapes_depth(disparity_path, camera_path)[top:bottom, left:right]
+
+        samples.append(DepthSample(f"{city}/{stem}", image_path, load, (top, bottom, left, right)))
+    return samples
+
+
+def build_samples(params: Dict) -> List[DepthSample]:
+    """Samples of ``params['dataset']`` (keys of the ``eval_depth`` section of params.yaml)."""
+    dataset = params["dataset"]
+    if dataset == "synthetic":
+        return synthetic_samples(Path(params["data_dir"]), int(params.get("frame_stride", 1)))
+    if dataset == "kitti_eigen":
+        return kitti_eigen_samples(Path(params["data_dir"]), params.get("split_file"))
+    if dataset == "cityscapes":
+        return cityscapes_samples(Path(params["data_dir"]), params.get("cityscapes_split", "test"),
+                                  params.get("split_file"))
+    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError(f"failed to encode {path}")
+    atomic.write_bytes(path, encoded.tobytes())
+
+
+def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, flip_augment: bool = True,
+             min_depth: float = depth_metrics.DEFAULT_MIN_DEPTH, max_depth: float = depth_metrics.DEFAULT_MAX_DEPTH,
+             crop: str = "garg", scaling: str = "median", resize: str = "depth", bin_width: float = 5.0,
+             num_images: int = 4, images_dir: Optional[Path] = None, progress: bool = False) -> Dict:
+    """Run the predictor on every sample and score it and the constant baseline.
+
+    Returns ``{"model": means, "constant_baseline": means, "per_image": rows, "by_distance": table}``.
+    Visual comparisons of ``num_images`` evenly spaced samples go to ``images_dir`` as PNGs.
+    """
+    if not samples:
+        raise ValueError("no samples to evaluate")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    size_hw = tuple(int(v) for v in predictor.image_size)
+    edges = np.arange(0.0, max_depth + bin_width, bin_width)
+    model_bins, baseline_bins = depth_metrics.DistanceBinnedErrors(edges), depth_metrics.DistanceBinnedErrors(edges)
+    shown = set(np.linspace(0, len(samples) - 1, num=min(num_images, len(samples))).round().astype(int).tolist())
+    rows: List[Dict] = []
+    batches = range(0, len(samples), batch_size)
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, desc="eval_depth", unit="batch")
+    for start in batches:
+        batch = samples[start:start + batch_size]
+        rgbs = [read_rgb(sample.image_path) for sample in batch]
+        inputs = np.stack([images.model_input(rgb, size_hw, sample.crop_box) for rgb, sample in zip(rgbs, batch)])
+        predictions = np.asarray(predictor.predict_depth(inputs, flip_augment=flip_augment))
+        if predictions.shape != (len(batch),) + size_hw:
+            raise ValueError(f"predictor returned {predictions.shape}, expected {(len(batch),) + size_hw}")
+        for offset, (sample, rgb, prediction) in enumerate(zip(batch, rgbs, predictions)):
+            ground_truth = sample.load_ground_truth()
+            resized = images.resize_prediction(prediction, ground_truth.shape, resize)
+            try:
+                gt_valid, pred_valid, _, ratio = depth_metrics.align_prediction(
+                    ground_truth, resized, min_depth, max_depth, crop, scaling)
+                _, constant_valid, _, _ = depth_metrics.align_prediction(
+                    ground_truth, np.ones_like(resized), min_depth, max_depth, crop, "median")
+            except ValueError as error:
+                raise ValueError(f"{sample.name}: {error}") from error
+            model_bins.add(gt_valid, pred_valid)
+            baseline_bins.add(gt_valid, constant_valid)
+            rows.append({"name": sample.name, "scale_ratio": ratio, "valid_pixels": int(gt_valid.size),
+                         "model": depth_metrics.compute_depth_errors(gt_valid, pred_valid),
+                         "constant_baseline": depth_metrics.compute_depth_errors(gt_valid, constant_valid)})
+            if images_dir is not None and start + offset in shown:
+                scaled = np.clip(resized * ratio, min_depth, max_depth)
+                rgb_shown = rgb if sample.crop_box is None else rgb[sample.crop_box[0]:sample.crop_box[1],
+                                                                    sample.crop_box[2]:sample.crop_box[3]]
+                panel = images.comparison_panel(rgb_shown, scaled, ground_truth)
+                _write_png(Path(images_dir) / f"{start + offset:04d}_{sample.name.replace('/', '_')}.png", panel)
+    model_table, baseline_table = model_bins.table(), baseline_bins.table()
+    return {
+        "model": depth_metrics.mean_metrics(row["model"] for row in rows),
+        "constant_baseline": depth_metrics.mean_metrics(row["constant_baseline"] for row in rows),
+        "per_image": rows,
+        "by_distance": {"distance_m": model_table["distance_m"], "count": model_table["count"],
+                        "abs_rel_model": model_table["abs_rel"], "abs_rel_constant": baseline_table["abs_rel"],
+                        "rmse_model": model_table["rmse"], "rmse_constant": baseline_table["rmse"]},
+    }
+
+
+def by_distance_csv(table: Dict[str, np.ndarray]) -> str:
+    """CSV text of the by-distance table; empty bins are left out (DVC plots cannot draw NaN)."""
+    columns = list(table)
+    lines = [",".join(columns)]
+    for index in range(len(table["distance_m"])):
+        if table["count"][index] == 0:
+            continue
+        lines.append(",".join(f"{float(table[column][index]):.6g}" for column in columns))
+    return "\n".join(lines) + "\n"
+
+
+def per_image_csv(rows: Sequence[Dict]) -> str:
+    """CSV text: one line per image with the model's and the baseline's Abs Rel and the scale ratio."""
+    lines = ["index,name,abs_rel_model,abs_rel_constant,scale_ratio,valid_pixels"]
+    for index, row in enumerate(rows):
+        lines.append(f"{index},{row['name']},{row['model']['abs_rel']:.6g},"
+                     f"{row['constant_baseline']['abs_rel']:.6g},{row['scale_ratio']:.6g},{row['valid_pixels']}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,80 @@
+"""Depth evaluation stage: Abs Rel and friends for a checkpoint, with a constant-depth baseline.
+
+    python -m stages.eval_depth --checkpoint_path=checkpoints [--dataset=kitti_eigen --data_dir=/data/kitti_raw]
+
+Defaults come from the ``eval_depth`` section of params.yaml. Writes (atomically):
+- ``--metrics_file`` (default ``metrics/depth.json``): ``model`` and ``constant_baseline`` blocks of the seven
+  metrics, averaged over images, and the protocol used;
+- ``--plots_dir`` (default ``plots/depth``): ``error_by_distance.csv``, ``per_image.csv`` and ``images/*.png``
+  (input, predicted depth, ground truth).
+The protocol is documented in ``evaluation/depth_metrics.py`` and ``docs/evaluation.md``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+from evaluation import depth_evaluation
+from formats import atomic
+from stages.common import parse_stage_args
+
+
+def _extra_arguments(parser) -> None:
+    parser.add_argument("--checkpoint_path", default=None,
+                        help="checkpoint prefix or directory (latest checkpoint); required for a real model")
+    parser.add_argument("--metrics_file", default="metrics/depth.json")
+    parser.add_argument("--plots_dir", default="plots/depth")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def load_predictor(checkpoint_path: Optional[str]):
+    """The real model (TensorFlow is imported only here)."""
+    if not checkpoint_path:
+        raise SystemExit("eval_depth: --checkpoint_path is required")
+    from model.inference import InferenceModel
+    return InferenceModel.from_checkpoint(checkpoint_path)
+
+
+def run(params: dict, predictor, metrics_file: Path, plots_dir: Path, progress: bool = False) -> dict:
+    """Evaluate ``predictor`` as ``params`` says; write metrics and plot data; return the metrics document."""
+    samples = depth_evaluation.build_samples(params)
+    images_dir = Path(plots_dir) / "images"
+    if images_dir.is_dir():
+        for stale in images_dir.glob("*.png"):
+            stale.unlink()
+    result = depth_evaluation.evaluate(
+        samples, predictor, batch_size=int(params["batch_size"]), flip_augment=bool(params["flip_augment"]),
+        min_depth=float(params["min_depth"]), max_depth=float(params["max_depth"]), crop=params["crop"],
+        scaling=params["scaling"], resize=params["resize"], bin_width=float(params["distance_bin_m"]),
+        num_images=int(params["num_images"]), images_dir=images_dir, progress=progress)
+    baseline_abs_rel = result["constant_baseline"]["abs_rel"]
+    document = {
+        "dataset": params["dataset"],
+        "num_images": len(result["per_image"]),
+        "model": result["model"],
+        "constant_baseline": result["constant_baseline"],
+        "abs_rel_over_constant": result["model"]["abs_rel"] / baseline_abs_rel if baseline_abs_rel > 0 else None,
+        "protocol": {key: params[key] for key in ("min_depth", "max_depth", "crop", "scaling", "resize",
+                                                  "flip_augment")} | {"image_size": list(predictor.image_size)},
+    }
+    atomic.write_text(metrics_file, json.dumps(document, indent=2) + "\n")
+    atomic.write_text(Path(plots_dir) / "error_by_distance.csv", depth_evaluation.by_distance_csv(result["by_distance"]))
+    atomic.write_text(Path(plots_dir) / "per_image.csv", depth_evaluation.per_image_csv(result["per_image"]))
+    return document
+
+
+def main(argv: Optional[Sequence[str]] = None, predictor=None) -> dict:
+    params, args, _ = parse_stage_args("eval_depth", __doc__.splitlines()[0], argv, _extra_arguments)
+    if predictor is None:
+        predictor = load_predictor(args.checkpoint_path)
+    document = run(params, predictor, Path(args.metrics_file), Path(args.plots_dir), args.progress)
+    model, baseline = document["model"], document["constant_baseline"]
+    print(f"eval_depth: {document['num_images']} images ({document['dataset']}): "
+          f"Abs Rel {model['abs_rel']:.4f} (constant baseline {baseline['abs_rel']:.4f}), "
+          f"RMSE {model['rmse']:.3f} m, a1 {model['a1']:.3f} -> {args.metrics_file}")
+    return document
+
+
+if __name__ == "__main__":
+    main()
