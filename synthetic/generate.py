@@ -1,0 +1,154 @@
+"""Render whole synthetic data sets: scenes x frames, in parallel worker processes, into one layout.
+
+Every file is written atomically; the same arguments give the same bytes (each scene is a pure function
+of (seed, sequence index), rendering is deterministic and independent of the number of workers).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
+
+from formats import atomic, groundtruth
+from synthetic import layouts
+from synthetic.render import render_frame
+from synthetic.scene import Scene, build_scene
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One synthetic data set to render."""
+
+    layout: str
+    output: str
+    split: str = "train"
+    seed: int = 1
+    num_sequences: int = 1
+    frames_per_sequence: int = 60
+    width: int = 0          # 0 = the layout's native size
+    height: int = 0
+    fps: float = 10.0
+    supersampling: int = 2
+    workers: int = 2
+
+    def validate(self) -> "Job":
+        layouts.check_layout(self.layout)
+        for name in ("num_sequences", "frames_per_sequence", "supersampling", "workers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.layout == "video" and self.frames_per_sequence < 2:
+            raise ValueError("a video needs at least 2 frames")
+        if not self.fps > 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if int(self.width) < 0 or int(self.height) < 0:
+            raise ValueError(f"width and height must be >= 0 (0 = native), got {self.width}x{self.height}")
+        if not self.split or "/" in self.split:
+            raise ValueError(f"bad split name {self.split!r}")
+        return self
+
+
+def scene_for(job: Job, sequence: int) -> Scene:
+    width, height, intrinsics = layouts.camera(job.layout, job.width, job.height)
+    return build_scene(job.seed, sequence, width, height, intrinsics, job.fps, job.frames_per_sequence)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_scene(job: Job, sequence: int) -> Scene:
+    return scene_for(job, sequence)
+
+
+_RAYS: Dict = {}
+
+
+def _render_chunk(task: Tuple[Job, int, int, int]):
+    """Worker: render frames [start, stop) of one sequence, write their files; return frames for videos."""
+    job, sequence, start, stop = task
+    scene = _cached_scene(job, sequence)
+    gt_folder = layouts.groundtruth_dir(job.layout, job.output, job.split, sequence)
+    images = []
+    for frame in range(start, stop):
+        rendered = render_frame(scene, frame, job.supersampling, rays_cache=_RAYS)
+        groundtruth.write_frame(gt_folder, frame, rendered.depth, rendered.mask)
+        if job.layout == "video":
+            images.append(rendered.image)
+        else:
+            layouts.write_image(layouts.image_path(job.layout, job.output, job.split, sequence, frame), rendered.image)
+    return sequence, start, images
+
+
+def _tasks(job: Job, chunk: int) -> List[Tuple[Job, int, int, int]]:
+    return [(job, sequence, start, min(start + chunk, job.frames_per_sequence))
+            for sequence in range(job.num_sequences)
+            for start in range(0, job.frames_per_sequence, chunk)]
+
+
+def run(job: Job, progress: bool = True) -> Path:
+    """Render ``job``; returns the output folder. Writes ``synthetic.json`` (the job) at its root."""
+    job.validate()
+    output = Path(job.output)
+    output.mkdir(parents=True, exist_ok=True)
+    atomic.remove_stale_temporaries(output)
+    for sequence in range(job.num_sequences):
+        scene = scene_for(job, sequence)
+        truth = groundtruth.GroundTruth(scene.poses, scene.intrinsics, scene.timestamps)
+        groundtruth.write_sequence(layouts.groundtruth_dir(job.layout, output, job.split, sequence), truth)
+        layouts.write_sequence_files(job.layout, output, job.split, sequence, scene.intrinsics, scene.width,
+                                     scene.height, scene.timestamps, scene.poses)
+    chunk = max(1, min(10, -(-job.frames_per_sequence // max(1, 2 * job.workers))))
+    tasks = _tasks(job, chunk)
+    video_frames: Dict[int, Dict[int, List[np.ndarray]]] = {}
+    bar = _progress(job, progress)
+    for sequence, start, images in _map(job.workers, tasks):
+        bar.update(len(images) if images else _chunk_length(tasks, sequence, start))
+        if job.layout == "video":
+            video_frames.setdefault(sequence, {})[start] = images
+            if sum(len(v) for v in video_frames[sequence].values()) == job.frames_per_sequence:
+                chunks = video_frames.pop(sequence)
+                frames = [image for key in sorted(chunks) for image in chunks[key]]
+                width, height, _ = layouts.camera(job.layout, job.width, job.height)
+                layouts.write_video(output / f"{layouts.video_name(sequence)}.mp4", frames, job.fps, width, height)
+    bar.close()
+    description = dataclasses.asdict(job)
+    description.pop("workers")
+    description["output"] = None  # keep the file independent of where it was written
+    atomic.write_text(output / "synthetic.json", json.dumps(description, indent=2, sort_keys=True) + "\n")
+    return output
+
+
+def _chunk_length(tasks, sequence, start) -> int:
+    for _, seq, first, stop in tasks:
+        if seq == sequence and first == start:
+            return stop - first
+    return 0
+
+
+def _map(workers: int, tasks) -> Iterator:
+    if workers == 1 or len(tasks) == 1:
+        yield from map(_render_chunk, tasks)
+        return
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap_unordered(_render_chunk, tasks)
+
+
+class _NoBar:
+    def update(self, _count):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(job: Job, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=job.num_sequences * job.frames_per_sequence, unit="frame",
+                desc=f"synthesize {job.split} ({job.layout})")
