@@ -1,0 +1,183 @@
+"""Trajectory inference: ordered images -> relative motions -> full poses, per sequence (spec 5.1).
+
+The predictor is any object with ``image_size`` (H, W) and ``predict_egomotion(image_a, image_b) -> (R [B,3,3],
+t [B,3], K [B,3,3])`` with (R, t) = T_a_from_b (maps points of camera b into camera a, the averaged estimate of
+spec 2.5), images [B, H, W, 3] float32 in [0, 1]. No TensorFlow here.
+
+Input discovery (:func:`find_sequences`), from the folder given to ``--odometry_test_set_dir``, searched
+recursively; the first rule that matches a folder makes it one sequence:
+
+1. a folder named ``<name>-image_<n>`` (the release's ``09-image_2``, ``10-image_2``), or any image folder with
+   ``input_format=triplets``: Struct2depth triplets (t0 | t1 | t2), one file per step, files sorted by name,
+   names containing ``seg`` skipped. Each file gives the pair (t0, t1), as in the release.
+2. a KITTI odometry sequence folder (holds ``image_2/``): frames ``image_2/*.png``; ground truth
+   ``../../poses/<NN>.txt`` or ``groundtruth/poses.txt``; timestamps ``times.txt``.
+3. a KITTI raw drive folder (holds ``image_02/data/``): ground truth ``groundtruth/poses.txt`` and
+   ``groundtruth/timestamps.txt`` (the synthetic world) when present.
+4. any folder holding images directly (``.png``/``.jpg``, sorted by name; ``image_02/data`` and ``image_2``
+   themselves are recognised and named after their drive / sequence).
+
+Frames are resized to the model's size with bilinear interpolation (``evaluation.images.model_input``). For
+frame folders the pairs are (frame k, frame k+1), k = 0 .. N-2, giving N poses; for triplet folders N files give
+N + 1 poses.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from evaluation import images, trajectory
+from formats import kitti
+from formats.camera import scale_intrinsics
+from formats.struct2depth import read_rgb, unpack_triplet
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TRIPLET_FOLDER = re.compile(r"^(?P<sequence>.+)-image_\d$")
+INPUT_FORMATS = ("auto", "triplets", "frames")
+
+
+class OdometrySequence(NamedTuple):
+    """One ordered image sequence to run; ``gt_poses`` / ``timestamps`` are files when they were found."""
+
+    name: str
+    kind: str                      # "frames" or "triplets"
+    files: List[Path]
+    gt_poses: Optional[Path] = None
+    timestamps: Optional[Path] = None
+
+
+def _image_files(folder: Path) -> List[Path]:
+    return sorted(path for path in folder.iterdir()
+                  if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and "seg" not in path.name)
+
+
+def _existing(*paths: Path) -> Optional[Path]:
+    return next((path for path in paths if path.is_file()), None)
+
+
+def _frames_sequence(name: str, frame_dir: Path, sequence_dir: Path) -> OdometrySequence:
+    return OdometrySequence(
+        name=name, kind="frames", files=_image_files(frame_dir),
+        gt_poses=_existing(sequence_dir.parent.parent / "poses" / f"{sequence_dir.name}.txt",
+                           sequence_dir / "groundtruth" / "poses.txt"),
+        timestamps=_existing(sequence_dir / "times.txt", sequence_dir / "groundtruth" / "timestamps.txt"))
+
+
+def _classify(folder: Path, input_format: str) -> Optional[OdometrySequence]:
+    if input_format == "triplets" or (input_format == "auto" and TRIPLET_FOLDER.match(folder.name)):
+        files = _image_files(folder)
+        return OdometrySequence(folder.name, "triplets", files) if files else None
+    if (folder / "image_2").is_dir():
+        return _frames_sequence(folder.name, folder / "image_2", folder)
+    if (folder / "image_02" / "data").is_dir():
+        return _frames_sequence(folder.name, folder / "image_02" / "data", folder)
+    if _image_files(folder):
+        if folder.name == "data" and folder.parent.name.startswith("image_0"):
+            return _frames_sequence(folder.parent.parent.name, folder, folder.parent.parent)
+        if folder.name.startswith("image_") and re.fullmatch(r"image_\d", folder.name):
+            return _frames_sequence(folder.parent.name, folder, folder.parent)
+        return OdometrySequence(folder.name, "frames", _image_files(folder))
+    return None
+
+
+def find_sequences(root: Path, input_format: str = "auto") -> List[OdometrySequence]:
+    """All sequences below ``root`` (see the module docstring), sorted by path; raises if there is none."""
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: odometry test set folder not found")
+    found: List[OdometrySequence] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop(0)
+        sequence = _classify(folder, input_format)
+        if sequence is not None:
+            found.append(sequence)
+            continue
+        pending.extend(sorted(child for child in folder.iterdir() if child.is_dir()
+                              and not child.name.startswith(".") and child.name != "groundtruth"))
+    found = [sequence for sequence in found if len(sequence.files) >= (1 if sequence.kind == "triplets" else 2)]
+    if not found:
+        raise FileNotFoundError(f"{root}: no image sequence found (frames, KITTI layouts or *-image_2 triplets)")
+    names = [sequence.name for sequence in found]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{root}: sequence names are not unique: {names}")
+    return found
+
+
+def read_timestamps(path: Optional[Path], count: int) -> Optional[np.ndarray]:
+    """Seconds from ``times.txt`` (odometry), ``timestamps.txt`` (seconds or KITTI raw dates); None if unusable."""
+    if path is None:
+        return None
+    text = path.read_text()
+    try:
+        values = np.array([float(token) for token in text.split()])
+    except ValueError:
+        values = kitti.parse_raw_timestamps(text, str(path))
+    return values[:count] if values.size >= count else None
+
+
+def _pairs(sequence: OdometrySequence, size_hw, start: int, stop: int):
+    """Model inputs (a, b) for pairs start .. stop-1, plus the source frame size."""
+    if sequence.kind == "triplets":
+        firsts, seconds = [], []
+        for path in sequence.files[start:stop]:
+            t0, t1, _ = unpack_triplet(read_rgb(path))
+            firsts.append(images.model_input(np.ascontiguousarray(t0), size_hw))
+            seconds.append(images.model_input(np.ascontiguousarray(t1), size_hw))
+            frame_shape = t0.shape[:2]
+        return np.stack(firsts), np.stack(seconds), frame_shape
+    frames = [read_rgb(path) for path in sequence.files[start:stop + 1]]
+    inputs = np.stack([images.model_input(frame, size_hw) for frame in frames])
+    return inputs[:-1], inputs[1:], frames[0].shape[:2]
+
+
+def infer_sequence(sequence: OdometrySequence, predictor, batch_size: int = 8, accumulation: str = "compose",
+                   orthonormalize: bool = True) -> Dict:
+    """Run the predictor over a sequence: relative motions, accumulated poses and the learned intrinsics."""
+    size_hw = tuple(int(v) for v in predictor.image_size)
+    num_pairs = len(sequence.files) if sequence.kind == "triplets" else len(sequence.files) - 1
+    if num_pairs < 1:
+        raise ValueError(f"{sequence.name}: needs at least one image pair")
+    rotations, translations, intrinsics = [], [], []
+    frame_shape = None
+    for start in range(0, num_pairs, batch_size):
+        stop = min(start + batch_size, num_pairs)
+        first, second, frame_shape = _pairs(sequence, size_hw, start, stop)
+        r, t, k = (np.asarray(array, dtype=np.float64) for array in predictor.predict_egomotion(first, second))
+        if r.shape != (stop - start, 3, 3) or t.shape != (stop - start, 3) or k.shape != (stop - start, 3, 3):
+            raise ValueError(f"predictor returned shapes {r.shape}, {t.shape}, {k.shape} for {stop - start} pairs")
+        rotations.append(r)
+        translations.append(t)
+        intrinsics.append(k)
+    rotations, translations = np.concatenate(rotations), np.concatenate(translations)
+    intrinsics = np.concatenate(intrinsics)
+    if not (np.all(np.isfinite(rotations)) and np.all(np.isfinite(translations))):
+        raise ValueError(f"{sequence.name}: the predictor returned non-finite motions")
+    if orthonormalize:
+        rotations = np.stack([trajectory.nearest_rotation(rotation) for rotation in rotations])
+    poses = trajectory.accumulate(rotations, translations, accumulation)
+    mean_k = intrinsics.mean(axis=0)
+    height, width = size_hw
+    try:
+        source_k = scale_intrinsics(mean_k, frame_shape[1] / width, frame_shape[0] / height).tolist()
+    except ValueError:  # e.g. a non-positive learned focal length: report the raw K only
+        source_k = None
+    return {
+        "poses": poses,
+        "relative_rotations": rotations,
+        "relative_translations": translations,
+        "intrinsics": {
+            "image_size": [height, width],
+            "K": mean_k.tolist(),
+            "K_std": intrinsics.std(axis=0).tolist(),
+            "source_image_size": [int(frame_shape[0]), int(frame_shape[1])],
+            "K_source": source_k,
+            "num_pairs": int(num_pairs),
+        },
+        "timestamps": read_timestamps(sequence.timestamps, poses.shape[0]),
+    }
