@@ -1,0 +1,231 @@
+"""The assembled depth / motion / intrinsics model and its training loss (reference spec 1.8, 2.4, 2.5, 3).
+
+Data flow of ``compute_loss`` for a triplet (t0, t1, t2):
+- depth of each frame from the ImageNet-normalised image (three separate calls, so batch-norm statistics come
+  from one time step, as released);
+- for each adjacent pair (i, j) in {(0, 1), (1, 2)}: motion net (i, j) gives T_i_from_j, motion net (j, i)
+  gives T_j_from_i; K = (K1 + K2) / 2 with learned intrinsics, else the given K;
+- translation fields T = t + residual * dilate(mask_j) on j's grid (and the reverse on i's grid);
+- frame j's depth is warped into camera i (and i's into j); the losses of spec 3.1-3.3 are summed over the
+  four directions and weighted (spec 3.4).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict
+
+import keras
+import tensorflow as tf
+
+from model import geometry, losses, masks
+from model.networks import DepthNetwork, MotionNetwork
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MOTION_FIELD_MODES = ("masked", "mask_free")
+FRAME_PAIRS = ((0, 1), (1, 2))
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Model and loss settings; field names are the ``train:`` keys of params.yaml (spec 3.4, 3.7 defaults)."""
+
+    img_height: int = 128
+    img_width: int = 416
+    learn_intrinsics: bool = True
+    boxify: bool = True
+    foreground_dilation: int = 8
+    depth_normalization: str = "release"      # or "randomized_layer_norm"
+    motion_field_mode: str = "masked"         # or "mask_free" (spec 8)
+    reconstr_weight: float = 0.85
+    ssim_weight: float = 3.0
+    smooth_weight: float = 1e-2
+    depth_consistency_loss_weight: float = 0.01
+    motion_smoothing_weight: float = 1e-3
+    rotation_consistency_weight: float = 1e-3
+    translation_consistency_weight: float = 1e-2
+    # mask_free mode only: DML's motion_drift (0.2) on the sqrt sparsity, and DML's motion_smoothing (1.0)
+    # on the residual field's total variation, both per direction (see docs/model.md).
+    motion_sparsity_weight: float = 0.2
+    residual_smoothing_weight: float = 1.0
+    layer_norm_noise_rampup_steps: int = 10000
+
+    def __post_init__(self):
+        if self.img_height % 32 or self.img_width % 32:
+            raise ValueError(f"image size must be a multiple of 32, got {self.img_height}x{self.img_width}")
+        if self.motion_field_mode not in MOTION_FIELD_MODES:
+            raise ValueError(f"motion_field_mode must be one of {MOTION_FIELD_MODES}, got {self.motion_field_mode!r}")
+
+    @classmethod
+    def from_params(cls, params: dict) -> "ModelConfig":
+        """Build from a dict such as params.yaml's ``train:`` section; unrelated keys are ignored."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in params.items() if key in names})
+
+
+def imagenet_normalize(images: tf.Tensor) -> tf.Tensor:
+    """(images - mean) / std with ImageNet statistics, per RGB channel, tiled over stacked frames."""
+    frames = images.shape[-1] // 3
+    mean = tf.constant(IMAGENET_MEAN * frames, tf.float32)
+    std = tf.constant(IMAGENET_STD * frames, tf.float32)
+    return (images - mean) / std
+
+
+def layer_norm_noise_stddev(step, rampup_steps: int) -> tf.Tensor:
+    """Spec 2.2 schedule: 0.5 * min(step / rampup_steps, 1)^2."""
+    progress = tf.minimum(tf.cast(step, tf.float32) / float(max(rampup_steps, 1)), 1.0)
+    return 0.5 * tf.square(progress)
+
+
+class DepthMotionModel(keras.Model):
+    """Depth network + motion/intrinsics network + the self-supervised loss. Variables are built in __init__."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.depth_net = DepthNetwork(normalization=config.depth_normalization)
+        self.motion_net = MotionNetwork()
+        height, width = config.img_height, config.img_width
+        self.depth_net(tf.zeros([1, height, width, 3]))
+        self.motion_net(tf.zeros([1, height, width, 6]))
+
+    def call(self, images, training=False):
+        """Depth [B, H, W, 1] of [0, 1] images [B, H, W, 3] (no flip augmentation)."""
+        return self.depth_net(imagenet_normalize(images), training=training)
+
+    # --- training loss -------------------------------------------------------------------------------------
+
+    def compute_loss(self, batch, step, training=True) -> Dict[str, tf.Tensor]:
+        """Weighted loss terms of spec 3.4 for a batch of triplets (see the interface in docs/model.md).
+
+        Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
+        "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode)}, each
+        already multiplied by its weight, plus diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two
+        pairs) and "depth" [B, H, W, 1] (frame t1).
+        """
+        config = self.config
+        images = tf.convert_to_tensor(batch["images"], tf.float32)
+        images_normalized = tf.convert_to_tensor(batch["images_normalized"], tf.float32)
+        frames = [images[..., 3 * k:3 * k + 3] for k in range(3)]
+        noise_stddev = layer_norm_noise_stddev(step, config.layer_norm_noise_rampup_steps)
+        depths = [
+            self.depth_net(images_normalized[..., 3 * k:3 * k + 3], training=training, noise_stddev=noise_stddev)
+            for k in range(3)
+        ]
+        mask_free = config.motion_field_mode == "mask_free"
+        if not mask_free:
+            object_masks = masks.dilate(
+                masks.mobile_mask(batch["segmentation"], boxify=config.boxify), config.foreground_dilation)
+
+        totals = {name: tf.constant(0.0) for name in
+                  ("rgb", "ssim", "depth_consistency", "rotation_consistency", "translation_consistency",
+                   "motion_smoothing", "motion_sparsity")}
+        used_intrinsics = []
+        for i, j in FRAME_PAIRS:
+            # One motion-net call on the stacked batch for both orders: (i, j) -> T_i_from_j, (j, i) -> T_j_from_i.
+            pair_input = tf.concat([tf.concat([frames[i], frames[j]], -1), tf.concat([frames[j], frames[i]], -1)], 0)
+            rotation, background, residual, intrinsics = self.motion_net(pair_input, training=training)
+            rotation_ij, rotation_ji = tf.split(rotation, 2)
+            background_ij, background_ji = tf.split(background, 2)
+            residual_ij, residual_ji = tf.split(residual, 2)
+            if config.learn_intrinsics:
+                intrinsics_ij, intrinsics_ji = tf.split(intrinsics, 2)
+                pair_intrinsics = 0.5 * (intrinsics_ij + intrinsics_ji)
+            else:
+                pair_intrinsics = tf.convert_to_tensor(batch["intrinsics"], tf.float32)
+            used_intrinsics.append(pair_intrinsics)
+
+            if mask_free:
+                field_ij, gated_ij = self._mask_free_field(background_ij, residual_ij)
+                field_ji, gated_ji = self._mask_free_field(background_ji, residual_ji)
+                for gated, field in ((gated_ij, field_ij), (gated_ji, field_ji)):
+                    totals["motion_sparsity"] += losses.motion_sparsity(gated, field)
+                    totals["motion_smoothing"] += losses.residual_field_smoothness(gated, field)
+            else:
+                # Released behaviour: the refined field (which starts from the background translation) is added
+                # to the background translation on the dilated object mask of the frame it lives on.
+                field_ij = background_ij + residual_ij * object_masks[..., j:j + 1]
+                field_ji = background_ji + residual_ji * object_masks[..., i:i + 1]
+                totals["motion_smoothing"] += (losses.motion_field_smoothness(field_ij)
+                                               + losses.motion_field_smoothness(field_ji))
+
+            # Direction 1: frame j (source) warped into camera i (target) with T_i_from_j; direction 2 reverse.
+            directions = (
+                (j, i, rotation_ij, field_ij, rotation_ji, field_ji),
+                (i, j, rotation_ji, field_ji, rotation_ij, field_ij),
+            )
+            for source, target, rotation_1, field_1, rotation_2, field_2 in directions:
+                warp = geometry.warp(depths[source], rotation_1, field_1, pair_intrinsics)
+                terms = losses.rgbd_consistency_loss(warp, frames[source], frames[target], depths[target])
+                rotation_error, translation_error = losses.motion_field_consistency_loss(
+                    warp, terms["mask"], rotation_1, field_1, rotation_2, field_2)
+                totals["rgb"] += terms["rgb_error"]
+                totals["ssim"] += terms["ssim_error"]
+                totals["depth_consistency"] += terms["depth_error"]
+                totals["rotation_consistency"] += rotation_error
+                totals["translation_consistency"] += translation_error
+
+        depth_smoothing = tf.add_n([losses.depth_smoothness(depths[k], frames[k]) for k in range(3)])
+        weighted = {
+            "rgb": config.reconstr_weight * totals["rgb"],
+            # The release multiplies each SSIM term by 0.5 before ssim_weight (effective weight 1.5).
+            "ssim": config.ssim_weight * 0.5 * totals["ssim"],
+            "depth_consistency": config.depth_consistency_loss_weight * totals["depth_consistency"],
+            "depth_smoothing": config.smooth_weight * depth_smoothing,
+            "rotation_consistency": config.rotation_consistency_weight * totals["rotation_consistency"],
+            "translation_consistency": config.translation_consistency_weight * totals["translation_consistency"],
+        }
+        if mask_free:
+            weighted["motion_smoothing"] = config.residual_smoothing_weight * totals["motion_smoothing"]
+            weighted["motion_sparsity"] = config.motion_sparsity_weight * totals["motion_sparsity"]
+        else:
+            weighted["motion_smoothing"] = config.motion_smoothing_weight * totals["motion_smoothing"]
+        result = dict(weighted)
+        result["total"] = tf.add_n(list(weighted.values()))
+        result["intrinsics"] = 0.5 * (used_intrinsics[0] + used_intrinsics[1])
+        result["depth"] = depths[1]
+        return result
+
+    @staticmethod
+    def _mask_free_field(background, refined_field):
+        """Spec 8 (DML) object motion without segmentation -> (full field, gated residual).
+
+        The v1 network's refined field starts from the background translation, so the residual is taken as
+        refined - background (deviation, see docs/model.md); DML's auto-mask keeps it only where its norm
+        exceeds the mean norm over batch, height and width.
+        """
+        residual = refined_field - background
+        norm = tf.norm(residual, axis=-1, keepdims=True)
+        auto_mask = tf.cast(norm > tf.reduce_mean(norm), tf.float32)
+        gated = residual * tf.stop_gradient(auto_mask)
+        return background + gated, gated
+
+    # --- inference -----------------------------------------------------------------------------------------
+
+    def predict_depth(self, images, flip_augment=True) -> tf.Tensor:
+        """Depth [B, H, W, 1] of [0, 1] RGB images [B, H, W, 3]; no noise, batch norm on moving statistics.
+
+        ImageNet normalisation is applied here (the evident intent of the release; its inference graph skipped
+        it by a feed quirk, spec 2.5). With ``flip_augment``: min(depth(x), flip(depth(flip(x)))), as released.
+        """
+        images = tf.convert_to_tensor(images, tf.float32)
+        depth = self.depth_net(imagenet_normalize(images), training=False)
+        if flip_augment:
+            flipped = self.depth_net(imagenet_normalize(tf.reverse(images, axis=[2])), training=False)
+            depth = tf.minimum(depth, tf.reverse(flipped, axis=[2]))
+        return depth
+
+    def predict_egomotion(self, image_a, image_b):
+        """(R [B, 3, 3], t [B, 3], K [B, 3, 3]): the averaged estimate of T_a_from_b (spec 2.5) and
+        K = (K1 + K2) / 2 from the intrinsics head (meaningful only for a model trained with learned intrinsics).
+        """
+        image_a = tf.convert_to_tensor(image_a, tf.float32)
+        image_b = tf.convert_to_tensor(image_b, tf.float32)
+        pair_input = tf.concat([tf.concat([image_a, image_b], -1), tf.concat([image_b, image_a], -1)], 0)
+        rotation, background, _, intrinsics = self.motion_net(pair_input, training=False)
+        rotation_ab, rotation_ba = tf.split(geometry.matrix_from_angles(rotation), 2)
+        translation_ab, translation_ba = tf.split(background[:, 0, 0, :], 2)
+        intrinsics_ab, intrinsics_ba = tf.split(intrinsics, 2)
+        rotation_matrix, translation = geometry.average_bidirectional_motion(
+            rotation_ab, translation_ab, rotation_ba, translation_ba)
+        return rotation_matrix, translation, 0.5 * (intrinsics_ab + intrinsics_ba)

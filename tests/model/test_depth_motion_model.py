@@ -1,0 +1,112 @@
+"""The assembled model: config parsing, compute_loss on the real Struct2depth example, inference helpers."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from formats.struct2depth import read_record
+from model import geometry
+from model.depth_motion_model import DepthMotionModel, ModelConfig, imagenet_normalize, layer_norm_noise_stddev
+
+HEIGHT, WIDTH = 64, 96
+
+
+def _example_batch(real_data, height=HEIGHT, width=WIDTH):
+    """The erfurt_93/0000000002 triplet, cropped to height x width around the image centre (K shifted)."""
+    frames, seg_masks, intrinsics = read_record(real_data / "struct2depth_example", "erfurt_93", "0000000002")
+    top = (frames[0].shape[0] - height) // 2
+    left = (frames[0].shape[1] - width) // 2
+    crop = (slice(top, top + height), slice(left, left + width))
+    images = np.concatenate([frame[crop] for frame in frames], axis=-1).astype(np.float32) / 255.0
+    segmentation = np.stack([mask[crop] for mask in seg_masks], axis=-1)
+    intrinsics = intrinsics.astype(np.float32).copy()
+    intrinsics[0, 2] -= left
+    intrinsics[1, 2] -= top
+    return {
+        "images": images[None],
+        "images_normalized": imagenet_normalize(images[None]),
+        "segmentation": segmentation[None],
+        "intrinsics": intrinsics[None],
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    return DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH))
+
+
+def test_from_params_ignores_unrelated_keys():
+    config = ModelConfig.from_params({"img_width": 224, "img_height": 64, "batch_size": 4, "learning_rate": 5e-4,
+                                      "foreground_dilation": 3})
+    assert (config.img_width, config.img_height, config.foreground_dilation) == (224, 64, 3)
+    assert config.ssim_weight == 3.0 and config.motion_smoothing_weight == 1e-3
+    with pytest.raises(ValueError):
+        ModelConfig(img_height=100, img_width=96)
+
+
+def test_noise_ramp():
+    assert float(layer_norm_noise_stddev(0, 10000)) == 0.0
+    assert float(layer_norm_noise_stddev(5000, 10000)) == pytest.approx(0.125)
+    assert float(layer_norm_noise_stddev(10**6, 10000)) == pytest.approx(0.5)
+
+
+def test_variables_built_in_init(model):
+    assert len(model.depth_net.trainable_variables) > 50
+    assert len(model.motion_net.trainable_variables) > 50
+
+
+def test_compute_loss_on_real_example_has_finite_gradients(real_data, model):
+    batch = _example_batch(real_data)
+    assert batch["segmentation"].max() > 0, "the example crop should contain objects"
+    with tf.GradientTape() as tape:
+        result = model.compute_loss(batch, tf.constant(2000, tf.int64), training=True)
+    names = ["rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
+             "rotation_consistency", "translation_consistency"]
+    for name in names + ["total"]:
+        assert result[name].shape == () and np.isfinite(result[name].numpy()), name
+    assert float(result["total"]) == pytest.approx(sum(float(result[name]) for name in names), rel=1e-5)
+    assert float(result["rgb"]) > 0 and float(result["ssim"]) > 0
+    assert result["intrinsics"].shape == (1, 3, 3) and result["depth"].shape == (1, HEIGHT, WIDTH, 1)
+    variables = model.trainable_variables
+    gradients = tape.gradient(result["total"], variables)
+    missing = [v.path for v, g in zip(variables, gradients) if g is None]
+    assert not missing, missing
+    assert all(np.all(np.isfinite(g.numpy())) for g in gradients)
+    # Depth and motion both receive signal.
+    assert float(tf.linalg.global_norm([g for v, g in zip(variables, gradients) if "disp1" in v.path])) > 0
+
+
+def test_given_intrinsics_are_used_without_learning(real_data):
+    model = DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False,
+                                         motion_field_mode="mask_free"))
+    batch = _example_batch(real_data)
+    result = model.compute_loss(batch, tf.constant(0, tf.int64))
+    np.testing.assert_allclose(result["intrinsics"].numpy(), batch["intrinsics"], rtol=1e-6)
+    assert np.isfinite(float(result["total"])) and float(result["motion_sparsity"]) > 0
+
+
+def test_predict_depth_flip_is_min_of_both(model):
+    images = tf.random.stateless_uniform([2, HEIGHT, WIDTH, 3], seed=[1, 2])
+    plain = model.predict_depth(images, flip_augment=False)
+    flipped = tf.reverse(model.predict_depth(tf.reverse(images, [2]), flip_augment=False), [2])
+    np.testing.assert_allclose(model.predict_depth(images).numpy(), np.minimum(plain, flipped), rtol=1e-5)
+    assert np.all(plain.numpy() > 0)
+
+
+def test_predict_egomotion_averages_both_directions(model):
+    image_a = tf.random.stateless_uniform([1, HEIGHT, WIDTH, 3], seed=[3, 4])
+    image_b = tf.random.stateless_uniform([1, HEIGHT, WIDTH, 3], seed=[5, 6])
+    rotation, translation, intrinsics = model.predict_egomotion(image_a, image_b)
+    angles_ab, t_ab, _, k_ab = model.motion_net(tf.concat([image_a, image_b], -1))
+    angles_ba, t_ba, _, k_ba = model.motion_net(tf.concat([image_b, image_a], -1))
+    r_ab, r_ba = geometry.matrix_from_angles(angles_ab)[0].numpy(), geometry.matrix_from_angles(angles_ba)[0].numpy()
+    expected_rotation = 0.5 * (r_ab + np.linalg.inv(r_ba))
+    np.testing.assert_allclose(rotation[0].numpy(), expected_rotation, atol=1e-6)
+    expected_translation = 0.5 * (t_ab.numpy().reshape(3) - expected_rotation @ t_ba.numpy().reshape(3))
+    np.testing.assert_allclose(translation[0].numpy(), expected_translation, atol=1e-6)
+    np.testing.assert_allclose(intrinsics.numpy(), 0.5 * (k_ab + k_ba).numpy(), rtol=1e-6)
+
+
+def test_compute_loss_in_tf_function(model, real_data):
+    batch = {k: tf.convert_to_tensor(v) for k, v in _example_batch(real_data).items()}
+    compiled = tf.function(lambda b, s: model.compute_loss(b, s)["total"])
+    assert np.isfinite(float(compiled(batch, tf.constant(10, tf.int64))))
