@@ -87,3 +87,30 @@ def test_kitti_eigen_dataset_on_the_real_mini_sample(real_data, tmp_path):
     # the shipped 697-frame list is the default; without the data every file is reported missing
     with pytest.raises(FileNotFoundError, match="1394 files of the test list are missing"):
         depth_evaluation.kitti_eigen_samples(tmp_path)
+
+
+def test_cityscapes_ground_truth_from_disparity_and_crop(tmp_path):
+    split, city, stem = "test", "berlin", "berlin_000000_000019"
+    depth = np.full((20, 40), 10.0)
+    depth[12:, :] = 5.0
+    baseline, fx = 0.2, 500.0
+    encoded = np.round(baseline * fx / depth * 256.0 + 1.0).astype(np.uint16)  # p = 256 d + 1
+    encoded[0, :] = 0  # invalid
+    for folder, name, writer in (("disparity", f"{stem}_disparity.png", lambda p: cv2.imwrite(str(p), encoded)),
+                                 ("leftImg8bit", f"{stem}_leftImg8bit.png",
+                                  lambda p: cv2.imwrite(str(p), np.clip(2.0 / depth * 255, 0, 255).astype(np.uint8)
+                                                        [:, :, None].repeat(3, axis=2))),
+                                 ("camera", f"{stem}_camera.json",
+                                  lambda p: p.write_text(json.dumps({"extrinsic": {"baseline": baseline},
+                                                                     "intrinsic": {"fx": fx}})))):
+        path = tmp_path / folder / split / city / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer(path)
+    gt = depth_evaluation.cityscapes_depth(tmp_path / "disparity" / split / city / f"{stem}_disparity.png",
+                                           tmp_path / "camera" / split / city / f"{stem}_camera.json")
+    assert np.all(gt[0] == 0)
+    np.testing.assert_allclose(gt[1:], depth[1:], rtol=1e-3)  # 256-step disparity quantisation
+    (sample,) = depth_evaluation.cityscapes_samples(tmp_path, split, crop_box=(2, 18, 4, 36))
+    assert sample.crop_box == (2, 18, 4, 36) and sample.load_ground_truth().shape == (16, 32)
+    result = depth_evaluation.evaluate([sample], FakePredictor(image_size=(8, 16)), crop="none", num_images=0)
+    assert result["model"]["abs_rel"] < 0.05 < result["constant_baseline"]["abs_rel"]
