@@ -2,15 +2,56 @@
 
 Conventions: images are RGB uint8 (H, W, 3); intrinsics are 3x3 float64 K in pixels of the image they
 travel with (pixel centres at integer coordinates, see ``formats.camera``); masks are uint8 (H, W)
-instance ids with 0 = static background.
+instance ids with 0 = static background. Sizes are (width, height); crop boxes are
+(top, bottom, left, right) in native pixels, bottom/right exclusive.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
+
+# Dead-letter reason codes: a reason is written "<code>: <detail>" and the manifest counts by code.
+CORRUPT_VIDEO = "corrupt_video"
+TRUNCATED_VIDEO = "truncated_video"
+UNREADABLE_FRAME = "unreadable_frame"
+MISSING_CALIBRATION = "missing_calibration"
+SIZE_CHANGE = "size_change"
+NON_MONOTONIC_TIMESTAMP = "non_monotonic_timestamp"
+MISSING_TIMESTAMP = "missing_timestamp"
+MISSING_MASK = "missing_mask"
+BAD_MASK = "bad_mask"
+RESOLVE_FAILED = "resolve_failed"
+DOWNLOAD_FAILED = "download_failed"
+NO_INPUT = "no_input"
+
+
+@dataclasses.dataclass
+class FrameRef:
+    """A raw frame stored as one image file, planned for decoding (sources with one file per frame)."""
+
+    source: str
+    sequence: str
+    index: int                  # 0-based position among the sampled frames of the sequence
+    raw_index: int              # index of the raw frame in its sequence (file number, frame number)
+    path: str                   # local path or any Beam filesystem URL (gs://...)
+    timestamp: float            # seconds from the start of the sequence
+    intrinsics: Tuple[float, ...]   # 9 values of K at native resolution, row-major; () = unknown (guess)
+    segment: int = 0            # triplets never span two segments (cut, missing frame, burst boundary)
+    groundtruth_dir: Optional[str] = None
+    crop: str = "none"          # "none" or "cityscapes" (rows 1/4..3/4, columns 192/2048..1856/2048)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInput:
+    """One video file to decode as one sequence."""
+
+    source: str
+    sequence: str
+    path: str                   # local path or any Beam filesystem URL
+    groundtruth_dir: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -28,6 +69,27 @@ class Frame:
     native_image: Optional[np.ndarray] = None  # RGB uint8 at raw resolution, kept only if a segmenter asks
     groundtruth_dir: Optional[str] = None      # synthetic world: the sequence's groundtruth/ folder
     raw_index: Optional[int] = None            # index of the raw frame within its sequence
+    segment: int = 0                           # see FrameRef.segment
+    native_size: Optional[Tuple[int, int]] = None              # (width, height) of the raw frame
+    crop_box: Optional[Tuple[int, int, int, int]] = None       # crop applied before the resize
+
+
+@dataclasses.dataclass
+class Triplet:
+    """Three consecutive frames of one sequence, ready to be written as record ``record_id``."""
+
+    sequence: str
+    record_id: str
+    frames: Tuple[Frame, Frame, Frame]
+    masks: Tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Filtered:
+    """An input left out on purpose (not an error): e.g. an Eigen test scene or a static triplet."""
+
+    reason: str
+    item: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,3 +102,12 @@ class DeadLetter:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @property
+    def code(self) -> str:
+        """The reason code, e.g. ``unreadable_frame`` for ``unreadable_frame: empty file``."""
+        return self.reason.split(":", 1)[0].strip()
+
+
+def dead_letter(source: str, frame: str, code: str, detail: str = "") -> DeadLetter:
+    return DeadLetter(source=source, frame=frame, reason=f"{code}: {detail}" if detail else code)

@@ -1,0 +1,171 @@
+"""The preprocessing pipeline: raw footage -> Struct2depth records (see docs/preprocessing.md).
+
+Graph (every source ends in a PCollection of ``Frame``)::
+
+    input --list--> sequences --plan--> FrameRefs --Reshuffle--> DecodeFrame --+
+    video/youtube8m --list/fetch--> VideoInput --Reshuffle--> DecodeVideo -----+--> Frames
+    Frames --segmenter--> masked Frames --GroupByKey(sequence)--> AssembleTriplets --> WriteTriplet
+    written records, dead letters, filtered inputs, sequence summaries --> Finalize (lists, manifest)
+
+Runs on the DirectRunner and unchanged on Dataflow: inputs are listed inside DoFns (through Beam's
+filesystems), so building the graph touches no data.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Dict, List, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from formats import atomic
+from pipelines import fileio
+from pipelines.config import PreprocessConfig
+from pipelines.masking import make_segmenter, needs_native_image
+from pipelines.records import DeadLetter, Frame
+from pipelines.sources import (DEAD_LETTER, FILTERED, DecodeFrame, ListCityscapesSequences, ListImageFolders,
+                               ListKittiDrives, PlanCityscapesSequence, PlanImageFolder, PlanKittiDrive)
+from pipelines.triplets import SEQUENCES, AssembleTriplets
+from pipelines.video import DecodeVideo, ListVideos
+from pipelines.writers import MANIFEST, Finalize, WriteTriplet
+from pipelines.youtube8m import FetchYouTube8M, input_ids
+
+LOGGER = logging.getLogger(__name__)
+
+
+class ReadFrames(beam.PTransform):
+    """The ``config.source`` source: pipeline root -> (frames, dead letters, filtered inputs)."""
+
+    def __init__(self, config: PreprocessConfig, keep_native: bool = False):
+        super().__init__()
+        self.config = config
+        self.keep_native = keep_native
+
+    def expand(self, root):
+        config = self.config
+        letters: List = []
+        filtered: List = []
+        if config.source in ("kitti_raw", "cityscapes", "image_folder"):
+            lister, planner = {
+                "kitti_raw": (ListKittiDrives(config), PlanKittiDrive(config)),
+                "cityscapes": (ListCityscapesSequences(config), PlanCityscapesSequence(config)),
+                "image_folder": (ListImageFolders(), PlanImageFolder(config)),
+            }[config.source]
+            listed = (root | "Input" >> beam.Create([config.input])
+                      | "ListSequences" >> beam.ParDo(lister).with_outputs(DEAD_LETTER, main="sequences"))
+            planned = (listed.sequences | "SpreadSequences" >> beam.Reshuffle()
+                       | "PlanFrames" >> beam.ParDo(planner).with_outputs(DEAD_LETTER, FILTERED, main="refs"))
+            decoded = (planned.refs | "SpreadFrames" >> beam.Reshuffle()
+                       | "DecodeFrames" >> beam.ParDo(DecodeFrame(config, self.keep_native))
+                       .with_outputs(DEAD_LETTER, main="frames"))
+            letters += [listed[DEAD_LETTER], planned[DEAD_LETTER], decoded[DEAD_LETTER]]
+            filtered.append(planned[FILTERED])
+        elif config.source in ("video", "youtube8m"):
+            if config.source == "video":
+                listed = (root | "Input" >> beam.Create([config.input])
+                          | "ListVideos" >> beam.ParDo(ListVideos()).with_outputs(DEAD_LETTER, main="videos"))
+            else:
+                listed = (root | "Ids" >> beam.Create(input_ids(config))
+                          | "SpreadIds" >> beam.Reshuffle()
+                          | "Fetch" >> beam.ParDo(FetchYouTube8M(config)).with_outputs(DEAD_LETTER, main="videos"))
+            decoded = (listed.videos | "SpreadVideos" >> beam.Reshuffle()
+                       | "DecodeVideos" >> beam.ParDo(DecodeVideo(config, self.keep_native))
+                       .with_outputs(DEAD_LETTER, main="frames"))
+            letters += [listed[DEAD_LETTER], decoded[DEAD_LETTER]]
+        else:
+            raise ValueError(f"unknown source {config.source!r}")
+        return decoded.frames, letters, filtered
+
+
+class _SplitSegmenterOutput(beam.DoFn):
+    def process(self, element):
+        if isinstance(element, DeadLetter):
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, element)
+        elif isinstance(element, Frame):
+            yield element
+        else:
+            raise TypeError(f"a segmenter emitted {type(element).__name__}; expected Frame or DeadLetter")
+
+
+def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional[beam.PTransform] = None) -> Dict:
+    """Add the whole preprocessing graph to ``pipeline``; returns its main PCollections by name."""
+    segmenter = segmenter or make_segmenter(config.segmenter, dict(config.segmenter_options))
+    frames, letters, filtered = pipeline | "Read" >> ReadFrames(config, needs_native_image(segmenter))
+    masked = (frames | "Mask" >> segmenter
+              | "SplitMaskErrors" >> beam.ParDo(_SplitSegmenterOutput()).with_outputs(DEAD_LETTER, main="frames"))
+    letters.append(masked[DEAD_LETTER])
+    assembled = (masked.frames
+                 | "KeyBySequence" >> beam.Map(lambda frame: (frame.sequence, frame))
+                 | "GroupSequences" >> beam.GroupByKey()
+                 | "AssembleTriplets" >> beam.ParDo(AssembleTriplets(config))
+                 .with_outputs(DEAD_LETTER, FILTERED, SEQUENCES, main="triplets"))
+    letters.append(assembled[DEAD_LETTER])
+    filtered.append(assembled[FILTERED])
+    written = assembled.triplets | "WriteRecords" >> beam.ParDo(WriteTriplet(config))
+    all_letters = letters | "AllDeadLetters" >> beam.Flatten()
+    all_filtered = filtered | "AllFiltered" >> beam.Flatten()
+    frames_read = frames | "CountFrames" >> beam.combiners.Count.Globally()
+    manifest = (written
+                | "CollectRecords" >> beam.combiners.ToList()
+                | "Finalize" >> beam.ParDo(Finalize(config),
+                                           beam.pvalue.AsList(all_letters),
+                                           beam.pvalue.AsList(all_filtered),
+                                           beam.pvalue.AsList(assembled[SEQUENCES]),
+                                           beam.pvalue.AsSingleton(frames_read)))
+    return {"frames": frames, "triplets": assembled.triplets, "written": written, "dead_letters": all_letters,
+            "manifest": manifest}
+
+
+def prepare_output(output: str) -> None:
+    """Before a run into a local folder: create it, drop the old manifest (an output without a manifest is
+    incomplete) and remove temporaries a killed run left behind."""
+    if fileio.is_remote(output):
+        return
+    os.makedirs(output, exist_ok=True)
+    manifest = os.path.join(output, MANIFEST)
+    if os.path.exists(manifest):
+        os.unlink(manifest)
+    atomic.remove_stale_temporaries(output)
+
+
+def local_runner(options: PipelineOptions):
+    """For ``--runner=DirectRunner`` (or none): Beam's local batch engine, the FnApiRunner, directly.
+
+    Beam 2.77's DirectRunner first tries the Prism runner, whose binary it downloads at run time; the
+    FnApiRunner is what it falls back to, and it honours ``--direct_num_workers`` and
+    ``--direct_running_mode``. Any other runner name is left to Beam (returns None).
+    """
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    if runner not in (None, "DirectRunner"):
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=provision)
+
+
+def run(config: PreprocessConfig, beam_args: Sequence[str] = (), wait: bool = True):
+    """Build and run the pipeline with Beam options ``beam_args``; returns the PipelineResult."""
+    if not config.input and config.source != "youtube8m":
+        raise ValueError("--input is required for source " + config.source)
+    if not config.output:
+        raise ValueError("--output is required")
+    options = PipelineOptions(list(beam_args))
+    prepare_output(config.output)
+    pipeline = beam.Pipeline(runner=local_runner(options), options=options)
+    build(pipeline, config)
+    result = pipeline.run()
+    if wait:
+        result.wait_until_finish()
+    return result
+
+
+def read_manifest(output: str) -> dict:
+    return json.loads(fileio.read_text(fileio.join(output, MANIFEST)))

@@ -1,0 +1,119 @@
+"""Output: Struct2depth records, ``train.txt`` / ``val.txt``, ``dead_letter.jsonl`` and ``manifest.json``.
+
+Every file is written atomically (``formats.atomic`` locally; object stores publish on close). Lists and
+the dead-letter file are sorted, and the manifest holds no clock time or runner detail, so re-running
+the same job over the same input gives identical bytes. The manifest is written last: an output folder
+with a manifest is complete.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable, List
+
+import apache_beam as beam
+
+from formats import atomic
+from formats.struct2depth import (encode_png, format_intrinsics, pack_triplet, record_paths, segmentation_triplet,
+                                  write_record)
+from pipelines import fileio
+from pipelines.config import PreprocessConfig
+from pipelines.records import DeadLetter, Triplet
+from pipelines.sampling import assign_splits
+from pipelines.sources import _counter
+
+MANIFEST = "manifest.json"
+DEAD_LETTER_FILE = "dead_letter.jsonl"
+MANIFEST_VERSION = 1
+_RECORD_FILE = re.compile(r"^\d{10}(\.png|-fseg\.png|_cam\.txt)$")
+
+
+def write_triplet(output: str, triplet: Triplet) -> None:
+    """Write one record; the triplet image last, so a record whose image exists is complete."""
+    images = [frame.image for frame in triplet.frames]
+    intrinsics = triplet.frames[1].intrinsics
+    if not fileio.is_remote(output):
+        write_record(output, triplet.sequence, triplet.record_id, images, triplet.masks, intrinsics)
+        return
+    image_path, seg_path, cam_path = (fileio.join(output, triplet.sequence, os.path.basename(str(p)))
+                                      for p in record_paths("", triplet.sequence, triplet.record_id))
+    fileio.write_bytes(seg_path, encode_png(segmentation_triplet(triplet.masks)))
+    fileio.write_text(cam_path, format_intrinsics(intrinsics))
+    fileio.write_bytes(image_path, encode_png(pack_triplet(images)))
+
+
+class WriteTriplet(beam.DoFn):
+    """Triplet -> written record; emits (sequence, record id)."""
+
+    def __init__(self, config: PreprocessConfig):
+        self.config = config
+
+    def process(self, triplet: Triplet):
+        write_triplet(self.config.output, triplet)
+        _counter("triplets_written").inc()
+        yield triplet.sequence, triplet.record_id
+
+
+def dead_letter_text(letters: Iterable[DeadLetter]) -> str:
+    return "".join(line + "\n" for line in sorted({letter.to_json() for letter in letters}))
+
+
+def build_manifest(config: PreprocessConfig, written, splits, letters, filtered, sequences, frames_read: int) -> dict:
+    by_split = collections.Counter(splits[sequence] for sequence, _ in written)
+    sequences = [dict(entry, split=splits.get(entry["sequence"], "train")) for entry in sequences]
+    return {
+        "format": "struct2depth",
+        "version": MANIFEST_VERSION,
+        "record_id": "raw index of the middle frame, 10 digits",
+        "parameters": config.manifest_parameters(),
+        "counts": {
+            "frames_read": int(frames_read),
+            "triplets_written": len(written),
+            "train": by_split.get("train", 0),
+            "val": by_split.get("val", 0),
+            "sequences": len(sequences),
+            "rejected": dict(sorted(collections.Counter(letter.code for letter in letters).items())),
+            "filtered": dict(sorted(collections.Counter(item.reason for item in filtered).items())),
+        },
+        "sequences": sorted(sequences, key=lambda entry: entry["sequence"]),
+        "filtered": sorted(f"{item.reason}: {item.item}" for item in filtered),
+    }
+
+
+def prune_stale_records(output: str, written) -> int:
+    """Delete record files under a local ``output`` that this run did not write (left by an earlier run with
+    other parameters or input), plus leftover temporaries. Returns the number of files removed."""
+    if fileio.is_remote(output):
+        return 0
+    keep = set(written)
+    removed = atomic.remove_stale_temporaries(output) if os.path.isdir(output) else 0
+    for path in sorted(Path(output).glob("*/*")):
+        if path.is_file() and _RECORD_FILE.match(path.name) and (path.parent.name, path.name[:10]) not in keep:
+            path.unlink()
+            removed += 1
+    return removed
+
+
+class Finalize(beam.DoFn):
+    """Runs once, after all records are written: lists, dead letters, stale-record pruning, manifest."""
+
+    def __init__(self, config: PreprocessConfig):
+        self.config = config
+
+    def process(self, written: List, letters, filtered, sequences, frames_read):
+        written = sorted(written)
+        output = self.config.output
+        splits = assign_splits([entry["sequence"] for entry in sequences] + [s for s, _ in written],
+                               self.config.val_fraction)
+        for split in ("train", "val"):
+            entries = [(sequence, record_id) for sequence, record_id in written if splits[sequence] == split]
+            fileio.write_text(fileio.join(output, f"{split}.txt"),
+                              "".join(f"{sequence} {record_id}\n" for sequence, record_id in entries))
+        fileio.write_text(fileio.join(output, DEAD_LETTER_FILE), dead_letter_text(letters))
+        prune_stale_records(output, written)
+        manifest = build_manifest(self.config, written, splits, letters, filtered, sequences, frames_read)
+        fileio.write_text(fileio.join(output, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        yield manifest

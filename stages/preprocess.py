@@ -1,0 +1,54 @@
+"""Stage ``preprocess``: raw footage -> Struct2depth records with the Beam pipeline of ``pipelines/``.
+
+    python -m stages.preprocess --source S --input PATH --output DIR [pipeline params] [Beam options]
+
+Pipeline parameters default to ``params.yaml`` section ``preprocess`` (nested keys as dotted flags, e.g.
+``--video.fps=2``). Unknown flags are Beam pipeline options (``--runner``, ``--direct_num_workers``,
+``--project``, ``--region``, ``--temp_location``, ``--setup_file`` ...); ``preprocess.beam`` in params.yaml
+supplies defaults for those not given.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import List, Mapping, Optional, Sequence
+
+from stages.common import parse_stage_args
+
+
+def beam_arguments(defaults: Mapping, unknown: Sequence[str]) -> List[str]:
+    """``unknown`` plus ``--key=value`` for every default in ``preprocess.beam`` not given on the command line."""
+    given = {argument.split("=", 1)[0].lstrip("-") for argument in unknown if argument.startswith("--")}
+    runner = next((a.split("=", 1)[1] for a in unknown if a.startswith("--runner=")), None)
+    if runner is None and "runner" in given:
+        runner = unknown[list(unknown).index("--runner") + 1]
+    arguments = list(unknown)
+    for key, value in (defaults or {}).items():
+        if key in given or value is None:
+            continue
+        if key.startswith("direct_") and runner not in (None, "DirectRunner"):
+            continue  # DirectRunner defaults mean nothing to other runners
+        arguments.append(f"--{key}={value}")
+    return arguments
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    params, _, unknown = parse_stage_args(
+        "preprocess", "Turn raw footage into Struct2depth training records (Apache Beam).", argv, allow_unknown=True)
+    from pipelines.config import config_from_params
+    from pipelines.preprocess import read_manifest, run
+
+    config = config_from_params(params)
+    arguments = beam_arguments(params.get("beam") or {}, unknown)
+    logging.info("preprocess %s %s -> %s with Beam options %s", config.source, config.input, config.output, arguments)
+    result = run(config, arguments)
+    if config.output and not config.output.startswith(("gs://", "s3://")) and str(result.state) == "DONE":
+        counts = read_manifest(config.output)["counts"]
+        logging.info("done: %s", counts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
