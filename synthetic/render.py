@@ -181,9 +181,10 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     atlas = tex.atlas()
     flat_t = hits.t.reshape(-1)
     dx, dy, dz = (r.reshape(-1) for r in hits.rays)
-    px = hits.origin[0] + flat_t * dx
-    py = hits.origin[1] + flat_t * dy
-    pz = hits.origin[2] + flat_t * dz
+    origin = hits.origin.astype(np.float32)   # float32 keeps millimetres at the scene's < 1 km scale
+    px = origin[0] + flat_t * dx
+    py = origin[1] + flat_t * dy
+    pz = origin[2] + flat_t * dz
     kind = hits.kind.reshape(-1)
     count = flat_t.size
     u = np.zeros(count, np.float32)            # texture coordinates in metres

@@ -274,12 +274,14 @@ def _movers(rng: np.random.Generator, road: Road, duration: float, camera_s0: fl
     return movers
 
 
-def _ground_raster(road: Road, s_lo: float, s_hi: float, reach: float = 45.0, cell: float = 0.2):
-    """Lookup image from world (x, z) to road coordinates (s, d), NaN where no road coordinate applies.
+def _ground_raster(road: Road, s_lo: float, s_hi: float, reach: float = 25.0, cell: float = 0.2):
+    """Lookup image from world (x, z) to road coordinates (s, d) of the cell centres (x0 + col * cell,
+    z0 + row * cell), NaN where no road coordinate applies (beyond ``reach`` metres: plain grass).
 
-    Filled by splatting (s, d) samples at 0.1 m spacing (finer than the cell; curvature is gentle)."""
-    s = np.arange(s_lo, s_hi, 0.1)
-    d = np.arange(-reach, reach, 0.1)
+    Cells are found by splatting samples 0.15 m apart (at |d| <= 25 m and curvature <= 1/120 per metre they
+    stay under 0.2 m apart, so no cell is skipped), then refined to the exact coordinates of their centres."""
+    s = np.arange(s_lo, s_hi, 0.15)
+    d = np.arange(-reach, reach, 0.15)
     ss, dd = np.meshgrid(s, d, indexing="ij")
     xz = road.point(ss, dd)
     x0, z0 = xz[..., 0].min() - cell, xz[..., 1].min() - cell
