@@ -123,20 +123,24 @@ class DepthNetwork(keras.Model):
 
     def call(self, images, training=False, noise_stddev=0.0):
         """images [B, H, W, 3] ImageNet-normalised -> depth [B, H, W, 1]. ``noise_stddev``: RLN noise (training)."""
+        return self.features(images, training=training, noise_stddev=noise_stddev)["disp1"]
+
+    def features(self, images, training=False, noise_stddev=0.0) -> Dict[str, tf.Tensor]:
+        """All named activations: econv1, pool1, conv2_1 ... conv5_2, upconv5, iconv5, ..., iconv1, disp1."""
+        outputs = {}
         x = self.conv1_conv(images)
-        econv1 = tf.nn.relu(self.conv1_bn(x, training=training, noise_stddev=noise_stddev))
-        x = tf.nn.max_pool2d(econv1, 3, 2, "SAME")
-        skips = {}
+        outputs["econv1"] = tf.nn.relu(self.conv1_bn(x, training=training, noise_stddev=noise_stddev))
+        x = outputs["pool1"] = tf.nn.max_pool2d(outputs["econv1"], 3, 2, "SAME")
         for block_name, block in zip(self.block_names, self.blocks):
-            x = block(x, training=training, noise_stddev=noise_stddev)
-            skips[block_name] = x
-        skip_for_level = {5: skips["conv4_2"], 4: skips["conv3_2"], 3: skips["conv2_2"], 2: econv1, 1: None}
+            x = outputs[block_name] = block(x, training=training, noise_stddev=noise_stddev)
+        skip_for_level = {5: "conv4_2", 4: "conv3_2", 3: "conv2_2", 2: "econv1", 1: None}
         for level in (5, 4, 3, 2, 1):
-            x = self.upconvs[level](x)
+            x = outputs[f"upconv{level}"] = self.upconvs[level](x)
             if skip_for_level[level] is not None:
-                x = tf.concat([x, skip_for_level[level]], axis=-1)
-            x = self.iconvs[level](x)
-        return self.disp1(x)
+                x = tf.concat([x, outputs[skip_for_level[level]]], axis=-1)
+            x = outputs[f"iconv{level}"] = self.iconvs[level](x)
+        outputs["disp1"] = self.disp1(x)
+        return outputs
 
     def tf1_scopes(self) -> Dict[str, keras.layers.Layer]:
         """TF1 scope (below ``depth_prediction/``) -> Keras layer."""
