@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
+from pipelines.geometry import mask_to_frame
 from pipelines.records import Frame
 
 INSTALL_HELP = (
@@ -74,8 +75,6 @@ class Detectron2Options:
     batch_size: int = 4
     classes: Optional[Sequence[str]] = None  # None: DEFAULT_MOVABLE_CLASSES present in the model
     resolution: str = "native"
-    iou_threshold: float = 0.3          # for the triplet step's align_triplet
-    erase_unmatched: bool = True        # idem
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> "Detectron2Options":
@@ -105,8 +104,6 @@ class Detectron2Options:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution!r}")
         if self.classes is not None and not self.classes:
             raise ValueError("classes must name at least one class (or be null for the default)")
-        if not 0.0 <= float(self.iou_threshold) < 1.0:
-            raise ValueError(f"iou_threshold must lie in [0, 1), got {self.iou_threshold}")
 
 
 # --- pure post-processing (no torch) --------------------------------------------------------------------
@@ -166,13 +163,6 @@ def instance_id_image(
     return ids
 
 
-def resize_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize an id image to (height, width) with pixel-centre-aligned nearest neighbour."""
-    if ids.shape == (height, width):
-        return ids
-    return cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
-
-
 def model_input_image(frame: Frame, resolution: str) -> np.ndarray:
     """The RGB image the model segments for ``frame`` (see the module docstring)."""
     if resolution == "native":
@@ -184,9 +174,14 @@ def model_input_image(frame: Frame, resolution: str) -> np.ndarray:
 
 
 def attach_mask(frame: Frame, ids: np.ndarray) -> Frame:
-    """``frame`` with ``mask`` = ``ids`` resized to ``frame.image`` and ``native_image`` dropped."""
-    height, width = frame.image.shape[:2]
-    return dataclasses.replace(frame, mask=resize_ids(ids, height, width), native_image=None)
+    """``frame`` with ``mask`` = ``ids`` mapped to ``frame.image`` and ``native_image`` dropped.
+
+    Ids computed on the working image are used as they are; ids computed on ``native_image`` go through the
+    frame's own crop and nearest-neighbour resize (``pipelines.geometry.mask_to_frame``), so cropped sources
+    such as Cityscapes stay aligned.
+    """
+    mask = ids if ids.shape == frame.image.shape[:2] else mask_to_frame(frame, ids)
+    return dataclasses.replace(frame, mask=mask, native_image=None)
 
 
 # --- Detectron2 (torch imported only in the worker) -------------------------------------------------------

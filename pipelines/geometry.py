@@ -48,13 +48,17 @@ def transform_image(
 
 
 def transform_mask(mask: np.ndarray, size: Tuple[int, int], crop_box: Optional[CropBox] = None) -> np.ndarray:
-    """The same crop and resize for an (H, W) id mask at native resolution (nearest neighbour)."""
+    """The same crop and resize for an (H, W) id mask at native resolution.
+
+    Nearest neighbour with pixel-centre alignment (``INTER_NEAREST_EXACT``: output pixel x' takes the input
+    pixel containing (x' + 0.5) / s - 0.5, the mapping ``resize_frame`` uses for images and K).
+    """
     if crop_box is not None:
         validate_crop_box(crop_box, (mask.shape[1], mask.shape[0]))
         top, bottom, left, right = crop_box
         mask = mask[top:bottom, left:right]
     if mask.shape[1] != size[0] or mask.shape[0] != size[1]:
-        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)
     return np.ascontiguousarray(mask)
 
 

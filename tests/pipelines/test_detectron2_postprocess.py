@@ -1,3 +1,4 @@
+import dataclasses
 """Detectron2 masker pieces that need no torch: options, class filtering, id assignment, resizing."""
 import importlib.util
 
@@ -5,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines import detectron2_masker as masker
+from pipelines.geometry import transform_mask
 from pipelines.records import Frame
 
 COCO_FIRST_24 = [
@@ -85,13 +87,13 @@ def test_mismatched_detection_arrays_raise():
         masker.instance_id_image(np.zeros((2, 3, 3), bool), [0.9], [0, 0], [0])
 
 
-def test_resize_ids_nearest_neighbour_keeps_ids():
+def test_id_resize_is_nearest_neighbour_with_aligned_pixel_centres():
     ids = np.array([[1, 2], [3, 0]], np.uint8)
-    np.testing.assert_array_equal(masker.resize_ids(ids, 4, 6), np.repeat(np.repeat(ids, 2, 0), 3, 1))
+    np.testing.assert_array_equal(transform_mask(ids, (6, 4)), np.repeat(np.repeat(ids, 2, 0), 3, 1))
     big = np.repeat(np.repeat(ids, 2, 0), 2, 1)
-    np.testing.assert_array_equal(masker.resize_ids(big, 2, 2), ids)
+    np.testing.assert_array_equal(transform_mask(big, (2, 2)), ids)
     odd = np.array([[5, 6, 7]], np.uint8)                  # 3 -> 1 column: the centre pixel, not the first
-    np.testing.assert_array_equal(masker.resize_ids(odd, 1, 1), [[6]])
+    np.testing.assert_array_equal(transform_mask(odd, (1, 1)), [[6]])
 
 
 def make_frame(native=True):
@@ -111,6 +113,16 @@ def test_model_input_and_attach_mask():
     result = masker.attach_mask(frame, ids)
     np.testing.assert_array_equal(result.mask, [[0, 0, 9, 9], [0, 0, 9, 9]])
     assert result.native_image is None and frame.native_image is not None
+
+
+def test_attach_mask_applies_the_frames_crop():
+    """Native ids of a cropped source (Cityscapes) go through the same crop as the image."""
+    frame = dataclasses.replace(make_frame(), crop_box=(0, 4, 4, 8))   # image (2x4) = right half, rows halved
+    ids = np.zeros((4, 8), np.uint8)
+    ids[:, 6:] = 5
+    np.testing.assert_array_equal(masker.attach_mask(frame, ids).mask, [[0, 0, 5, 5], [0, 0, 5, 5]])
+    # without the crop the same ids would land in the right quarter only
+    assert not np.array_equal(masker.attach_mask(make_frame(), ids).mask, [[0, 0, 5, 5], [0, 0, 5, 5]])
 
 
 def test_options_from_params_mapping():
