@@ -37,6 +37,10 @@ class ModelConfig:
     foreground_dilation: int = 8
     depth_normalization: str = "release"      # or "randomized_layer_norm"
     motion_field_mode: str = "masked"         # or "mask_free" (spec 8)
+    # Channel-width multipliers of the two networks. 1.0 = the release (and its TF1 checkpoints); the default
+    # CPU run of params.yaml uses slimmer networks to fit its 2-core budget (docs/training.md).
+    depth_network_width: float = 1.0
+    motion_network_width: float = 1.0
     reconstr_weight: float = 0.85
     ssim_weight: float = 3.0
     smooth_weight: float = 1e-2
@@ -83,8 +87,8 @@ class DepthMotionModel(keras.Model):
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.depth_net = DepthNetwork(normalization=config.depth_normalization)
-        self.motion_net = MotionNetwork()
+        self.depth_net = DepthNetwork(normalization=config.depth_normalization, width=config.depth_network_width)
+        self.motion_net = MotionNetwork(width=config.motion_network_width)
         height, width = config.img_height, config.img_width
         self.depth_net(tf.zeros([1, height, width, 3]))
         self.motion_net(tf.zeros([1, height, width, 6]))

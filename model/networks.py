@@ -79,6 +79,13 @@ class ResidualBlock(keras.layers.Layer):
         return scopes
 
 
+def scaled_channels(channels: int, width: float) -> int:
+    """``channels`` times the network width multiplier, at least 4 (1.0 = the release's networks)."""
+    if width <= 0:
+        raise ValueError(f"network width multiplier must be > 0, got {width}")
+    return max(4, int(round(channels * width)))
+
+
 class DepthNetwork(keras.Model):
     """ResNet-18 encoder / U-Net decoder mapping an ImageNet-normalised RGB image [B, H, W, 3] to depth
     [B, H, W, 1] (positive, unbounded, up to scale; softplus output). H and W must be multiples of 32.
@@ -86,22 +93,30 @@ class DepthNetwork(keras.Model):
     ``normalization``: "release" puts real batch norm in conv2_2, conv3_2 and conv4_2 and randomized layer
     norm elsewhere (the layout of the published checkpoints); "randomized_layer_norm" uses it everywhere (the
     paper and the initial release).
+
+    ``width`` multiplies every channel count (encoder and decoder). 1.0 is the release's ResNet-18 U-Net and
+    the only width whose variables map to the TF1 checkpoints; smaller widths are a deviation for CPU budgets
+    (the default synthetic run on 2 cores, docs/training.md).
     """
 
-    def __init__(self, normalization: str = "release", name: str = "depth_prediction", **kwargs):
+    def __init__(self, normalization: str = "release", width: float = 1.0, name: str = "depth_prediction",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         if normalization not in DEPTH_NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {DEPTH_NORMALIZATIONS}, got {normalization!r}")
         self.normalization = normalization
+        self.width = float(width)
+        stem_channels = scaled_channels(64, width)
         self.conv1_conv = keras.layers.Conv2D(
-            64, 7, strides=2, padding="same", use_bias=False, kernel_initializer=_encoder_initializer(),
+            stem_channels, 7, strides=2, padding="same", use_bias=False, kernel_initializer=_encoder_initializer(),
             name="conv1_conv",
         )
         self.conv1_bn = RandomizedLayerNormalization(name="conv1_bn")
         self.blocks: List[ResidualBlock] = []
         self.block_names: List[str] = []
-        in_channels = 64
-        for stage, filters in zip((2, 3, 4, 5), (64, 128, 256, 512)):
+        in_channels = stem_channels
+        for stage, base_filters in zip((2, 3, 4, 5), (64, 128, 256, 512)):
+            filters = scaled_channels(base_filters, width)
             for index in (1, 2):
                 block_name = f"conv{stage}_{index}"
                 strides = 2 if (index == 1 and stage > 2) else 1
@@ -113,7 +128,8 @@ class DepthNetwork(keras.Model):
 
         decoder_args = dict(kernel_initializer="glorot_uniform", bias_initializer="zeros")
         self.upconvs, self.iconvs = {}, {}
-        for level, filters in zip((1, 2, 3, 4, 5), DECODER_FILTERS):
+        for level, base_filters in zip((1, 2, 3, 4, 5), DECODER_FILTERS):
+            filters = scaled_channels(base_filters, width)
             self.upconvs[level] = keras.layers.Conv2DTranspose(
                 filters, 3, strides=2, padding="same", activation="relu", name=f"upconv{level}", **decoder_args
             )
@@ -205,19 +221,22 @@ class MotionNetwork(keras.Model):
       residual translation field [B, H, W, 3] on b's pixel grid, intrinsics K [B, 3, 3] (pixels).
     As in the release, the residual field is refined starting from the background translation (so it contains
     an upsampled copy of it); the mobile mask gates it outside the network.
+    ``width`` multiplies the encoder's channel counts (and so the refinements'); 1.0 is the release.
     """
 
-    def __init__(self, name: str = "MotionFieldNet", **kwargs):
+    def __init__(self, width: float = 1.0, name: str = "MotionFieldNet", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.width = float(width)
+        encoder_filters = [scaled_channels(filters, width) for filters in MOTION_ENCODER_FILTERS]
         self.encoder = [
             keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu",
                                 kernel_initializer="glorot_uniform", name=f"Conv{index}")
-            for index, filters in enumerate(MOTION_ENCODER_FILTERS, start=1)
+            for index, filters in enumerate(encoder_filters, start=1)
         ]
         self.background_motion = keras.layers.Conv2D(6, 1, use_bias=False, kernel_initializer="glorot_uniform",
                                                      name="background_motion")
         # Refinements in order Conv7, Conv6, ..., Conv1, then the input images (6 channels).
-        refinement_channels = list(reversed(MOTION_ENCODER_FILTERS)) + [6]
+        refinement_channels = list(reversed(encoder_filters)) + [6]
         self.refinement_sources = [f"Conv{index}" for index in range(7, 0, -1)] + ["images"]
         self.refinements = [
             MotionFieldRefinement(channels, index, name=f"refine_{source}")

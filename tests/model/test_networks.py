@@ -118,3 +118,17 @@ def test_residual_field_starts_from_background_translation():
         refinement.bottleneck.kernel.assign(tf.zeros_like(refinement.bottleneck.kernel))
     _, translation, residual, _ = network(images)
     np.testing.assert_allclose(residual.numpy(), np.broadcast_to(translation.numpy(), residual.shape), rtol=1e-5)
+
+
+def test_width_multiplier_scales_every_channel_count():
+    """A slimmer network (the CPU default) keeps the architecture; only channel counts change."""
+    slim = DepthNetwork(width=0.5)
+    features = slim.features(tf.zeros([1, 64, 96, 3]))
+    assert features["econv1"].shape[-1] == 32 and features["conv5_2"].shape[-1] == 256
+    assert features["iconv1"].shape[-1] == 8 and features["disp1"].shape == (1, 64, 96, 1)
+    motion = MotionNetwork(width=0.25)
+    rotation, translation, residual, intrinsics = motion(tf.zeros([2, 64, 96, 6]))
+    assert [conv.filters for conv in motion.encoder] == [4, 8, 16, 32, 64, 128, 256]
+    assert rotation.shape == (2, 3) and residual.shape == (2, 64, 96, 3) and intrinsics.shape == (2, 3, 3)
+    with pytest.raises(ValueError, match="width"):
+        DepthNetwork(width=0.0)

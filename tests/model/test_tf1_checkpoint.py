@@ -132,3 +132,11 @@ def test_skip_rules():
     assert is_skipped("depth_prediction/conv1/conv/kernel/Adam_1")
     assert is_skipped("global_step") and is_skipped("beta1_power") and is_skipped("beta2_power")
     assert not is_skipped("MotionFieldNet/Scales/rotation")
+
+
+def test_slim_network_cannot_load_release_shapes(tmp_path):
+    """Only width 1.0 matches the published checkpoints: a slim model gets a shape-mismatch error, not garbage."""
+    prefix = _write_tf1_checkpoint(tmp_path / "model-1", _spec_table())
+    slim = DepthMotionModel(ModelConfig(img_height=64, img_width=96, depth_network_width=0.5))
+    with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
+        load_tf1_checkpoint(slim, prefix)
