@@ -1,0 +1,87 @@
+"""Load a trained checkpoint for inference: depth, ego-motion and learned intrinsics as numpy arrays.
+
+    model = InferenceModel.from_checkpoint("checkpoints/train")        # directory -> newest checkpoint
+    model = InferenceModel.from_checkpoint("checkpoints/train/model-3000")
+    depth = model.predict_depth(images)          # images [B, H, W, 3] float32 in [0, 1], (H, W) = model.image_size
+    R, t, K = model.predict_egomotion(image_a, image_b)   # T_a_from_b (spec 2.5), learned K
+
+The network is rebuilt from ``model_config.json`` beside the checkpoint (written by ``model/trainer.py``), and
+only the model's variables are restored (optimizer state is ignored). Inference is deterministic: no
+layer-norm noise, batch norm on its moving statistics.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from model.depth_motion_model import DepthMotionModel, ModelConfig
+from model.trainer import MODEL_CONFIG_FILE, make_checkpoint
+
+
+class InferenceModel:
+    """A DepthMotionModel restored from a training checkpoint, with numpy in and out."""
+
+    def __init__(self, model: DepthMotionModel, checkpoint_path: str):
+        self.model = model
+        self.checkpoint_path = checkpoint_path
+        self._depth = {flip: tf.function(lambda images, flip=flip: model.predict_depth(images, flip_augment=flip),
+                                         reduce_retracing=True) for flip in (False, True)}
+        self._egomotion = tf.function(model.predict_egomotion, reduce_retracing=True)
+
+    @classmethod
+    def from_checkpoint(cls, path) -> "InferenceModel":
+        """``path``: a checkpoint prefix (``.../model-3000``) or a checkpoint directory (its newest checkpoint)."""
+        path = Path(path)
+        if path.is_dir():
+            prefix = tf.train.latest_checkpoint(str(path))
+            if prefix is None:
+                raise FileNotFoundError(f"no checkpoint in directory {path}")
+        else:
+            prefix = str(path)
+            if not Path(prefix + ".index").is_file():
+                raise FileNotFoundError(f"{prefix}: no such checkpoint (expected {prefix}.index)")
+        config_path = Path(prefix).parent / MODEL_CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path} not found: it is written by the trainer beside its checkpoints")
+        config = ModelConfig(**json.loads(config_path.read_text()))
+        model = DepthMotionModel(config)
+        make_checkpoint(model).restore(prefix).expect_partial().assert_existing_objects_matched()
+        return cls(model, prefix)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """(height, width) in pixels that the network was trained at and expects."""
+        return self.config.img_height, self.config.img_width
+
+    def _check_images(self, images, name: str) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[1:] != (*self.image_size, 3):
+            raise ValueError(f"{name} must be [B, {self.image_size[0]}, {self.image_size[1]}, 3], "
+                             f"got {list(images.shape)}")
+        if not np.all(np.isfinite(images)):
+            raise ValueError(f"{name} contains NaN or Inf")
+        return images
+
+    def predict_depth(self, images, flip_augment: bool = True) -> np.ndarray:
+        """Depth [B, H, W] (up to scale) of RGB images [B, H, W, 3] float32 in [0, 1].
+
+        ``flip_augment``: min(depth(x), flip(depth(flip(x)))), as the release's inference graph.
+        """
+        images = self._check_images(images, "images")
+        return self._depth[bool(flip_augment)](tf.constant(images)).numpy()[..., 0]
+
+    def predict_egomotion(self, image_a, image_b):
+        """(R [B, 3, 3], t [B, 3], K [B, 3, 3]) numpy: T_a_from_b maps points of camera b into camera a,
+        averaged over both input orders (spec 2.5); K is the intrinsics head's estimate in pixels."""
+        image_a = self._check_images(image_a, "image_a")
+        image_b = self._check_images(image_b, "image_b")
+        rotation, translation, intrinsics = self._egomotion(tf.constant(image_a), tf.constant(image_b))
+        return rotation.numpy(), translation.numpy(), intrinsics.numpy()
