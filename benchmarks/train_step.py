@@ -98,7 +98,8 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
                 parameters = sum(int(np.prod(v.shape)) for v in variables)
         ratio = results["step"] / results["fwd+bwd"]
         line = ", ".join(f"{name} {value:.3f} s" for name, value in results.items())
-        print(f"{height}x{width} batch {batch_size} ({parameters / 1e6:.1f} M params): {line}; "
+        widths = f"widths depth {model_config.depth_network_width} motion {model_config.motion_network_width}"
+        print(f"{height}x{width} batch {batch_size}, {widths} ({parameters / 1e6:.1f} M params): {line}; "
               f"ratio step/fwd+bwd {ratio:.2f} (target <= 1.3); input {input_rate:.0f} examples/s "
               f"({input_rate / batch_size * results['step']:.0f}x what the step consumes)", flush=True)
 
@@ -111,7 +112,12 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--xla", action="store_true", help="also time the step with jit_compile=True")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a train: parameter, e.g. --set motion_network_width=1.0 (repeatable)")
     args = parser.parse_args()
+    for item in args.set:
+        key, value = item.split("=", 1)
+        params[key] = type(params[key])(value) if key in params else value
     for size in args.sizes.split(","):
         height, width = (int(value) for value in size.split("x"))
         benchmark(height, width, args.batch_size, args.steps, args.xla, params)
