@@ -37,11 +37,10 @@ import tensorflow as tf
 
 from formats import struct2depth
 from formats.struct2depth import RecordFormatError
+from model.depth_motion_model import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
 
 LOGGER = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FLIP_RULES = ("pixel_center", "release")
 
 
@@ -236,11 +235,9 @@ class RecordDataset:
                 lambda: (tf.reverse(images, [1]), tf.reverse(segmentation, [1]),
                          flip_intrinsics(intrinsics, config.img_width, config.flip_rule)),
                 lambda: (images, segmentation, intrinsics))
-        mean = tf.constant(IMAGENET_MEAN * 3, tf.float32)
-        std = tf.constant(IMAGENET_STD * 3, tf.float32)
         return {
             "images": images,
-            "images_normalized": (images - mean) / std,
+            "images_normalized": imagenet_normalize(images),
             "segmentation": segmentation,
             "intrinsics": intrinsics,
         }
