@@ -41,6 +41,15 @@ class ModelConfig:
     # CPU run of params.yaml uses slimmer networks to fit its 2-core budget (docs/training.md).
     depth_network_width: float = 1.0
     motion_network_width: float = 1.0
+    # Initial value of the motion net's learned rotation and translation scales (0.01 in the release). With
+    # 0.01 the predicted translation stays ~20x too small for thousands of steps at CPU learning rates, and
+    # depth gets almost no photometric signal; params.yaml's CPU run uses 0.1 (docs/training.md).
+    motion_scale_initial_value: float = 0.01
+    # Deviation option (off in the release): make the background motion of the two input orders exact opposites,
+    # (m_ij - m_ji) / 2 and (m_ji - m_ij) / 2, for rotation angles and translation. It removes the shortcut of
+    # a motion net that ignores the input order and predicts one constant motion for both directions, which
+    # short CPU runs fall into (docs/training.md); the release relies on the cycle-consistency losses instead.
+    antisymmetric_motion: bool = False
     reconstr_weight: float = 0.85
     ssim_weight: float = 3.0
     smooth_weight: float = 1e-2
@@ -75,6 +84,14 @@ def imagenet_normalize(images: tf.Tensor) -> tf.Tensor:
     return (images - mean) / std
 
 
+def antisymmetric_pair(forward: tf.Tensor, backward: tf.Tensor):
+    """((forward - backward) / 2, (backward - forward) / 2): the odd part of a motion predicted for both input
+    orders. Exact for translations without rotation and first-order exact for small rotation angles; anything
+    the network predicts regardless of the order (an even part) cancels."""
+    odd = 0.5 * (forward - backward)
+    return odd, -odd
+
+
 def layer_norm_noise_stddev(step, rampup_steps: int) -> tf.Tensor:
     """Spec 2.2 schedule: 0.5 * min(step / rampup_steps, 1)^2."""
     progress = tf.minimum(tf.cast(step, tf.float32) / float(max(rampup_steps, 1)), 1.0)
@@ -88,7 +105,8 @@ class DepthMotionModel(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         self.depth_net = DepthNetwork(normalization=config.depth_normalization, width=config.depth_network_width)
-        self.motion_net = MotionNetwork(width=config.motion_network_width)
+        self.motion_net = MotionNetwork(width=config.motion_network_width,
+                                        scale_initial_value=config.motion_scale_initial_value)
         height, width = config.img_height, config.img_width
         self.depth_net(tf.zeros([1, height, width, 3]))
         self.motion_net(tf.zeros([1, height, width, 6]))
@@ -132,6 +150,9 @@ class DepthMotionModel(keras.Model):
             rotation_ij, rotation_ji = tf.split(rotation, 2)
             background_ij, background_ji = tf.split(background, 2)
             residual_ij, residual_ji = tf.split(residual, 2)
+            if config.antisymmetric_motion:
+                rotation_ij, rotation_ji = antisymmetric_pair(rotation_ij, rotation_ji)
+                background_ij, background_ji = antisymmetric_pair(background_ij, background_ji)
             if config.learn_intrinsics:
                 intrinsics_ij, intrinsics_ji = tf.split(intrinsics, 2)
                 pair_intrinsics = 0.5 * (intrinsics_ij + intrinsics_ji)

@@ -21,7 +21,7 @@ BATCH_NORM_EPSILON = 1e-3
 
 DECODER_FILTERS = (16, 32, 64, 128, 256)
 MOTION_ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)
-SCALE_INITIAL_VALUE = 0.01
+SCALE_INITIAL_VALUE = 0.01   # the release's init of the learned rotation / translation scales
 SCALE_MINIMUM = 0.001
 
 
@@ -222,10 +222,16 @@ class MotionNetwork(keras.Model):
     As in the release, the residual field is refined starting from the background translation (so it contains
     an upsampled copy of it); the mobile mask gates it outside the network.
     ``width`` multiplies the encoder's channel counts (and so the refinements'); 1.0 is the release.
+    ``scale_initial_value`` initialises the two learned output scales (``Scales/rotation``, ``Scales/translation``;
+    0.01 in the release). The raw outputs move by ~learning rate per Adam step, so this init sets how fast the
+    predicted motion can grow in a short run (docs/training.md).
     """
 
-    def __init__(self, width: float = 1.0, name: str = "MotionFieldNet", **kwargs):
+    def __init__(self, width: float = 1.0, scale_initial_value: float = SCALE_INITIAL_VALUE,
+                 name: str = "MotionFieldNet", **kwargs):
         super().__init__(name=name, **kwargs)
+        if scale_initial_value < SCALE_MINIMUM:
+            raise ValueError(f"scale_initial_value must be >= {SCALE_MINIMUM}, got {scale_initial_value}")
         self.width = float(width)
         encoder_filters = [scaled_channels(filters, width) for filters in MOTION_ENCODER_FILTERS]
         self.encoder = [
@@ -246,7 +252,7 @@ class MotionNetwork(keras.Model):
                                         name="foci")
         self.offsets = keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="glorot_uniform",
                                            name="offsets")
-        scale_args = dict(shape=(), initializer=keras.initializers.Constant(SCALE_INITIAL_VALUE),
+        scale_args = dict(shape=(), initializer=keras.initializers.Constant(scale_initial_value),
                           constraint=MinimumValue(SCALE_MINIMUM))
         self.rotation_scale = self.add_weight(name="rotation", **scale_args)
         self.translation_scale = self.add_weight(name="translation", **scale_args)

@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from formats.struct2depth import read_record
 from model import geometry
-from model.depth_motion_model import DepthMotionModel, ModelConfig, imagenet_normalize, layer_norm_noise_stddev
+from model.depth_motion_model import (DepthMotionModel, ModelConfig, antisymmetric_pair, imagenet_normalize,
+                                      layer_norm_noise_stddev)
 
 HEIGHT, WIDTH = 64, 96
 
@@ -41,6 +42,15 @@ def test_from_params_ignores_unrelated_keys():
     assert config.ssim_weight == 3.0 and config.motion_smoothing_weight == 1e-3
     with pytest.raises(ValueError):
         ModelConfig(img_height=100, img_width=96)
+
+
+def test_motion_scale_initial_value_reaches_the_motion_network():
+    config = ModelConfig.from_params({"img_width": 96, "img_height": 64, "motion_scale_initial_value": 0.1,
+                                      "depth_network_width": 0.25, "motion_network_width": 0.25})
+    model = DepthMotionModel(config)
+    assert float(model.motion_net.rotation_scale) == pytest.approx(0.1)
+    assert float(model.motion_net.translation_scale) == pytest.approx(0.1)
+    assert ModelConfig().motion_scale_initial_value == 0.01   # the release's value stays the library default
 
 
 def test_noise_ramp():
@@ -82,6 +92,52 @@ def test_given_intrinsics_are_used_without_learning(real_data):
     result = model.compute_loss(batch, tf.constant(0, tf.int64))
     np.testing.assert_allclose(result["intrinsics"].numpy(), batch["intrinsics"], rtol=1e-6)
     assert np.isfinite(float(result["total"])) and float(result["motion_sparsity"]) > 0
+
+
+def test_antisymmetric_pair_keeps_the_odd_part():
+    forward, backward = tf.constant([[0.3, -0.1, 1.0]]), tf.constant([[-0.1, -0.1, -0.6]])
+    odd_forward, odd_backward = antisymmetric_pair(forward, backward)
+    np.testing.assert_allclose(odd_forward.numpy(), [[0.2, 0.0, 0.8]], rtol=1e-6)
+    np.testing.assert_allclose(odd_backward.numpy(), [[-0.2, 0.0, -0.8]], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def loss_with_motion(real_data):
+    """compute_loss of one slim model with its motion net replaced: ``motion_of_order(is_first_order)`` ->
+    (angles [3], t [3]) for the (i, j) half and the (j, i) half of the stacked pair batch."""
+    model = DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False,
+                                         depth_network_width=0.25, motion_network_width=0.25))
+    batch = _example_batch(real_data)
+    batch["segmentation"] = np.zeros_like(batch["segmentation"])    # background motion only
+
+    def compute(antisymmetric, motion_of_order):
+        def motion(images, training=False):
+            count = images.shape[0]
+            pairs = [motion_of_order(index < count // 2) for index in range(count)]
+            angles = tf.constant([angles for angles, _ in pairs], tf.float32)
+            translation = tf.constant([t for _, t in pairs], tf.float32)[:, None, None, :]
+            field = tf.broadcast_to(translation, [count, HEIGHT, WIDTH, 3])
+            return angles, translation, field, tf.zeros([count, 3, 3])
+
+        model.config.antisymmetric_motion = antisymmetric
+        model.motion_net.call = motion
+        return {key: float(value) for key, value in model.compute_loss(batch, 0, training=False).items()
+                if value.shape.rank == 0}
+
+    return compute
+
+
+def test_antisymmetric_motion_cancels_a_motion_that_ignores_the_input_order(loss_with_motion):
+    """The shortcut of a short run (one constant motion for both orders) becomes zero motion; an odd motion
+    (t for (i, j), -t for (j, i)) is left as it is."""
+    constant = lambda first: ([0.0, 0.01, 0.0], [0.0, 0.0, 0.3])
+    still = lambda first: ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    odd = lambda first: ([0.0, 0.01, 0.0], [0.0, 0.0, 0.3]) if first else ([0.0, -0.01, 0.0], [0.0, 0.0, -0.3])
+    cancelled = loss_with_motion(True, constant)
+    assert cancelled["rgb"] == pytest.approx(loss_with_motion(True, still)["rgb"], rel=1e-6)
+    assert cancelled["rgb"] != pytest.approx(loss_with_motion(False, constant)["rgb"], rel=1e-3)
+    assert loss_with_motion(True, odd)["rgb"] == pytest.approx(
+        loss_with_motion(False, odd)["rgb"], rel=1e-6)
 
 
 def test_predict_depth_flip_is_min_of_both(model):

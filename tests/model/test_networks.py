@@ -109,6 +109,23 @@ def test_scale_constraint_keeps_scales_at_least_0_001():
     assert float(network.rotation_scale) == pytest.approx(0.001)
 
 
+def test_scale_initial_value_sets_both_scales_and_scales_outputs_linearly():
+    """The scales multiply the raw motion outputs, so a 10x init gives 10x rotation, translation and field."""
+    images = tf.random.stateless_uniform([1, 64, 96, 6], seed=[3, 4])
+    release = MotionNetwork(width=0.25)
+    release(images)
+    larger = MotionNetwork(width=0.25, scale_initial_value=0.1)
+    larger(images)
+    assert float(larger.rotation_scale) == pytest.approx(0.1)
+    assert float(larger.translation_scale) == pytest.approx(0.1)
+    larger.set_weights([weight if weight.shape else np.float32(0.1) for weight in release.get_weights()])
+    for small, large in zip(release(images)[:3], larger(images)[:3]):
+        np.testing.assert_allclose(large.numpy(), 10.0 * small.numpy(), rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(larger(images)[3].numpy(), release(images)[3].numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="scale_initial_value"):
+        MotionNetwork(scale_initial_value=0.0005)
+
+
 def test_residual_field_starts_from_background_translation():
     """With zeroed refinement bottlenecks the field is the background translation upsampled (release v1)."""
     network = MotionNetwork()
