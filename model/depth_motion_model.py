@@ -23,6 +23,7 @@ from model.networks import DepthNetwork, MotionNetwork
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MOTION_FIELD_MODES = ("masked", "mask_free")
+MOTION_PAIRINGS = ("independent", "antisymmetric", "inverse")
 FRAME_PAIRS = ((0, 1), (1, 2))
 
 
@@ -45,11 +46,12 @@ class ModelConfig:
     # 0.01 the predicted translation stays ~20x too small for thousands of steps at CPU learning rates, and
     # depth gets almost no photometric signal; params.yaml's CPU run uses 0.1 (docs/training.md).
     motion_scale_initial_value: float = 0.01
-    # Deviation option (off in the release): make the background motion of the two input orders exact opposites,
-    # (m_ij - m_ji) / 2 and (m_ji - m_ij) / 2, for rotation angles and translation. It removes the shortcut of
-    # a motion net that ignores the input order and predicts one constant motion for both directions, which
-    # short CPU runs fall into (docs/training.md); the release relies on the cycle-consistency losses instead.
-    antisymmetric_motion: bool = False
+    # How the background motion of the two orders of a frame pair relate (docs/training.md). "independent" (the
+    # release): the motion net predicts (i, j) and (j, i) separately and the cycle-consistency losses tie them.
+    # "antisymmetric": the odd part (m_ij - m_ji) / 2 of the rotation angles and translation for (i, j), its
+    # negative for (j, i). "inverse": only the temporal order (earlier, later) is trusted, the reverse is its
+    # exact inverse (monodepth2's pose convention). The residual object fields always come from both calls.
+    motion_pairing: str = "independent"
     reconstr_weight: float = 0.85
     ssim_weight: float = 3.0
     smooth_weight: float = 1e-2
@@ -68,6 +70,8 @@ class ModelConfig:
             raise ValueError(f"image size must be a multiple of 32, got {self.img_height}x{self.img_width}")
         if self.motion_field_mode not in MOTION_FIELD_MODES:
             raise ValueError(f"motion_field_mode must be one of {MOTION_FIELD_MODES}, got {self.motion_field_mode!r}")
+        if self.motion_pairing not in MOTION_PAIRINGS:
+            raise ValueError(f"motion_pairing must be one of {MOTION_PAIRINGS}, got {self.motion_pairing!r}")
 
     @classmethod
     def from_params(cls, params: dict) -> "ModelConfig":
@@ -90,6 +94,13 @@ def antisymmetric_pair(forward: tf.Tensor, backward: tf.Tensor):
     the network predicts regardless of the order (an even part) cancels."""
     odd = 0.5 * (forward - backward)
     return odd, -odd
+
+
+def inverse_motion(rotation: tf.Tensor, translation: tf.Tensor):
+    """Inverse of the rigid motion (R [B, 3, 3], t [B, 1, 1, 3]) -> (R^T, -R^T t), same shapes."""
+    inverse_rotation = tf.linalg.matrix_transpose(rotation)
+    inverse_translation = -tf.einsum("bij,bhwj->bhwi", inverse_rotation, translation)
+    return inverse_rotation, inverse_translation
 
 
 def layer_norm_noise_stddev(step, rampup_steps: int) -> tf.Tensor:
@@ -150,9 +161,12 @@ class DepthMotionModel(keras.Model):
             rotation_ij, rotation_ji = tf.split(rotation, 2)
             background_ij, background_ji = tf.split(background, 2)
             residual_ij, residual_ji = tf.split(residual, 2)
-            if config.antisymmetric_motion:
+            if config.motion_pairing == "antisymmetric":
                 rotation_ij, rotation_ji = antisymmetric_pair(rotation_ij, rotation_ji)
                 background_ij, background_ji = antisymmetric_pair(background_ij, background_ji)
+            elif config.motion_pairing == "inverse":   # FRAME_PAIRS are in temporal order: i < j
+                rotation_ij = geometry.matrix_from_angles(rotation_ij)
+                rotation_ji, background_ji = inverse_motion(rotation_ij, background_ij)
             if config.learn_intrinsics:
                 intrinsics_ij, intrinsics_ji = tf.split(intrinsics, 2)
                 pair_intrinsics = 0.5 * (intrinsics_ij + intrinsics_ji)

@@ -89,14 +89,16 @@ def rgbd_consistency_loss(warp: WarpResult, source_rgb, target_rgb, target_depth
 def motion_field_consistency_loss(warp: WarpResult, mask, rotation_1, translation_1, rotation_2, translation_2):
     """Rotation and translation cycle consistency of a forward/backward motion pair (spec 3.2).
 
-    (rotation_1, translation_1): T_2_from_1, the motion used to warp frame 1 (angles [B, 3], field [B, H, W, 3]
-    on frame 1's grid); (rotation_2, translation_2): T_1_from_2 (field on frame 2's grid). The composition
+    (rotation_1, translation_1): T_2_from_1, the motion used to warp frame 1 (angles [B, 3] or matrices
+    [B, 3, 3], field [B, H, W, 3] on frame 1's grid); (rotation_2, translation_2): T_1_from_2 (field on frame 2's
+    grid). The composition
     "apply 2 then 1" at corresponding pixels should be the identity.
     Returns (rotation_error, translation_error), scalars.
     """
     resampled_translation_2 = resample_bilinear(translation_2, tf.stop_gradient(warp.pixel_xy))
-    matrix_1 = matrix_from_angles(rotation_1)
-    matrix_2 = matrix_from_angles(rotation_2)
+    matrix_1, matrix_2 = (rotation if rotation.shape.rank == 3 else matrix_from_angles(rotation)
+                          for rotation in (tf.convert_to_tensor(rotation_1, tf.float32),
+                                           tf.convert_to_tensor(rotation_2, tf.float32)))
     identity = tf.eye(3, dtype=tf.float32)
     cycle_rotation = matrix_1 @ matrix_2
     cycle_translation = tf.einsum("bij,bhwj->bhwi", matrix_1, resampled_translation_2) + translation_1

@@ -6,7 +6,7 @@ import tensorflow as tf
 from formats.struct2depth import read_record
 from model import geometry
 from model.depth_motion_model import (DepthMotionModel, ModelConfig, antisymmetric_pair, imagenet_normalize,
-                                      layer_norm_noise_stddev)
+                                      inverse_motion, layer_norm_noise_stddev)
 
 HEIGHT, WIDTH = 64, 96
 
@@ -42,6 +42,8 @@ def test_from_params_ignores_unrelated_keys():
     assert config.ssim_weight == 3.0 and config.motion_smoothing_weight == 1e-3
     with pytest.raises(ValueError):
         ModelConfig(img_height=100, img_width=96)
+    with pytest.raises(ValueError, match="motion_pairing"):
+        ModelConfig(img_height=64, img_width=96, motion_pairing="both")
 
 
 def test_motion_scale_initial_value_reaches_the_motion_network():
@@ -110,16 +112,16 @@ def loss_with_motion(real_data):
     batch = _example_batch(real_data)
     batch["segmentation"] = np.zeros_like(batch["segmentation"])    # background motion only
 
-    def compute(antisymmetric, motion_of_order):
+    def compute(pairing, motion_of_order):
         def motion(images, training=False):
             count = images.shape[0]
             pairs = [motion_of_order(index < count // 2) for index in range(count)]
-            angles = tf.constant([angles for angles, _ in pairs], tf.float32)
+            angles = tf.constant([angles for angles, _ in pairs], tf.float32)   # [B, 3] angles or [B, 3, 3]
             translation = tf.constant([t for _, t in pairs], tf.float32)[:, None, None, :]
             field = tf.broadcast_to(translation, [count, HEIGHT, WIDTH, 3])
             return angles, translation, field, tf.zeros([count, 3, 3])
 
-        model.config.antisymmetric_motion = antisymmetric
+        model.config.motion_pairing = pairing
         model.motion_net.call = motion
         return {key: float(value) for key, value in model.compute_loss(batch, 0, training=False).items()
                 if value.shape.rank == 0}
@@ -127,17 +129,40 @@ def loss_with_motion(real_data):
     return compute
 
 
-def test_antisymmetric_motion_cancels_a_motion_that_ignores_the_input_order(loss_with_motion):
+def test_antisymmetric_pairing_cancels_a_motion_that_ignores_the_input_order(loss_with_motion):
     """The shortcut of a short run (one constant motion for both orders) becomes zero motion; an odd motion
     (t for (i, j), -t for (j, i)) is left as it is."""
     constant = lambda first: ([0.0, 0.01, 0.0], [0.0, 0.0, 0.3])
     still = lambda first: ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
-    odd = lambda first: ([0.0, 0.01, 0.0], [0.0, 0.0, 0.3]) if first else ([0.0, -0.01, 0.0], [0.0, 0.0, -0.3])
-    cancelled = loss_with_motion(True, constant)
-    assert cancelled["rgb"] == pytest.approx(loss_with_motion(True, still)["rgb"], rel=1e-6)
-    assert cancelled["rgb"] != pytest.approx(loss_with_motion(False, constant)["rgb"], rel=1e-3)
-    assert loss_with_motion(True, odd)["rgb"] == pytest.approx(
-        loss_with_motion(False, odd)["rgb"], rel=1e-6)
+    odd = lambda first: ([0.0, 0.0, 0.0], [0.0, 0.0, 0.3]) if first else ([0.0, 0.0, 0.0], [0.0, 0.0, -0.3])
+    cancelled = loss_with_motion("antisymmetric", constant)
+    assert cancelled["rgb"] == pytest.approx(loss_with_motion("antisymmetric", still)["rgb"], rel=1e-6)
+    assert cancelled["rgb"] != pytest.approx(loss_with_motion("independent", constant)["rgb"], rel=1e-3)
+    assert loss_with_motion("antisymmetric", odd)["rgb"] == pytest.approx(
+        loss_with_motion("independent", odd)["rgb"], rel=1e-6)
+
+
+def test_inverse_pairing_uses_the_inverse_of_the_temporal_order(loss_with_motion):
+    """Whatever the net predicts for (later, earlier), "inverse" uses the exact inverse of (earlier, later):
+    the same loss as the independent pairing given the exact inverse (as a rotation matrix) for that order."""
+    angles = np.array([0.02, -0.01, 0.005])
+    translation = np.array([0.05, -0.02, 0.3])
+    rotation = geometry.matrix_from_angles(tf.constant(angles, tf.float32)).numpy()
+    garbage = lambda first: (list(angles), list(translation)) if first else ([0.3, 0.0, 0.0], [1.0, 1.0, 1.0])
+    exact = lambda first: (rotation.tolist(), list(translation)) if first else (
+        rotation.T.tolist(), list(-rotation.T @ translation))
+    inverse = loss_with_motion("inverse", garbage)
+    reference = loss_with_motion("independent", exact)
+    for name in ("rgb", "ssim", "depth_consistency"):
+        assert inverse[name] == pytest.approx(reference[name], rel=1e-4), name
+    assert inverse["rgb"] != pytest.approx(loss_with_motion("independent", garbage)["rgb"], rel=1e-2)
+    assert inverse["rotation_consistency"] == pytest.approx(0.0, abs=1e-9)
+
+    inverse_rotation, inverse_translation = inverse_motion(tf.constant(rotation[None], tf.float32),
+                                                           tf.constant(translation.reshape(1, 1, 1, 3), tf.float32))
+    np.testing.assert_allclose(inverse_rotation[0].numpy() @ rotation, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(inverse_rotation[0].numpy() @ translation + inverse_translation.numpy().reshape(3),
+                               np.zeros(3), atol=1e-6)
 
 
 def test_predict_depth_flip_is_min_of_both(model):
