@@ -137,8 +137,12 @@ def _pairs(sequence: OdometrySequence, size_hw, start: int, stop: int):
 
 
 def infer_sequence(sequence: OdometrySequence, predictor, batch_size: int = 8, accumulation: str = "compose",
-                   orthonormalize: bool = True) -> Dict:
-    """Run the predictor over a sequence: relative motions, accumulated poses and the learned intrinsics."""
+                   orthonormalize: bool = True, flip_augment: bool = False) -> Dict:
+    """Run the predictor over a sequence: relative motions, accumulated poses and the learned intrinsics.
+
+    ``flip_augment`` asks the predictor to average each pair with its mirror image
+    (``predict_egomotion(first, second, flip_augment=True)``).
+    """
     size_hw = tuple(int(v) for v in predictor.image_size)
     num_pairs = len(sequence.files) if sequence.kind == "triplets" else len(sequence.files) - 1
     if num_pairs < 1:
@@ -148,7 +152,9 @@ def infer_sequence(sequence: OdometrySequence, predictor, batch_size: int = 8, a
     for start in range(0, num_pairs, batch_size):
         stop = min(start + batch_size, num_pairs)
         first, second, frame_shape = _pairs(sequence, size_hw, start, stop)
-        r, t, k = (np.asarray(array, dtype=np.float64) for array in predictor.predict_egomotion(first, second))
+        motion = (predictor.predict_egomotion(first, second, flip_augment=True) if flip_augment
+                  else predictor.predict_egomotion(first, second))
+        r, t, k = (np.asarray(array, dtype=np.float64) for array in motion)
         if r.shape != (stop - start, 3, 3) or t.shape != (stop - start, 3) or k.shape != (stop - start, 3, 3):
             raise ValueError(f"predictor returned shapes {r.shape}, {t.shape}, {k.shape} for {stop - start} pairs")
         rotations.append(r)

@@ -254,17 +254,39 @@ class DepthMotionModel(keras.Model):
             depth = tf.minimum(depth, tf.reverse(flipped, axis=[2]))
         return depth
 
-    def predict_egomotion(self, image_a, image_b):
-        """(R [B, 3, 3], t [B, 3], K [B, 3, 3]): the averaged estimate of T_a_from_b (spec 2.5) and
-        K = (K1 + K2) / 2 from the intrinsics head (meaningful only for a model trained with learned intrinsics).
+    def predict_egomotion(self, image_a, image_b, flip_augment: bool = False):
+        """(R [B, 3, 3], t [B, 3], K [B, 3, 3]): the estimate of T_a_from_b and K = (K1 + K2) / 2 from the
+        intrinsics head (meaningful only for a model trained with learned intrinsics).
+
+        The motion is the average of the (a, b) and the inverted (b, a) predictions (spec 2.5), except with
+        ``motion_pairing="inverse"``: training never used the background motion of the (later, earlier) order,
+        so only the (a, b) prediction is returned, and image_a must be the earlier frame, as in training.
+        ``flip_augment`` (not in the release) also predicts the mirrored pair and averages it, mirrored back
+        (x -> -x: R -> S R S, t -> S t, cx -> W - 1 - cx with S = diag(-1, 1, 1)), with the unflipped
+        estimate; this cancels a left/right bias of the network. R is then a mean of two rotations, as the
+        spec 2.5 average already is (trajectory inference projects it back onto SO(3)).
         """
         image_a = tf.convert_to_tensor(image_a, tf.float32)
         image_b = tf.convert_to_tensor(image_b, tf.float32)
+        if flip_augment:
+            rotation, translation, intrinsics = self.predict_egomotion(image_a, image_b)
+            mirrored = self.predict_egomotion(tf.reverse(image_a, [2]), tf.reverse(image_b, [2]))
+            mirror = tf.constant([-1.0, 1.0, 1.0])
+            rotation_mirrored = mirrored[0] * mirror[:, tf.newaxis] * mirror[tf.newaxis, :]
+            translation_mirrored = mirrored[1] * mirror
+            width = tf.cast(tf.shape(image_a)[2], tf.float32)
+            intrinsics_mirrored = mirrored[2] * tf.constant([[1.0, 1.0, -1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+            intrinsics_mirrored += tf.stack([tf.stack([0.0, 0.0, width - 1.0]), tf.zeros(3), tf.zeros(3)])
+            return (0.5 * (rotation + rotation_mirrored), 0.5 * (translation + translation_mirrored),
+                    0.5 * (intrinsics + intrinsics_mirrored))
         pair_input = tf.concat([tf.concat([image_a, image_b], -1), tf.concat([image_b, image_a], -1)], 0)
         rotation, background, _, intrinsics = self.motion_net(pair_input, training=False)
         rotation_ab, rotation_ba = tf.split(geometry.matrix_from_angles(rotation), 2)
         translation_ab, translation_ba = tf.split(background[:, 0, 0, :], 2)
         intrinsics_ab, intrinsics_ba = tf.split(intrinsics, 2)
+        intrinsics = 0.5 * (intrinsics_ab + intrinsics_ba)
+        if self.config.motion_pairing == "inverse":
+            return rotation_ab, translation_ab, intrinsics
         rotation_matrix, translation = geometry.average_bidirectional_motion(
             rotation_ab, translation_ab, rotation_ba, translation_ba)
-        return rotation_matrix, translation, 0.5 * (intrinsics_ab + intrinsics_ba)
+        return rotation_matrix, translation, intrinsics

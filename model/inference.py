@@ -30,7 +30,8 @@ class InferenceModel:
         self.checkpoint_path = checkpoint_path
         self._depth = {flip: tf.function(lambda images, flip=flip: model.predict_depth(images, flip_augment=flip),
                                          reduce_retracing=True) for flip in (False, True)}
-        self._egomotion = tf.function(model.predict_egomotion, reduce_retracing=True)
+        self._egomotion = {flip: tf.function(lambda a, b, flip=flip: model.predict_egomotion(a, b, flip_augment=flip),
+                                             reduce_retracing=True) for flip in (False, True)}
 
     @classmethod
     def from_checkpoint(cls, path) -> "InferenceModel":
@@ -78,10 +79,13 @@ class InferenceModel:
         images = self._check_images(images, "images")
         return self._depth[bool(flip_augment)](tf.constant(images)).numpy()[..., 0]
 
-    def predict_egomotion(self, image_a, image_b):
-        """(R [B, 3, 3], t [B, 3], K [B, 3, 3]) numpy: T_a_from_b maps points of camera b into camera a,
-        averaged over both input orders (spec 2.5); K is the intrinsics head's estimate in pixels."""
+    def predict_egomotion(self, image_a, image_b, flip_augment: bool = False):
+        """(R [B, 3, 3], t [B, 3], K [B, 3, 3]) numpy: T_a_from_b maps points of camera b into camera a
+        (image_a the earlier frame), as ``DepthMotionModel.predict_egomotion`` (both input orders averaged
+        unless the model was trained with ``motion_pairing="inverse"``; ``flip_augment`` also averages the
+        mirrored pair); K is the intrinsics head's estimate in pixels."""
         image_a = self._check_images(image_a, "image_a")
         image_b = self._check_images(image_b, "image_b")
-        rotation, translation, intrinsics = self._egomotion(tf.constant(image_a), tf.constant(image_b))
+        rotation, translation, intrinsics = self._egomotion[bool(flip_augment)](tf.constant(image_a),
+                                                                                tf.constant(image_b))
         return rotation.numpy(), translation.numpy(), intrinsics.numpy()

@@ -14,7 +14,7 @@ folder of ordered images (rules in ``evaluation/odometry_inference.py``). Per se
   model's input size and rescaled to the source frames;
 and ``manifest.json`` listing the sequences and their ground truth, which ``stages.eval_odometry`` reads.
 Translations are in the model's (arbitrary) scale. Options come from the ``eval_odometry`` section of
-params.yaml (``accumulation``, ``orthonormalize``, ``batch_size``, ``input_format``).
+params.yaml (``accumulation``, ``orthonormalize``, ``flip_augment``, ``batch_size``, ``input_format``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from evaluation import odometry_inference, trajectory
 from formats import atomic, kitti
 from stages import common
 
-OPTION_KEYS = ("accumulation", "orthonormalize", "batch_size", "input_format")
+OPTION_KEYS = ("accumulation", "orthonormalize", "flip_augment", "batch_size", "input_format")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
@@ -66,7 +66,8 @@ def run(test_set_dir: Path, output_dir: Path, predictor, options: dict) -> dict:
     entries = []
     for sequence in sequences:
         result = odometry_inference.infer_sequence(sequence, predictor, int(options["batch_size"]),
-                                                   options["accumulation"], bool(options["orthonormalize"]))
+                                                   options["accumulation"], bool(options["orthonormalize"]),
+                                                   bool(options["flip_augment"]))
         poses = result["poses"]
         times = result["timestamps"]
         if times is None:
@@ -84,6 +85,7 @@ def run(test_set_dir: Path, output_dir: Path, predictor, options: dict) -> dict:
             "xyz": f"odometry_{sequence.name}.txt", "intrinsics": f"{sequence.name}_intrinsics.json",
         })
     manifest = {"accumulation": options["accumulation"], "orthonormalize": bool(options["orthonormalize"]),
+                "flip_augment": bool(options["flip_augment"]),
                 "image_size": list(predictor.image_size), "sequences": entries}
     atomic.write_text(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -99,6 +99,7 @@ class FakePredictor:
         self.intrinsics_scale = intrinsics_scale
         self.depth_calls: List[Tuple[tuple, bool]] = []
         self.egomotion_calls: List[tuple] = []
+        self.egomotion_flips: List[bool] = []
 
     def _check(self, images: np.ndarray) -> None:
         assert images.dtype == np.float32 and images.ndim == 4 and images.shape[1:] == self.image_size + (3,)
@@ -114,10 +115,13 @@ class FakePredictor:
         grey = images[..., 1].astype(np.float64)
         return (self.depth_scale * 2.0 / np.maximum(grey, 2.0 / 255.0)).astype(np.float32)
 
-    def predict_egomotion(self, image_a: np.ndarray, image_b: np.ndarray):
+    def predict_egomotion(self, image_a: np.ndarray, image_b: np.ndarray, flip_augment: bool = False):
+        """The true motion (a mirror-averaged exact motion is the motion itself, so ``flip_augment`` is only
+        recorded in ``egomotion_flips``)."""
         self._check(image_a)
         self._check(image_b)
         self.egomotion_calls.append(image_a.shape)
+        self.egomotion_flips.append(flip_augment)
         rotations, translations = [], []
         for a, b in zip(image_a, image_b):
             pose_a = self.poses_by_index[self.frame_index(a)]

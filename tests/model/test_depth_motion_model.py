@@ -187,6 +187,47 @@ def test_predict_egomotion_averages_both_directions(model):
     np.testing.assert_allclose(intrinsics.numpy(), 0.5 * (k_ab + k_ba).numpy(), rtol=1e-6)
 
 
+def test_predict_egomotion_with_inverse_pairing_uses_the_temporal_order_only(model):
+    """The (later, earlier) background was never trained with "inverse": only net(a, b) is returned."""
+    image_a = tf.random.stateless_uniform([2, HEIGHT, WIDTH, 3], seed=[3, 4])
+    image_b = tf.random.stateless_uniform([2, HEIGHT, WIDTH, 3], seed=[5, 6])
+    model.config.motion_pairing = "inverse"
+    try:
+        rotation, translation, intrinsics = model.predict_egomotion(image_a, image_b)
+    finally:
+        model.config.motion_pairing = "independent"
+    angles_ab, t_ab, _, k_ab = model.motion_net(tf.concat([image_a, image_b], -1))
+    _, _, _, k_ba = model.motion_net(tf.concat([image_b, image_a], -1))
+    np.testing.assert_allclose(rotation.numpy(), geometry.matrix_from_angles(angles_ab).numpy(), atol=1e-7)
+    np.testing.assert_allclose(translation.numpy(), t_ab.numpy()[:, 0, 0, :], atol=1e-7)
+    np.testing.assert_allclose(intrinsics.numpy(), 0.5 * (k_ab + k_ba).numpy(), rtol=1e-6)
+
+
+def test_predict_egomotion_flip_augment_is_mirror_symmetric_and_averages(model):
+    """With flip_augment the estimate of a mirrored pair is the mirror of the estimate (for any network), and
+    it is the mean of the plain estimate and the mirrored-back estimate of the mirrored pair."""
+    image_a = tf.random.stateless_uniform([2, HEIGHT, WIDTH, 3], seed=[7, 4])
+    image_b = tf.random.stateless_uniform([2, HEIGHT, WIDTH, 3], seed=[8, 6])
+    mirror = np.diag([-1.0, 1.0, 1.0])
+
+    def flipped(image):
+        return tf.reverse(image, [2])
+
+    rotation, translation, intrinsics = (x.numpy() for x in model.predict_egomotion(image_a, image_b, True))
+    rotation_m, translation_m, intrinsics_m = (x.numpy() for x in model.predict_egomotion(
+        flipped(image_a), flipped(image_b), True))
+    np.testing.assert_allclose(rotation_m, mirror @ rotation @ mirror, atol=1e-6)
+    np.testing.assert_allclose(translation_m, translation @ mirror, atol=1e-6)
+    np.testing.assert_allclose(intrinsics_m[:, 0, 2], WIDTH - 1 - intrinsics[:, 0, 2], rtol=1e-5)
+    np.testing.assert_allclose(intrinsics_m[:, 1], intrinsics[:, 1], rtol=1e-5)
+
+    plain = [x.numpy() for x in model.predict_egomotion(image_a, image_b)]
+    of_mirrored = [x.numpy() for x in model.predict_egomotion(flipped(image_a), flipped(image_b))]
+    np.testing.assert_allclose(rotation, 0.5 * (plain[0] + mirror @ of_mirrored[0] @ mirror), atol=1e-6)
+    np.testing.assert_allclose(translation, 0.5 * (plain[1] + of_mirrored[1] @ mirror), atol=1e-6)
+    assert not np.allclose(plain[1], translation, atol=1e-6)    # a random net is not mirror-symmetric
+
+
 def test_compute_loss_in_tf_function(model, real_data):
     batch = {k: tf.convert_to_tensor(v) for k, v in _example_batch(real_data).items()}
     compiled = tf.function(lambda b, s: model.compute_loss(b, s)["total"])

@@ -40,6 +40,7 @@ def test_seed_cli_flags_end_to_end_on_kitti_raw_drives(world, tmp_path):
     assert [entry["name"] for entry in manifest["sequences"]] == sorted(poses_by_drive)
     assert manifest["accumulation"] == "compose"
     assert predictor.egomotion_calls == [(4, 32, 96, 3), (2, 32, 96, 3)] * 2  # 6 pairs per drive, batches of 4
+    assert manifest["flip_augment"] is True and predictor.egomotion_flips == [True] * 4   # params.yaml default
     for entry in manifest["sequences"]:
         name = entry["name"]
         expected = first_frame(poses_by_drive[name])
