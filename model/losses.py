@@ -91,8 +91,7 @@ def motion_field_consistency_loss(warp: WarpResult, mask, rotation_1, translatio
 
     (rotation_1, translation_1): T_2_from_1, the motion used to warp frame 1 (angles [B, 3] or matrices
     [B, 3, 3], field [B, H, W, 3] on frame 1's grid); (rotation_2, translation_2): T_1_from_2 (field on frame 2's
-    grid). The composition
-    "apply 2 then 1" at corresponding pixels should be the identity.
+    grid). The composition "apply 2 then 1" at corresponding pixels should be the identity.
     Returns (rotation_error, translation_error), scalars.
     """
     resampled_translation_2 = resample_bilinear(translation_2, tf.stop_gradient(warp.pixel_xy))
