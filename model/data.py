@@ -38,6 +38,7 @@ import tensorflow as tf
 from formats import struct2depth
 from formats.struct2depth import RecordFormatError
 from model.depth_motion_model import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
+from model.geometry import flip_intrinsics
 
 LOGGER = logging.getLogger(__name__)
 
@@ -148,17 +149,6 @@ def _color_augment(triplet: tf.Tensor, seed: tf.Tensor, probability: float) -> t
     image = maybe(2, lambda x: tf.image.stateless_random_saturation(x, 0.85, 1.15, seeds[3]), image)
     image = maybe(3, lambda x: tf.image.stateless_random_hue(x, 0.1, seeds[4]), image)
     return tf.clip_by_value(image, 0.0, 1.0)
-
-
-def flip_intrinsics(intrinsics: tf.Tensor, width: int, rule: str = "pixel_center") -> tf.Tensor:
-    """K of a horizontally flipped image: fx, fy, cy kept; cx' = W-1-cx ("pixel_center") or W-cx ("release").
-
-    K is rebuilt from fx, fy, cx, cy as the release does (skew dropped).
-    """
-    offset = width - 1.0 if rule == "pixel_center" else float(width)
-    fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
-    zero, one = tf.zeros_like(fx), tf.ones_like(fx)
-    return tf.stack([tf.stack([fx, zero, offset - cx]), tf.stack([zero, fy, cy]), tf.stack([zero, zero, one])])
 
 
 def _stack_frames(triplet: tf.Tensor, width: int) -> tf.Tensor:

@@ -274,9 +274,7 @@ class DepthMotionModel(keras.Model):
             mirror = tf.constant([-1.0, 1.0, 1.0])
             rotation_mirrored = mirrored[0] * mirror[:, tf.newaxis] * mirror[tf.newaxis, :]
             translation_mirrored = mirrored[1] * mirror
-            width = tf.cast(tf.shape(image_a)[2], tf.float32)
-            intrinsics_mirrored = mirrored[2] * tf.constant([[1.0, 1.0, -1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
-            intrinsics_mirrored += tf.stack([tf.stack([0.0, 0.0, width - 1.0]), tf.zeros(3), tf.zeros(3)])
+            intrinsics_mirrored = geometry.flip_intrinsics(mirrored[2], tf.shape(image_a)[2])
             return (0.5 * (rotation + rotation_mirrored), 0.5 * (translation + translation_mirrored),
                     0.5 * (intrinsics + intrinsics_mirrored))
         pair_input = tf.concat([tf.concat([image_a, image_b], -1), tf.concat([image_b, image_a], -1)], 0)

@@ -40,6 +40,24 @@ def matrix_from_angles(angles: tf.Tensor) -> tf.Tensor:
     return rotation_x @ rotation_y @ rotation_z
 
 
+def rotation_matrix(rotation: tf.Tensor) -> tf.Tensor:
+    """Rotation matrices [..., 3, 3] from angles [B, 3] (Rx Ry Rz, radians) or matrices [B, 3, 3] as given."""
+    rotation = tf.convert_to_tensor(rotation, tf.float32)
+    return matrix_from_angles(rotation) if rotation.shape.rank == 2 else rotation
+
+
+def flip_intrinsics(intrinsics: tf.Tensor, width, rule: str = "pixel_center") -> tf.Tensor:
+    """K [..., 3, 3] of a horizontally flipped image: fx, fy, cy kept; cx' = W-1-cx ("pixel_center") or W-cx
+    ("release"). K is rebuilt from fx, fy, cx, cy as the release does (skew dropped)."""
+    intrinsics = tf.convert_to_tensor(intrinsics, tf.float32)
+    offset = tf.cast(width, tf.float32) - (1.0 if rule == "pixel_center" else 0.0)
+    fx, fy = intrinsics[..., 0, 0], intrinsics[..., 1, 1]
+    cx, cy = intrinsics[..., 0, 2], intrinsics[..., 1, 2]
+    zero, one = tf.zeros_like(fx), tf.ones_like(fx)
+    return tf.stack([tf.stack([fx, zero, offset - cx], axis=-1), tf.stack([zero, fy, cy], axis=-1),
+                     tf.stack([zero, zero, one], axis=-1)], axis=-2)
+
+
 def intrinsics_from_parameters(fx, fy, cx, cy) -> tf.Tensor:
     """K [B, 3, 3] from per-sample focal lengths and principal point [B] (pixels)."""
     zero, one = tf.zeros_like(fx), tf.ones_like(fx)
@@ -129,10 +147,7 @@ def warp(depth: tf.Tensor, rotation: tf.Tensor, translation: tf.Tensor, intrinsi
     depth = tf.convert_to_tensor(depth, tf.float32)
     if depth.shape.rank == 4:
         depth = tf.squeeze(depth, axis=-1)
-    rotation = tf.convert_to_tensor(rotation, tf.float32)
-    if rotation.shape.rank == 2:
-        rotation = matrix_from_angles(rotation)
-    points = transform_points(back_project(depth, intrinsics), rotation, translation)
+    points = transform_points(back_project(depth, intrinsics), rotation_matrix(rotation), translation)
     x, y, z = project(points, intrinsics)
     return clamp_and_filter(x, y, z, tf.shape(depth)[1], tf.shape(depth)[2])
 

@@ -11,7 +11,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from model.geometry import WarpResult, matrix_from_angles, resample_bilinear
+from model.geometry import WarpResult, resample_bilinear, rotation_matrix
 
 SSIM_C2 = 9e-6
 SSIM_WEIGHT_EPSILON = 0.01
@@ -95,9 +95,7 @@ def motion_field_consistency_loss(warp: WarpResult, mask, rotation_1, translatio
     Returns (rotation_error, translation_error), scalars.
     """
     resampled_translation_2 = resample_bilinear(translation_2, tf.stop_gradient(warp.pixel_xy))
-    matrix_1, matrix_2 = (rotation if rotation.shape.rank == 3 else matrix_from_angles(rotation)
-                          for rotation in (tf.convert_to_tensor(rotation_1, tf.float32),
-                                           tf.convert_to_tensor(rotation_2, tf.float32)))
+    matrix_1, matrix_2 = rotation_matrix(rotation_1), rotation_matrix(rotation_2)
     identity = tf.eye(3, dtype=tf.float32)
     cycle_rotation = matrix_1 @ matrix_2
     cycle_translation = tf.einsum("bij,bhwj->bhwi", matrix_1, resampled_translation_2) + translation_1

@@ -242,3 +242,16 @@ def test_average_bidirectional_motion_of_consistent_pair_is_exact():
                                                                inverse_translation)
     np.testing.assert_allclose(composed_rotation.numpy()[0], np.eye(3), atol=1e-6)
     np.testing.assert_allclose(composed_translation.numpy(), 0.0, atol=1e-6)
+
+
+def test_flip_intrinsics_per_example_and_batched():
+    K = np.array([[100.0, 0.0, 40.0], [0.0, 90.0, 20.0], [0.0, 0.0, 1.0]], np.float32)
+    flipped = geometry.flip_intrinsics(K, 96).numpy()
+    np.testing.assert_allclose(flipped, [[100.0, 0.0, 55.0], [0.0, 90.0, 20.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(geometry.flip_intrinsics(K, 96, rule="release").numpy()[0, 2], 56.0)
+    batch = np.stack([K, 2.0 * K])
+    batch[1, 2, 2] = 1.0
+    batched = geometry.flip_intrinsics(batch, 96).numpy()
+    for k in range(2):
+        np.testing.assert_allclose(batched[k], geometry.flip_intrinsics(batch[k], 96).numpy())
+    np.testing.assert_allclose(geometry.flip_intrinsics(batched, 96).numpy(), batch, rtol=1e-6)
