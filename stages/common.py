@@ -4,20 +4,105 @@ Every key of a stage's section becomes a flag of the same name. Flags accept the
 release used: ``--train_steps=1``, ``--batch_size 16``, ``--learn_intrinsics``/``--nolearn_intrinsics``
 and ``--learn_intrinsics=false``. Nested sections become dotted flags (``--train.seed=3`` for
 ``synthesize: {train: {seed: 3}}``).
+
+Every stage's ``__main__`` is ``sys.exit(run_stage(main))``, which gives all stages the same exit codes:
+
+====  ==========================================================================================
+0     done
+1     unexpected error (a bug): the traceback is printed
+2     bad input or parameters: one line on stderr, no traceback (``WILDDEPTH_DEBUG=1`` adds it)
+3     training stopped on a non-finite loss or weights (the last finite checkpoint is kept)
+====  ==========================================================================================
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
+import traceback
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NON_FINITE = 3
+# Errors a user can cause with an argument, a file or a folder: reported in one line, exit 2.
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
+               ValueError)
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}
+
+
+class StageError(Exception):
+    """A user error (bad input, parameter or folder): the stage ends with a one-line message and exit 2.
+
+    Subclasses may set another integer ``exit_code``; any exception class with an ``exit_code`` attribute is
+    mapped to that code by :func:`run_stage`, so library code can declare its code without importing this module.
+    """
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ParamsError(StageError, KeyError):
+    """A parameter file without the stage's section (a KeyError for callers that catch that)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _error_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The documented exit code of ``error`` (see the module docstring)."""
+    code = getattr(type(error), "exit_code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    if isinstance(error, USER_ERRORS):
+        return EXIT_BAD_INPUT
+    return EXIT_UNEXPECTED
+
+
+def _module_name(function) -> str:
+    module = getattr(function, "__module__", None) or "stage"
+    if module == "__main__":  # python -m stages.x: the spec keeps the real name
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else Path(sys.argv[0]).stem
+    return module
+
+
+def run_stage(main: Callable[..., Any], argv: Optional[Sequence[str]] = None, name: Optional[str] = None) -> int:
+    """Call ``main(argv)`` and turn its outcome into the documented exit code; messages go to stderr.
+
+    ``main`` may return an int (its exit code), or anything else (success). ``SystemExit`` passes through
+    unchanged (argparse's usage errors already exit 2 with a message).
+    """
+    name = name or _module_name(main).rsplit(".", 1)[-1]
+    try:
+        result = main(argv) if argv is not None else main()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - every failure is classified and reported here
+        code = exit_code_for(error)
+        if code == EXIT_UNEXPECTED or os.environ.get("WILDDEPTH_DEBUG"):
+            traceback.print_exc()
+        logging.shutdown()
+        print(f"{name}: error: {_error_line(error)}", file=sys.stderr)
+        return code
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    return EXIT_OK
 
 
 def load_params(section: str, path: os.PathLike | None = None) -> Dict[str, Any]:
@@ -27,7 +112,7 @@ def load_params(section: str, path: os.PathLike | None = None) -> Dict[str, Any]
         raise FileNotFoundError(f"parameter file {path} not found")
     document = yaml.safe_load(path.read_text()) or {}
     if section not in document:
-        raise KeyError(f"{path} has no section {section!r} (sections: {sorted(document)})")
+        raise ParamsError(f"{path} has no section {section!r} (sections: {sorted(document)})")
     return dict(document[section] or {})
 
 

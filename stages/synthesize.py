@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from stages.common import parse_stage_args
+from stages.common import StageError, parse_stage_args, run_stage
 from synthetic.generate import Job, run
 from synthetic.layouts import LAYOUTS
 
@@ -28,24 +28,21 @@ def _extra(parser) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     params, args, _ = parse_stage_args("synthesize", "Render the synthetic driving world.", argv, _extra)
     if params["layout"] not in LAYOUTS:
-        raise SystemExit(f"synthesize: unknown --layout {params['layout']!r}; choose one of {', '.join(LAYOUTS)}")
+        raise StageError(f"unknown --layout {params['layout']!r}; choose one of {', '.join(LAYOUTS)}")
     split_defaults = params.get(args.split) or {}
     seed = args.seed if args.seed is not None else split_defaults.get("seed")
     count = args.num_sequences if args.num_sequences is not None else split_defaults.get("num_sequences")
     if seed is None or count is None:
-        raise SystemExit(f"synthesize: split {args.split!r} has no seed/num_sequences in params.yaml; "
+        raise StageError(f"split {args.split!r} has no seed/num_sequences in params.yaml; "
                          "pass --seed and --num_sequences")
     job = Job(layout=params["layout"], output=args.output, split=args.split, seed=int(seed),
               num_sequences=int(count), frames_per_sequence=int(params["frames_per_sequence"]),
               width=int(params["width"]), height=int(params["height"]), fps=float(params["fps"]),
               supersampling=int(params["supersampling"]), workers=int(params["workers"]))
-    try:
-        job.validate()
-    except ValueError as error:
-        raise SystemExit(f"synthesize: {error}") from None
+    job.validate()
     run(job, progress=not args.quiet)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main))

@@ -35,3 +35,60 @@ def test_unknown_flag_is_an_error_unless_allowed(params_file):
 def test_missing_section(params_file):
     with pytest.raises(KeyError, match="no section"):
         common.load_params("nope", params_file)
+
+
+# --- exit codes: one contract for every stage (stages/common.py) ---------------------------------------------
+
+class _NonFinite(RuntimeError):
+    exit_code = 3
+
+
+@pytest.mark.parametrize("error, code", [
+    (common.StageError("bad folder"), 2),
+    (FileNotFoundError("no such file: x.txt"), 2),
+    (PermissionError("read-only"), 2),
+    (ValueError("learning_rate must be finite"), 2),
+    (_NonFinite("loss is nan"), 3),
+    (RuntimeError("a bug"), 1),
+    (KeyError("a bug"), 1),
+])
+def test_run_stage_maps_errors_to_documented_exit_codes(error, code, capsys):
+    def main(argv=None):
+        raise error
+
+    assert common.run_stage(main, [], name="demo") == code
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("demo: error: ") and type(error).__name__ in last
+    if code == 1:
+        assert "Traceback" in err          # a bug keeps its traceback
+    else:
+        assert "Traceback" not in err      # a user error is one line
+
+
+def test_run_stage_success_and_explicit_codes():
+    assert common.run_stage(lambda argv=None: {"metrics": 1}, []) == 0
+    assert common.run_stage(lambda argv=None: None, []) == 0
+    assert common.run_stage(lambda argv=None: 2, []) == 2
+
+
+def test_missing_section_is_a_one_line_user_error(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("other: {a: 1}\n")
+
+    def main(argv=None):
+        return common.load_params("train", params)
+
+    assert common.run_stage(main, [], name="train") == 2
+    assert "has no section 'train'" in capsys.readouterr().err
+
+
+def test_synthesize_cli_bad_layout_exits_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "stages.synthesize", "--layout", "nope", "--output",
+                             str(tmp_path / "out")], capture_output=True, text=True, cwd=common.REPO_ROOT)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("synthesize: error: StageError: unknown --layout")
