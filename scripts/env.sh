@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment .venv from the exact lock file.
 # Sourced by scripts/repro.sh and scripts/test.sh; safe to run again (it only reinstalls when the lock changes).
+# It runs with -euo pipefail and then restores the caller's shell options, so a script that sources it keeps
+# its own error handling (scripts/test.sh runs every tier even when one fails).
+_wilddepth_caller_options="$(set +o)"
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 lock="$root/requirements/lock-cpu.txt"
@@ -20,3 +23,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 export PATH="$root/.venv/bin:$PATH"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+eval "$_wilddepth_caller_options"
+unset _wilddepth_caller_options
