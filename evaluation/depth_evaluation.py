@@ -17,6 +17,14 @@ Datasets (see ``docs/evaluation.md``):
 The constant-depth baseline predicts the same depth everywhere and is always median-scaled (its one free
 parameter is the scale), so it scores the median of each image's valid ground truth: the yardstick every
 metrics file carries.
+
+Regions: when every sample has an object mask, model and baseline are also scored on the object pixels and on
+the others (``depth_metrics.region_errors``; same crop, caps and whole-image median scale). The synthetic
+world's masks (``<drive>/groundtruth/masks/<frame>.png``, instance ids, 0 = static) mark only the objects that
+move in the world (cars driving, pedestrians walking; parked cars are static structure with id 0), so its
+regions are named :data:`MOVING_REGIONS`. Masks given for KITTI / Cityscapes (``object_masks_dir``: one PNG per
+sample, ``<dir>/<sample name>.png``, nonzero = object, the input image's size) may include parked cars, so
+they are named :data:`OBJECT_REGIONS`.
 """
 from __future__ import annotations
 
@@ -33,16 +41,22 @@ from formats.cityscapes import CROP_BOX as CITYSCAPES_CROP_BOX
 from formats.struct2depth import read_rgb
 
 DATASETS = ("synthetic", "kitti_eigen", "cityscapes")
+MOVING_REGIONS = ("moving_objects", "static")
+"""Region names (mask nonzero, mask zero) for masks that mark exactly the moving objects (synthetic ground truth)."""
+OBJECT_REGIONS = ("objects", "background")
+"""Region names for masks of object classes that may also be parked (user-given KITTI / Cityscapes masks)."""
 EIGEN_TEST_LIST = Path(__file__).resolve().parent / "eigen_test_files.txt"
 
 
 class DepthSample(NamedTuple):
-    """One evaluation image: a name, its RGB file, a ground-truth loader (metres, 0 = no data) and an input crop."""
+    """One evaluation image: a name, its RGB file, a ground-truth loader (metres, 0 = no data), an input crop and
+    an optional object-mask loader ((H, W) like the ground truth, nonzero = object pixel)."""
 
     name: str
     image_path: Path
     load_ground_truth: Callable[[], np.ndarray]
     crop_box: Optional[Tuple[int, int, int, int]] = None
+    load_object_mask: Optional[Callable[[], np.ndarray]] = None
 
 
 def _npy_loader(path: Path) -> Callable[[], np.ndarray]:
@@ -54,8 +68,36 @@ def _npy_loader(path: Path) -> Callable[[], np.ndarray]:
     return load
 
 
+def _mask_loader(path: Path, crop_box: Optional[Sequence[int]] = None) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if mask is None:
+            raise FileNotFoundError(f"{path}: object mask missing or unreadable")
+        if mask.ndim != 2:
+            raise ValueError(f"{path}: an object mask must be a single-channel PNG, got shape {mask.shape}")
+        if crop_box is not None:
+            top, bottom, left, right = (int(v) for v in crop_box)
+            mask = mask[top:bottom, left:right]
+        return mask
+    return load
+
+
+def with_object_masks(samples: Sequence[DepthSample], masks_dir: Path) -> List[DepthSample]:
+    """The samples with masks ``<masks_dir>/<sample name>.png`` (at the input image's size, cut to the sample's
+    crop); every mask must exist, so the regions are never scored on a silent subset."""
+    masks_dir = Path(masks_dir)
+    paths = [masks_dir / f"{sample.name}.png" for sample in samples]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(paths)} object masks are missing below {masks_dir}, "
+                                f"e.g. {missing[:3]} (expected <object_masks_dir>/<sample name>.png)")
+    return [sample._replace(load_object_mask=_mask_loader(path, sample.crop_box))
+            for sample, path in zip(samples, paths)]
+
+
 def synthetic_samples(data_dir: Path, frame_stride: int = 1) -> List[DepthSample]:
-    """Every ``frame_stride``-th frame of every drive ``<...>/<drive>/image_02/data`` below ``data_dir``."""
+    """Every ``frame_stride``-th frame of every drive ``<...>/<drive>/image_02/data`` below ``data_dir``, with
+    its renderer depth and instance mask (both part of the ground-truth contract, so both must exist)."""
     data_dir = Path(data_dir)
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
@@ -67,9 +109,12 @@ def synthetic_samples(data_dir: Path, frame_stride: int = 1) -> List[DepthSample
         drive = frame_dir.parent.parent
         for image_path in sorted(frame_dir.glob("*.png"))[::frame_stride]:
             depth_path = drive / "groundtruth" / "depth" / f"{image_path.stem}.npy"
-            if not depth_path.is_file():
-                raise FileNotFoundError(f"{depth_path}: ground-truth depth missing for {image_path}")
-            samples.append(DepthSample(f"{drive.name}/{image_path.stem}", image_path, _npy_loader(depth_path)))
+            mask_path = drive / "groundtruth" / "masks" / f"{image_path.stem}.png"
+            for path, what in ((depth_path, "depth"), (mask_path, "object mask")):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: ground-truth {what} missing for {image_path}")
+            samples.append(DepthSample(f"{drive.name}/{image_path.stem}", image_path, _npy_loader(depth_path),
+                                       load_object_mask=_mask_loader(mask_path)))
     return samples
 
 
@@ -161,16 +206,29 @@ def cityscapes_samples(data_dir: Path, split: str = "test", split_file: Optional
 
 
 def build_samples(params: Dict) -> List[DepthSample]:
-    """Samples of ``params['dataset']`` (keys of the ``eval_depth`` section of params.yaml)."""
+    """Samples of ``params['dataset']`` (keys of the ``eval_depth`` section of params.yaml); with
+    ``object_masks_dir`` (KITTI / Cityscapes only) each sample also gets its object mask."""
     dataset = params["dataset"]
+    masks_dir = params.get("object_masks_dir")
     if dataset == "synthetic":
+        if masks_dir:
+            raise ValueError("object_masks_dir is for kitti_eigen / cityscapes: the synthetic world's masks are "
+                             "its ground truth (<drive>/groundtruth/masks)")
         return synthetic_samples(Path(params["data_dir"]), int(params.get("frame_stride", 1)))
     if dataset == "kitti_eigen":
-        return kitti_eigen_samples(Path(params["data_dir"]), params.get("split_file"))
-    if dataset == "cityscapes":
-        return cityscapes_samples(Path(params["data_dir"]), params.get("cityscapes_split", "test"),
-                                  params.get("split_file"))
-    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+        samples = kitti_eigen_samples(Path(params["data_dir"]), params.get("split_file"))
+    elif dataset == "cityscapes":
+        samples = cityscapes_samples(Path(params["data_dir"]), params.get("cityscapes_split", "test"),
+                                     params.get("split_file"))
+    else:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    return with_object_masks(samples, Path(masks_dir)) if masks_dir else samples
+
+
+def region_names(dataset: str) -> Tuple[str, str]:
+    """Names of the (mask nonzero, mask zero) regions: moving objects for the synthetic world's ground truth,
+    plain objects for given masks (which may include parked cars)."""
+    return MOVING_REGIONS if dataset == "synthetic" else OBJECT_REGIONS
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -183,14 +241,23 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, flip_augment: bool = True,
              min_depth: float = depth_metrics.DEFAULT_MIN_DEPTH, max_depth: float = depth_metrics.DEFAULT_MAX_DEPTH,
              crop: str = "garg", scaling: str = "median", resize: str = "depth", bin_width: float = 5.0,
-             num_images: int = 4, images_dir: Optional[Path] = None, progress: bool = False) -> Dict:
+             num_images: int = 4, images_dir: Optional[Path] = None, progress: bool = False,
+             regions: Tuple[str, str] = MOVING_REGIONS) -> Dict:
     """Run the predictor on every sample and score it and the constant baseline.
 
-    Returns ``{"model": means, "constant_baseline": means, "per_image": rows, "by_distance": table}``.
+    Returns ``{"model": means, "constant_baseline": means, "regions": {...} or None, "per_image": rows,
+    "by_distance": table}``. When the samples have object masks, ``regions`` maps each of the two names in
+    ``regions`` (mask nonzero, mask zero) to ``{"model", "constant_baseline"}`` means over the images with
+    valid pixels in it, ``num_images`` and ``num_images_without_pixels`` (see ``depth_metrics``).
     Visual comparisons of ``num_images`` evenly spaced samples go to ``images_dir`` as PNGs.
     """
     if not samples:
         raise ValueError("no samples to evaluate")
+    with_masks = [sample.load_object_mask is not None for sample in samples]
+    if any(with_masks) and not all(with_masks):
+        raise ValueError(f"{with_masks.count(False)} of {len(samples)} samples have no object mask: "
+                         "region metrics need a mask for every image")
+    use_regions = all(with_masks)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     size_hw = tuple(int(v) for v in predictor.image_size)
@@ -213,7 +280,7 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
             ground_truth = sample.load_ground_truth()
             resized = images.resize_prediction(prediction, ground_truth.shape, resize)
             try:
-                gt_valid, pred_valid, _, ratio = depth_metrics.align_prediction(
+                gt_valid, pred_valid, valid, ratio = depth_metrics.align_prediction(
                     ground_truth, resized, min_depth, max_depth, crop, scaling)
                 _, constant_valid, _, _ = depth_metrics.align_prediction(
                     ground_truth, np.ones_like(resized), min_depth, max_depth, crop, "median")
@@ -221,9 +288,19 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
                 raise ValueError(f"{sample.name}: {error}") from error
             model_bins.add(gt_valid, pred_valid)
             baseline_bins.add(gt_valid, constant_valid)
-            rows.append({"name": sample.name, "scale_ratio": ratio, "valid_pixels": int(gt_valid.size),
-                         "model": depth_metrics.compute_depth_errors(gt_valid, pred_valid),
-                         "constant_baseline": depth_metrics.compute_depth_errors(gt_valid, constant_valid)})
+            row = {"name": sample.name, "scale_ratio": ratio, "valid_pixels": int(gt_valid.size),
+                   "model": depth_metrics.compute_depth_errors(gt_valid, pred_valid),
+                   "constant_baseline": depth_metrics.compute_depth_errors(gt_valid, constant_valid)}
+            if use_regions:
+                try:
+                    inside = depth_metrics.region_selectors(valid, sample.load_object_mask())
+                except ValueError as error:
+                    raise ValueError(f"{sample.name}: {error}") from error
+                model_regions = depth_metrics.region_errors(gt_valid, pred_valid, inside)
+                constant_regions = depth_metrics.region_errors(gt_valid, constant_valid, inside)
+                row["regions"] = {name: {"model": model_regions[key], "constant_baseline": constant_regions[key]}
+                                  for name, key in zip(regions, ("objects", "rest"))}
+            rows.append(row)
             if images_dir is not None and start + offset in shown:
                 scaled = np.clip(resized * ratio, min_depth, max_depth)
                 rgb_shown = rgb if sample.crop_box is None else rgb[sample.crop_box[0]:sample.crop_box[1],
@@ -234,11 +311,25 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
     return {
         "model": depth_metrics.mean_metrics(row["model"] for row in rows),
         "constant_baseline": depth_metrics.mean_metrics(row["constant_baseline"] for row in rows),
+        "regions": summarize_regions(rows, regions) if use_regions else None,
         "per_image": rows,
         "by_distance": {"distance_m": model_table["distance_m"], "count": model_table["count"],
                         "abs_rel_model": model_table["abs_rel"], "abs_rel_constant": baseline_table["abs_rel"],
                         "rmse_model": model_table["rmse"], "rmse_constant": baseline_table["rmse"]},
     }
+
+
+def summarize_regions(rows: Sequence[Dict], names: Sequence[str]) -> Dict[str, Dict]:
+    """Per region: model and baseline means over the images with valid pixels in it, and the counts."""
+    summary = {}
+    for name in names:
+        model, count, skipped = depth_metrics.mean_region_metrics(row["regions"][name]["model"] for row in rows)
+        baseline, _, _ = depth_metrics.mean_region_metrics(row["regions"][name]["constant_baseline"] for row in rows)
+        summary[name] = {"model": model, "constant_baseline": baseline, "num_images": count,
+                         "num_images_without_pixels": skipped,
+                         "valid_pixels": int(sum(row["regions"][name]["model"]["valid_pixels"] for row in rows
+                                                 if row["regions"][name]["model"] is not None))}
+    return summary
 
 
 def by_distance_csv(table: Dict[str, np.ndarray]) -> str:
@@ -253,9 +344,18 @@ def by_distance_csv(table: Dict[str, np.ndarray]) -> str:
 
 
 def per_image_csv(rows: Sequence[Dict]) -> str:
-    """CSV text: one line per image with the model's and the baseline's Abs Rel and the scale ratio."""
-    lines = ["index,name,abs_rel_model,abs_rel_constant,scale_ratio,valid_pixels"]
+    """CSV text: one line per image with the model's and the baseline's Abs Rel and the scale ratio; with regions
+    also each region's Abs Rel (model, baseline; empty where the image has no pixel in it) and pixel count."""
+    names = list(rows[0].get("regions") or {}) if rows else []
+    header = "index,name,abs_rel_model,abs_rel_constant,scale_ratio,valid_pixels"
+    header += "".join(f",abs_rel_model_{name},abs_rel_constant_{name},valid_pixels_{name}" for name in names)
+    lines = [header]
     for index, row in enumerate(rows):
-        lines.append(f"{index},{row['name']},{row['model']['abs_rel']:.6g},"
-                     f"{row['constant_baseline']['abs_rel']:.6g},{row['scale_ratio']:.6g},{row['valid_pixels']}")
+        line = (f"{index},{row['name']},{row['model']['abs_rel']:.6g},"
+                f"{row['constant_baseline']['abs_rel']:.6g},{row['scale_ratio']:.6g},{row['valid_pixels']}")
+        for name in names:
+            model, baseline = row["regions"][name]["model"], row["regions"][name]["constant_baseline"]
+            line += (f",{model['abs_rel']:.6g},{baseline['abs_rel']:.6g},{model['valid_pixels']}" if model
+                     else ",,,0")
+        lines.append(line)
     return "\n".join(lines) + "\n"

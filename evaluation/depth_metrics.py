@@ -1,4 +1,4 @@
-"""Single-image depth metrics under the standard monocular protocol (reference spec section 6.1). Pure numpy.
+"""Single-image depth metrics under the standard monocular protocol (SfMLearner / Monodepth2 evaluation). Pure numpy.
 
 Protocol, per image, applied by :func:`evaluate_depth_map`:
 
@@ -11,11 +11,17 @@ Protocol, per image, applied by :func:`evaluate_depth_map`:
 4. The scaled prediction is clamped to ``[min_depth, max_depth]``.
 5. The seven metrics over the valid pixels; the dataset number is the plain mean over images.
 
+Regions (:func:`evaluate_depth_regions`): with an object mask of the image (nonzero = object pixel), the same
+metrics are also computed on the valid pixels inside the mask and on those outside it. Steps 2-4 are unchanged:
+the median scale of step 3 is computed once, on the whole image's valid pixels, and applied to every region.
+The dataset number of a region is the plain mean over the images that have at least one valid pixel in it;
+images without any are skipped and counted (:func:`mean_region_metrics`), not scored as zero.
+
 Depths are in metres (ground truth) and up to scale (predictions), as float arrays of shape (H, W).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -27,7 +33,7 @@ DEFAULT_MAX_DEPTH = 80.0
 CROPS = ("garg", "none")
 SCALINGS = ("median", "none")
 
-# Garg et al. crop as fractions of the image (rows top..bottom, columns left..right), spec section 6.1.
+# Garg et al. crop as fractions of the image (rows top..bottom, columns left..right), as in SfMLearner's eval.
 GARG_CROP_FRACTIONS = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 
 
@@ -139,6 +145,62 @@ def evaluate_depth_map(gt: np.ndarray, pred: np.ndarray, min_depth: float = DEFA
     metrics["scale_ratio"] = ratio
     metrics["valid_pixels"] = int(mask.sum())
     return metrics
+
+
+def region_selectors(valid: np.ndarray, object_mask: np.ndarray) -> np.ndarray:
+    """1-D boolean over the valid pixels (in the row-major order of ``gt[valid]``): True where the object mask is
+    nonzero. ``valid`` is the (H, W) mask of :func:`align_prediction`; ``object_mask`` (H, W) bool or ids."""
+    valid = np.asarray(valid, dtype=bool)
+    object_mask = np.asarray(object_mask)
+    if object_mask.shape != valid.shape:
+        raise ValueError(f"object mask {object_mask.shape} must have the ground truth's size {valid.shape}")
+    return (object_mask != 0)[valid]
+
+
+def region_errors(gt_valid: np.ndarray, pred_valid: np.ndarray,
+                  inside: np.ndarray) -> Dict[str, Optional[Dict[str, float]]]:
+    """Metrics of ``"all"`` valid pixels, of the ``"objects"`` ones (``inside`` True) and of the ``"rest"``, each
+    with ``valid_pixels``; ``None`` for a region without pixels. Inputs as :func:`compute_depth_errors` gets
+    them (masked, scaled, clamped) plus the 1-D ``inside`` of :func:`region_selectors`."""
+    inside = np.asarray(inside, dtype=bool).reshape(-1)
+    if inside.shape != np.shape(gt_valid):
+        raise ValueError(f"region selector {inside.shape} must match the valid pixels {np.shape(gt_valid)}")
+    result: Dict[str, Optional[Dict[str, float]]] = {}
+    for name, selector in (("all", np.ones_like(inside)), ("objects", inside), ("rest", ~inside)):
+        count = int(selector.sum())
+        if count == 0:
+            result[name] = None
+            continue
+        metrics = compute_depth_errors(gt_valid[selector], pred_valid[selector])
+        metrics["valid_pixels"] = count
+        result[name] = metrics
+    return result
+
+
+def evaluate_depth_regions(gt: np.ndarray, pred: np.ndarray, object_mask: np.ndarray,
+                           min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+                           crop: str = "garg", scaling: str = "median") -> Dict[str, Optional[Dict[str, float]]]:
+    """:func:`region_errors` of one image and its object mask (nonzero = object), under steps 2-4 of the
+    protocol; each region also carries the image's ``scale_ratio``.
+
+    The scale (median scaling) is the whole image's (:func:`align_prediction`), so ``"all"`` equals
+    :func:`evaluate_depth_map` and the regions are scored with the prediction the whole-image number uses.
+    """
+    gt_valid, pred_valid, valid, ratio = align_prediction(gt, pred, min_depth, max_depth, crop, scaling)
+    result = region_errors(gt_valid, pred_valid, region_selectors(valid, object_mask))
+    for metrics in result.values():
+        if metrics is not None:
+            metrics["scale_ratio"] = ratio
+    return result
+
+
+def mean_region_metrics(per_image: Iterable[Optional[Mapping[str, float]]]
+                        ) -> Tuple[Optional[Dict[str, float]], int, int]:
+    """``(means, num_images, num_skipped)``: each of :data:`METRIC_NAMES` averaged over the images whose region
+    has valid pixels (rows that are ``None`` are skipped and counted); ``means`` is ``None`` if all are."""
+    rows: List[Optional[Mapping[str, float]]] = list(per_image)
+    present = [row for row in rows if row is not None]
+    return (mean_metrics(present) if present else None), len(present), len(rows) - len(present)
 
 
 def mean_metrics(per_image: Iterable[Mapping[str, float]]) -> Dict[str, float]:

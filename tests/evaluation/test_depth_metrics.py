@@ -97,3 +97,62 @@ def test_distance_binned_errors():
     assert table["abs_rel"][:2].tolist() == pytest.approx([0.2, 0.2])
     assert table["rmse"][:2].tolist() == pytest.approx([1.0, 3.0])
     assert np.isnan(table["abs_rel"][2])
+
+
+# --- regions: object pixels vs the rest, scored with the whole image's median scale ---------------------------
+
+def test_regions_on_a_hand_computed_2x3_image():
+    gt = np.array([[1.0, 2.0, 4.0], [2.0, 4.0, 8.0]])
+    pred = np.array([[2.0, 2.0, 2.0], [2.0, 4.0, 4.0]])
+    mask = np.array([[0, 1, 0], [1, 1, 0]], np.uint8)
+    # whole-image median scale: median(gt) = (2 + 4) / 2 = 3, median(pred) = 2 -> 1.5; scaled pred [[3,3,3],[3,6,6]]
+    regions = dm.evaluate_depth_regions(gt, pred, mask, crop="none", scaling="median")
+    objects, rest, whole = regions["objects"], regions["rest"], regions["all"]
+    # objects: gt (2, 2, 4) vs (3, 3, 6): every ratio 1.5
+    expected_objects = {"abs_rel": 0.5, "sq_rel": (0.5 + 0.5 + 1.0) / 3, "rmse": math.sqrt(2.0),
+                        "rmse_log": math.log(1.5), "a1": 0.0, "a2": 1.0, "a3": 1.0}
+    # rest: gt (1, 4, 8) vs (3, 3, 6): ratios 3, 4/3, 4/3
+    expected_rest = {"abs_rel": (2.0 + 0.25 + 0.25) / 3, "sq_rel": (4.0 + 0.25 + 0.5) / 3, "rmse": math.sqrt(3.0),
+                     "rmse_log": math.sqrt((math.log(3) ** 2 + 2 * math.log(4 / 3) ** 2) / 3),
+                     "a1": 0.0, "a2": 2 / 3, "a3": 2 / 3}
+    for name in dm.METRIC_NAMES:
+        assert objects[name] == pytest.approx(expected_objects[name]), name
+        assert rest[name] == pytest.approx(expected_rest[name]), name
+    assert (objects["valid_pixels"], rest["valid_pixels"], whole["valid_pixels"]) == (3, 3, 6)
+    assert objects["scale_ratio"] == rest["scale_ratio"] == 1.5
+    assert whole["abs_rel"] == pytest.approx((1.5 + 2.5) / 6)
+    # "all" is exactly the whole-image protocol
+    plain = dm.evaluate_depth_map(gt, pred, crop="none", scaling="median")
+    for name in dm.METRIC_NAMES:
+        assert whole[name] == pytest.approx(plain[name]), name
+    # the constant baseline (ones, median-scaled by the whole image: 3 everywhere) on the same regions
+    constant = dm.evaluate_depth_regions(gt, np.ones_like(gt), mask, crop="none")
+    assert constant["objects"]["abs_rel"] == pytest.approx((0.5 + 0.5 + 0.25) / 3)
+    assert constant["rest"]["abs_rel"] == pytest.approx((2.0 + 0.25 + 0.625) / 3)
+
+
+def test_region_masks_are_ids_and_invalid_pixels_stay_out():
+    gt = np.array([[1.0, 2.0, 4.0], [2.0, 0.0, 8.0]])  # (1, 1) has no ground truth
+    pred = gt.copy()
+    pred[0, 0] = 2.0
+    ids = np.array([[300, 0, 0], [0, 7, 0]], np.uint16)  # instance ids: any nonzero id is an object
+    regions = dm.evaluate_depth_regions(gt, pred, ids, crop="none", scaling="none")
+    assert regions["objects"]["valid_pixels"] == 1 and regions["objects"]["abs_rel"] == pytest.approx(1.0)
+    assert regions["rest"]["valid_pixels"] == 4 and regions["rest"]["abs_rel"] == 0.0
+    # a region without valid pixels is None, not a zero error
+    regions = dm.evaluate_depth_regions(gt, pred, np.zeros((2, 3)), crop="none", scaling="none")
+    assert regions["objects"] is None and regions["rest"]["valid_pixels"] == 5
+    only_hole = np.zeros((2, 3))
+    only_hole[1, 1] = 1
+    assert dm.evaluate_depth_regions(gt, pred, only_hole, crop="none")["objects"] is None
+    with pytest.raises(ValueError, match="object mask"):
+        dm.evaluate_depth_regions(gt, pred, np.zeros((3, 2)), crop="none")
+    with pytest.raises(ValueError, match="region selector"):
+        dm.region_errors(np.ones(3), np.ones(3), np.ones(2, bool))
+
+
+def test_region_means_skip_and_count_images_without_pixels():
+    rows = [{name: 1.0 for name in dm.METRIC_NAMES}, None, {name: 3.0 for name in dm.METRIC_NAMES}, None]
+    means, count, skipped = dm.mean_region_metrics(rows)
+    assert means == {name: 2.0 for name in dm.METRIC_NAMES} and (count, skipped) == (2, 2)
+    assert dm.mean_region_metrics([None, None]) == (None, 0, 2)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from evaluation import depth_evaluation
+from formats import groundtruth
 from stages import eval_depth
 from tests.evaluation.fakes import FakePredictor, make_kitti_raw_world
 
@@ -114,3 +115,114 @@ def test_cityscapes_ground_truth_from_disparity_and_crop(tmp_path):
     assert sample.crop_box == (2, 18, 4, 36) and sample.load_ground_truth().shape == (16, 32)
     result = depth_evaluation.evaluate([sample], FakePredictor(image_size=(8, 16)), crop="none", num_images=0)
     assert result["model"]["abs_rel"] < 0.05 < result["constant_baseline"]["abs_rel"]
+
+
+# --- regions: moving-object pixels (the synthetic world's ground-truth masks) and static pixels ---------------
+
+def _masked_world(root, first_drive_mask):
+    """The fake world with the first drive's masks replaced by ``first_drive_mask`` (the other drive: none)."""
+    make_kitti_raw_world(root, num_drives=2, num_frames=4)
+    drive = root / "2011_09_26" / "2011_09_26_drive_0001_sync"
+    for k in range(4):
+        groundtruth.write_frame(drive / "groundtruth", k, np.load(drive / "groundtruth" / "depth" / f"{k:010d}.npy"),
+                                first_drive_mask)
+    return root
+
+
+class WrongOnTheLeftPredictor(FakePredictor):
+    """The fake's depth, 3x too far in the left quarter of the first drive's images (frames 0-3), where the test
+    puts that drive's object masks."""
+
+    def predict_depth(self, images, flip_augment=True):
+        depth = super().predict_depth(images, flip_augment)
+        for image, prediction in zip(images, depth):
+            if self.frame_index(image) < 4:
+                prediction[:, : images.shape[2] // 4] *= 3.0
+        return depth
+
+
+def test_regions_separate_moving_objects_from_static_pixels(tmp_path):
+    mask = np.zeros((90, 300), np.uint8)
+    mask[:, :75] = 4  # the left quarter, every row (instance id 4)
+    world = _masked_world(tmp_path / "world", mask)
+    metrics_file = tmp_path / "depth.json"
+    document = eval_depth.main([f"--data_dir={world}", f"--metrics_file={metrics_file}",
+                                f"--plots_dir={tmp_path / 'plots'}", "--num_images=0"],
+                               predictor=WrongOnTheLeftPredictor(image_size=(32, 96)))
+    assert json.loads(metrics_file.read_text()) == document
+    moving, static = document["regions"]["moving_objects"], document["regions"]["static"]
+    # the second drive has no object pixel: skipped and counted, not scored as a perfect 0
+    assert (moving["num_images"], moving["num_images_without_pixels"]) == (4, 4)
+    assert (static["num_images"], static["num_images_without_pixels"]) == (8, 0)
+    # the error lives where the mask is; the whole-image median scale (3/4 static) keeps the static part right
+    assert moving["model"]["abs_rel"] > 1.0 and static["model"]["abs_rel"] < 0.2
+    assert moving["model"]["abs_rel"] > 5 * static["model"]["abs_rel"]
+    plain = depth_evaluation.evaluate(depth_evaluation.synthetic_samples(world), FakePredictor(image_size=(32, 96)),
+                                      num_images=0)["regions"]
+    assert plain["moving_objects"]["model"]["abs_rel"] < 0.2 and plain["static"]["model"]["abs_rel"] < 0.2
+    assert document["moving_objects_over_static_abs_rel"] == pytest.approx(
+        moving["model"]["abs_rel"] / static["model"]["abs_rel"])
+    assert set(moving["model"]) == set(moving["constant_baseline"]) == set(document["model"])
+    assert moving["abs_rel_over_constant"] == pytest.approx(
+        moving["model"]["abs_rel"] / moving["constant_baseline"]["abs_rel"])
+    assert "per image" in document["protocol"]["regions"]["averaging"]
+    # per image: the two regions partition the valid pixels; the whole-image numbers are unchanged by regions
+    rows = (tmp_path / "plots" / "per_image.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert header[-6:] == ["abs_rel_model_moving_objects", "abs_rel_constant_moving_objects",
+                           "valid_pixels_moving_objects", "abs_rel_model_static", "abs_rel_constant_static",
+                           "valid_pixels_static"]
+    for line in rows[1:]:
+        cells = dict(zip(header, line.split(",")))
+        assert int(cells["valid_pixels_moving_objects"]) + int(cells["valid_pixels_static"]) == \
+            int(cells["valid_pixels"])
+        assert (cells["abs_rel_model_moving_objects"] == "") == ("drive_0002" in cells["name"])
+    result = depth_evaluation.evaluate(depth_evaluation.synthetic_samples(world),
+                                       WrongOnTheLeftPredictor(image_size=(32, 96)), num_images=0)
+    assert result["model"] == document["model"]
+
+
+def test_a_mask_over_everything_makes_the_moving_region_the_whole_image(tmp_path):
+    world = _masked_world(tmp_path / "world", np.ones((90, 300), np.uint8))
+    samples = [sample for sample in depth_evaluation.synthetic_samples(world) if "drive_0001" in sample.name]
+    result = depth_evaluation.evaluate(samples, FakePredictor(image_size=(32, 96)), num_images=0)
+    moving, static = result["regions"]["moving_objects"], result["regions"]["static"]
+    for name, value in result["model"].items():
+        assert moving["model"][name] == pytest.approx(value), name
+        assert moving["constant_baseline"][name] == pytest.approx(result["constant_baseline"][name]), name
+    assert static["model"] is None and (static["num_images"], static["num_images_without_pixels"]) == (0, 4)
+
+
+def test_missing_masks_are_errors_not_a_silent_subset(tmp_path):
+    world = _masked_world(tmp_path / "world", np.zeros((90, 300), np.uint8))
+    (world / "2011_09_26" / "2011_09_26_drive_0002_sync" / "groundtruth" / "masks" / "0000000003.png").unlink()
+    with pytest.raises(FileNotFoundError, match="ground-truth object mask missing"):
+        depth_evaluation.synthetic_samples(world)
+    samples = depth_evaluation.synthetic_samples(world, frame_stride=2)  # frame 3 is not used: fine
+    mixed = samples[:1] + [samples[1]._replace(load_object_mask=None)]
+    with pytest.raises(ValueError, match="region metrics need a mask for every image"):
+        depth_evaluation.evaluate(mixed, FakePredictor(image_size=(32, 96)), num_images=0)
+    bad = samples[:1] + [samples[1]._replace(load_object_mask=lambda: np.zeros((5, 5), np.uint8))]
+    with pytest.raises(ValueError, match="must have the ground truth's size"):
+        depth_evaluation.evaluate(bad, FakePredictor(image_size=(32, 96)), num_images=0)
+    with pytest.raises(ValueError, match="object_masks_dir is for"):
+        depth_evaluation.build_samples({"dataset": "synthetic", "data_dir": str(world),
+                                        "object_masks_dir": str(tmp_path)})
+
+
+def test_given_object_masks_for_real_datasets_are_cut_like_the_image(tmp_path):
+    masks_dir = tmp_path / "masks"
+    image = np.zeros((20, 40, 3), np.uint8)
+    sample = depth_evaluation.DepthSample("city/frame_1", tmp_path / "x.png", lambda: np.ones((16, 32)),
+                                          crop_box=(2, 18, 4, 36))
+    with pytest.raises(FileNotFoundError, match="1 of 1 object masks are missing"):
+        depth_evaluation.with_object_masks([sample], masks_dir)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[2, 4] = 9
+    (masks_dir / "city").mkdir(parents=True)
+    cv2.imwrite(str(masks_dir / "city" / "frame_1.png"), mask)
+    (with_mask,) = depth_evaluation.with_object_masks([sample], masks_dir)
+    loaded = with_mask.load_object_mask()
+    assert loaded.shape == (16, 32) and loaded[0, 0] == 9 and loaded.sum() == 9
+    assert depth_evaluation.region_names("cityscapes") == ("objects", "background")
+    assert depth_evaluation.region_names("synthetic") == ("moving_objects", "static")
