@@ -22,6 +22,33 @@ from model.depth_motion_model import DepthMotionModel, ModelConfig
 from model.trainer import MODEL_CONFIG_FILE, make_checkpoint
 
 
+INTRINSICS_SOURCES = ("learned", "given")
+
+
+def intrinsics_source(checkpoint_path) -> str:
+    """Where a checkpoint's intrinsics come from: ``"learned"`` (its intrinsics head was trained) or ``"given"``.
+
+    Read from ``model_config.json`` beside the checkpoint (``checkpoint_path``: a checkpoint directory or a
+    prefix ``.../model-3000``), as written by ``model.trainer.write_model_config``. ``learn_intrinsics: false``
+    means training warped with the records' K and never trained the head: its output is not a result and must not
+    be reported as one. A config without the key gets ``ModelConfig``'s default, as the trainer would have.
+    """
+    path = Path(checkpoint_path)
+    config_path = (path if path.is_dir() else path.parent) / MODEL_CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: it is written by the trainer beside its checkpoints")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path}: not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: expected a JSON object of ModelConfig fields")
+    learned = config.get("learn_intrinsics", ModelConfig.learn_intrinsics)
+    if not isinstance(learned, bool):
+        raise ValueError(f"{config_path}: learn_intrinsics must be true or false, got {learned!r}")
+    return "learned" if learned else "given"
+
+
 class InferenceModel:
     """A DepthMotionModel restored from a training checkpoint, with numpy in and out."""
 
@@ -58,6 +85,12 @@ class InferenceModel:
         return self.model.config
 
     @property
+    def intrinsics_source(self) -> str:
+        """``"learned"`` or ``"given"`` (head untrained: K of ``predict_egomotion`` is not a result), see
+        :func:`intrinsics_source`."""
+        return "learned" if self.config.learn_intrinsics else "given"
+
+    @property
     def image_size(self) -> Tuple[int, int]:
         """(height, width) in pixels that the network was trained at and expects."""
         return self.config.img_height, self.config.img_width
@@ -83,7 +116,8 @@ class InferenceModel:
         """(R [B, 3, 3], t [B, 3], K [B, 3, 3]) numpy: T_a_from_b maps points of camera b into camera a
         (image_a the earlier frame), as ``DepthMotionModel.predict_egomotion`` (both input orders averaged
         unless the model was trained with ``motion_pairing="inverse"``; ``flip_augment`` also averages the
-        mirrored pair); K is the intrinsics head's estimate in pixels."""
+        mirrored pair); K is the intrinsics head's estimate in pixels, a result only when
+        ``intrinsics_source == "learned"``."""
         image_a = self._check_images(image_a, "image_a")
         image_b = self._check_images(image_b, "image_b")
         rotation, translation, intrinsics = self._egomotion[bool(flip_augment)](tf.constant(image_a),
