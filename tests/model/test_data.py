@@ -132,17 +132,21 @@ def test_bad_records_are_reported_and_skipped(tmp_path, caplog):
     assert "file not found" in reasons["seq_00 0000000099"]
     assert "expected 3 frames of 96x64" in reasons["seq_00 0000000011"]
     assert "9 comma-separated floats" in reasons["seq_00 0000000012"]
-    assert "not a decodable image" in reasons["seq_00 0000000013"]
+    assert "not a PNG, JPEG or BMP image" in reasons["seq_00 0000000013"]
     assert reader.report.skips == 4 and reader.report.decoded == 2
     assert sum("skipping record" in message for message in caplog.messages) == 4
 
 
 def test_no_valid_record_is_a_clear_error(tmp_path):
     write_records(tmp_path, count=2)
-    with pytest.raises(data.NoValidRecordsError, match="img_height=128, img_width=416"):
+    with pytest.raises(data.FrameSizeError, match=r"give 416x128 \(WxH\) but the records of .* are 96x64"):
         data.make_dataset(data.DataConfig(str(tmp_path), img_height=128, img_width=416))
+    for path in tmp_path.glob("seq_00/*_cam.txt"):
+        path.write_text("1,2,3\n")
+    with pytest.raises(data.NoValidRecordsError, match="(?s)none of the 2 records .*9 comma-separated floats"):
+        data.make_dataset(plain_config(tmp_path))
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(data.NoValidRecordsError, match="lists no records"):
+    with pytest.raises(data.NoValidRecordsError, match="lists no usable records"):
         data.make_dataset(plain_config(tmp_path, input_file="empty"))
     with pytest.raises(struct2depth.RecordFormatError, match="list file not found"):
         data.make_dataset(plain_config(tmp_path, input_file="missing"))
@@ -154,3 +158,144 @@ def test_config_from_params_ignores_unrelated_keys():
     assert (config.img_height, config.img_width, config.queue_size, config.flip_rule) == (32, 64, 7, "release")
     with pytest.raises(ValueError, match="flip_rule"):
         data.DataConfig("/d", flip_rule="corner")
+
+
+# --- bad input: one bad line or record never sinks the list (issue 10, items 6, 8, 9) ----------------------
+
+def huge_png_header(width=100_000, height=100_000) -> bytes:
+    """A 45-byte PNG whose IHDR claims ``width`` x ``height`` RGB pixels (no image data follows)."""
+    import struct
+    import zlib
+    body = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + body + struct.pack(">I", zlib.crc32(body))
+            + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+
+
+def test_huge_header_and_grey_records_are_skipped_with_a_reason(tmp_path):
+    import cv2
+    entries = write_records(tmp_path, count=4)
+    huge, grey = entries[1], entries[2]
+    struct2depth.record_paths(tmp_path, *huge)[0].write_bytes(huge_png_header())
+    grey_path = struct2depth.record_paths(tmp_path, *grey)[0]
+    colour = cv2.imread(str(grey_path), cv2.IMREAD_COLOR)
+    cv2.imwrite(str(grey_path), cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
+    dataset, reader = data.make_dataset(plain_config(tmp_path, repeat=False))
+    assert len(list(dataset)) == 2
+    reasons = reader.report.reasons
+    assert set(reasons) == {" ".join(huge), " ".join(grey)}
+    assert "header claims 100000x100000 pixels, more than the limit" in reasons[" ".join(huge)]
+    assert "grey image (1 channel(s)); training needs RGB frames" in reasons[" ".join(grey)]
+
+
+def test_bad_list_lines_are_reported_and_the_others_used(tmp_path, caplog):
+    entries = write_records(tmp_path, count=2)
+    outside = tmp_path.parent / f"{tmp_path.name}_outside"
+    write_records(outside, count=1, folder="x")
+    lines = [" ".join(entries[0]),
+             "drive with space 0000000001",            # three fields (a folder name with a space)
+             f"../{outside.name}/x 0000000001",         # leaves data_dir
+             "/etc passwd",                             # absolute
+             "seq_00 ../../etc/passwd",                 # id with a path
+             "C:\\\\data 0000000001",                   # Windows drive
+             " ".join(entries[1])]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING, logger="model.data"):
+        dataset, reader = data.make_dataset(plain_config(tmp_path, repeat=False))
+        batches = list(dataset)
+    assert reader.entries == entries and len(batches) == 2
+    bad = reader.report.bad_lines
+    assert [line.split("train.txt:")[1].split(":")[0] for line in bad] == \
+        ["2", "3", "4", "5", "6"]
+    assert "expected '<folder> <id>', got 4 fields 'drive with space 0000000001'" in bad[0]
+    assert "contains '..'" in bad[1] and "absolute path" in bad[2] and "not a plain file name" in bad[3]
+    assert "absolute path" in bad[4]
+    assert sum("list line left out" in message for message in caplog.messages) == 5
+    assert "5 list lines left out" in reader.report.summary()
+
+
+# --- the frame size comes from the records (issue 11, item 2) -----------------------------------------------
+
+def test_frame_size_from_the_images_or_the_manifest(tmp_path):
+    write_records(tmp_path, count=3)
+    resolved = data.resolve_frame_size(data.DataConfig(str(tmp_path)))
+    assert (resolved.img_height, resolved.img_width) == (HEIGHT, WIDTH)
+    assert data.resolve_frame_size(data.DataConfig(str(tmp_path), img_width=WIDTH)).img_height == HEIGHT
+    (tmp_path / "manifest.json").write_text('{"parameters": {"width": 416, "height": 128}}')
+    resolved = data.resolve_frame_size(data.DataConfig(str(tmp_path)))
+    assert (resolved.img_height, resolved.img_width) == (128, 416), "the manifest comes first"
+    with pytest.raises(data.FrameSizeError, match=r"give \?x64 \(WxH\) but the records of .* are 416x128 "
+                                                  r"\(from .*manifest.json parameters\)"):
+        data.resolve_frame_size(data.DataConfig(str(tmp_path), img_height=64))
+
+
+def test_real_example_frame_size_from_its_images(real_data):
+    config = data.resolve_frame_size(data.DataConfig(str(real_data / "struct2depth_example")))
+    assert (config.img_height, config.img_width) == (128, 416)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size must be >= 1"), ("queue_size", "x", "queue_size must be a number"),
+    ("flip_probability", 1.5, r"flip_probability must lie in \[0, 1\]"), ("img_height", 2.5, "whole number"),
+    ("color_probability", float("nan"), "color_probability must be finite")])
+def test_bad_reader_settings_are_rejected(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        data.DataConfig("/d", **{field: value})
+
+
+# --- full shuffles and resuming the stream (issue 14 item 3, issue 10 item 4) ------------------------------
+
+def listed_only(root, count, folders=8):
+    """A list of ``count`` records sorted by folder, and a manifest with the size (no image files)."""
+    root.mkdir(parents=True, exist_ok=True)
+    entries = [(f"drive_{index * folders // count:02d}", struct2depth.sample_id(index)) for index in range(count)]
+    struct2depth.write_list(root / "train.txt", entries)
+    (root / "manifest.json").write_text(f'{{"parameters": {{"width": {WIDTH}, "height": {HEIGHT}}}}}')
+    return entries
+
+
+def stream_indices(config, start=0, count=None):
+    reader = data.RecordDataset(config)
+    pairs = [(int(p), int(i)) for p, i in reader.index_stream(start).take(count or 3 * len(reader))]
+    return [p for p, _ in pairs], [i for _, i in pairs]
+
+
+def test_every_epoch_is_a_full_permutation_and_early_batches_span_the_list(tmp_path):
+    count, queue, batch = 400, 16, 8
+    listed_only(tmp_path, count)
+    config = data.DataConfig(str(tmp_path), queue_size=queue, batch_size=batch)
+    positions, indices = stream_indices(config)
+    assert positions == list(range(3 * count))
+    epochs = [indices[k * count:(k + 1) * count] for k in range(3)]
+    for epoch in epochs:
+        assert sorted(epoch) == list(range(count)), "every record exactly once per epoch"
+    assert epochs[0] != epochs[1], "a new permutation every epoch"
+    first_batches = np.array(epochs[0][:5 * batch]).reshape(5, batch)
+    spreads = first_batches.max(axis=1) - first_batches.min(axis=1)
+    # A buffer of 16 over the sorted list would keep the first batches within indices 0..~60.
+    assert np.median(spreads) > count / 2 and first_batches.max() > 0.9 * count, first_batches
+    unshuffled = stream_indices(data.DataConfig(str(tmp_path), shuffle=False), count=count)[1]
+    assert unshuffled == list(range(count))
+
+
+def test_stream_from_a_position_continues_the_uninterrupted_stream(tmp_path):
+    listed_only(tmp_path, 50)
+    config = data.DataConfig(str(tmp_path), queue_size=7)
+    positions, indices = stream_indices(config, count=150)
+    for start in (0, 1, 49, 50, 123):
+        resumed_positions, resumed = stream_indices(config, start=start, count=150 - start)
+        assert resumed_positions == positions[start:] and resumed == indices[start:]
+
+
+def test_resumed_batches_equal_the_uninterrupted_batches_despite_a_bad_record(tmp_path):
+    entries = write_records(tmp_path, count=6)
+    struct2depth.record_paths(tmp_path, *entries[2])[0].write_bytes(b"broken")
+    config = data.DataConfig(str(tmp_path), batch_size=2, queue_size=3, seed=5)
+    dataset, _ = data.make_dataset(config)
+    full = [{key: value.numpy() for key, value in batch.items()} for batch in dataset.take(8)]
+    # After batch 3 a checkpoint would store the next position, whatever bad records were skipped.
+    next_position = int(full[3]["position"].max()) + 1
+    resumed_dataset, _ = data.make_dataset(config, start_position=next_position)
+    for expected, batch in zip(full[4:], resumed_dataset.take(4)):
+        for key in expected:
+            np.testing.assert_array_equal(batch[key].numpy(), expected[key], err_msg=key)
+    assert next_position != 4 * 2, "the bad record should have shifted positions (else this test is weaker)"
