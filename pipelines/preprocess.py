@@ -4,8 +4,12 @@ Graph (every source ends in a PCollection of ``Frame``)::
 
     input --list--> sequences --plan--> FrameRefs --Reshuffle--> DecodeFrame --+
     video/youtube8m --list/fetch--> VideoInput --Reshuffle--> DecodeVideo -----+--> Frames
-    Frames --segmenter--> masked Frames --GroupByKey(sequence)--> AssembleTriplets --> WriteTriplet
-    written records, dead letters, filtered inputs, sequence summaries --> Finalize (lists, manifest)
+    Frames --segmenter--> masked Frames --StoreFrames--> FrameMeta (pixels go to the output's frame store)
+    FrameMeta --GroupByKey(sequence)--> PlanTriplets --> TripletPlan --Reshuffle--> AssembleTriplets --> WriteTriplet
+    written record keys, dead letters, filtered inputs, sequence summaries --> Finalize (lists, manifest)
+
+Only metadata and record keys cross a shuffle: no element holds more than the three frames of one
+triplet, so memory does not grow with the length of a sequence (pipelines/triplets.py).
 
 Runs on the DirectRunner and unchanged on Dataflow: inputs are listed inside DoFns (through Beam's
 filesystems), so building the graph touches no data.
@@ -20,14 +24,14 @@ from typing import Dict, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from formats import atomic
-from pipelines import fileio
+from pipelines import fileio, ownership
 from pipelines.config import PreprocessConfig
 from pipelines.masking import make_segmenter, needs_native_image
 from pipelines.records import DeadLetter, Frame
 from pipelines.sources import (DEAD_LETTER, FILTERED, DecodeFrame, ListCityscapesSequences, ListImageFolders,
                                ListKittiDrives, PlanCityscapesSequence, PlanImageFolder, PlanKittiDrive)
-from pipelines.triplets import SEQUENCES, AssembleTriplets
+from pipelines.triplets import (SEQUENCES, AssembleTriplets, PlanTriplets, RemoveFrameStore, StoreFrames,
+                                 complete_summary)
 from pipelines.video import DecodeVideo, ListVideos
 from pipelines.writers import MANIFEST, Finalize, WriteTriplet
 from pipelines.youtube8m import FetchYouTube8M, input_ids
@@ -96,38 +100,47 @@ def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional
     masked = (frames | "Mask" >> segmenter
               | "SplitMaskErrors" >> beam.ParDo(_SplitSegmenterOutput()).with_outputs(DEAD_LETTER, main="frames"))
     letters.append(masked[DEAD_LETTER])
-    assembled = (masked.frames
-                 | "KeyBySequence" >> beam.Map(lambda frame: (frame.sequence, frame))
-                 | "GroupSequences" >> beam.GroupByKey()
-                 | "AssembleTriplets" >> beam.ParDo(AssembleTriplets(config))
-                 .with_outputs(DEAD_LETTER, FILTERED, SEQUENCES, main="triplets"))
-    letters.append(assembled[DEAD_LETTER])
+    stored = masked.frames | "StoreFrames" >> beam.ParDo(StoreFrames(config))
+    planned = (stored
+               | "KeyBySequence" >> beam.Map(lambda meta: (meta.sequence, meta))
+               | "GroupSequences" >> beam.GroupByKey()
+               | "PlanTriplets" >> beam.ParDo(PlanTriplets(config)).with_outputs(DEAD_LETTER, SEQUENCES, main="plans"))
+    letters.append(planned[DEAD_LETTER])
+    assembled = (planned.plans
+                 | "SpreadTriplets" >> beam.Reshuffle()
+                 | "AssembleTriplets" >> beam.ParDo(AssembleTriplets(config)).with_outputs(FILTERED, main="triplets"))
     filtered.append(assembled[FILTERED])
     written = assembled.triplets | "WriteRecords" >> beam.ParDo(WriteTriplet(config))
+    records_per_sequence = (written
+                            | "KeyRecordBySequence" >> beam.Map(lambda key: (key[0], 1))
+                            | "CountRecords" >> beam.CombinePerKey(sum))
+    summaries = (
+        {"summary": planned[SEQUENCES] | "KeySummary" >> beam.Map(lambda summary: (summary["sequence"], summary)),
+         "records": records_per_sequence}
+        | "JoinSummaries" >> beam.CoGroupByKey()
+        | "CompleteSummaries" >> beam.Map(complete_summary))
     all_letters = letters | "AllDeadLetters" >> beam.Flatten()
     all_filtered = filtered | "AllFiltered" >> beam.Flatten()
     frames_read = frames | "CountFrames" >> beam.combiners.Count.Globally()
     manifest = (written
                 | "CollectRecords" >> beam.combiners.ToList()
+                | "RemoveFrameStore" >> beam.ParDo(RemoveFrameStore(config))
                 | "Finalize" >> beam.ParDo(Finalize(config),
                                            beam.pvalue.AsList(all_letters),
                                            beam.pvalue.AsList(all_filtered),
-                                           beam.pvalue.AsList(assembled[SEQUENCES]),
+                                           beam.pvalue.AsList(summaries),
                                            beam.pvalue.AsSingleton(frames_read)))
     return {"frames": frames, "triplets": assembled.triplets, "written": written, "dead_letters": all_letters,
             "manifest": manifest}
 
 
-def prepare_output(output: str) -> None:
-    """Before a run into a local folder: create it, drop the old manifest (an output without a manifest is
-    incomplete) and remove temporaries a killed run left behind."""
-    if fileio.is_remote(output):
-        return
-    os.makedirs(output, exist_ok=True)
-    manifest = os.path.join(output, MANIFEST)
-    if os.path.exists(manifest):
-        os.unlink(manifest)
-    atomic.remove_stale_temporaries(output)
+def prepare_output(output: str, source: str = "", input_path: str = "") -> None:
+    """Before any work (``pipelines/ownership.py``): the input exists, the output neither is, holds nor lies
+    inside the input, and is new, empty or a wilddepth output, and writable (the marker is (re)written);
+    then the complete output's manifest is parked (an output without a manifest is incomplete) and the
+    temporaries of wilddepth's own writes that a killed run left are removed. Raises OutputFolderError /
+    NoInputError (exit 2) without touching anything otherwise."""
+    ownership.prepare(source, input_path, output)
 
 
 def local_runner(options: PipelineOptions):
@@ -152,19 +165,58 @@ def local_runner(options: PipelineOptions):
 
 
 def run(config: PreprocessConfig, beam_args: Sequence[str] = (), wait: bool = True):
-    """Build and run the pipeline with Beam options ``beam_args``; returns the PipelineResult."""
+    """Build and run the pipeline with Beam options ``beam_args``; returns the PipelineResult.
+
+    Everything that can be checked before the work is (input, named intrinsics file, output folder);
+    with ``wait``, a run that wrote no record restores the earlier output's manifest and raises
+    ``ownership.NoRecordsError`` naming the reasons (dead-letter counts)."""
     if not config.input and config.source != "youtube8m":
         raise ValueError("--input is required for source " + config.source)
     if not config.output:
         raise ValueError("--output is required")
+    if config.intrinsics_file and not fileio.exists(config.intrinsics_file):
+        raise FileNotFoundError(f"intrinsics file {config.intrinsics_file!r} not found (named by "
+                                "video.intrinsics_file / image_folder.intrinsics_file)")
     options = PipelineOptions(list(beam_args))
-    prepare_output(config.output)
+    prepare_output(config.output, config.source, config.input)
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
     build(pipeline, config)
     result = pipeline.run()
     if wait:
         result.wait_until_finish()
+        _check_records_written(config, result)
     return result
+
+
+def _counters(result) -> Dict[str, int]:
+    """The ``preprocess`` Beam counters of a finished run (empty when the runner reports none)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace("preprocess"))["counters"]
+    except Exception:  # noqa: BLE001 - a runner without metrics only loses the detail of the message
+        return {}
+    values: Dict[str, int] = {}
+    for counter in counters:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        values[counter.key.metric.name] = values.get(counter.key.metric.name, 0) + int(value or 0)
+    return values
+
+
+def _check_records_written(config: PreprocessConfig, result) -> None:
+    """After a local run: no manifest means no record was written (Finalize writes nothing then)."""
+    if fileio.is_remote(config.output):
+        return
+    if os.path.exists(os.path.join(config.output, MANIFEST)):
+        ownership.drop_parked_manifest(config.output)
+        return
+    restored = ownership.restore_manifest(config.output)
+    counters = _counters(result)
+    reasons = ", ".join(f"{name[len('rejected_'):]} {count}" for name, count in sorted(counters.items())
+                        if name.startswith("rejected_") and count)
+    detail = f"{counters.get('frames_read', 0)} frames read" + (f"; rejected: {reasons}" if reasons else "")
+    kept = "the earlier output was left as it was" if restored else "nothing was written"
+    raise ownership.NoRecordsError(f"no record written from --input {config.input!r} ({detail}); {kept}")
 
 
 def read_manifest(output: str) -> dict:

@@ -1,4 +1,15 @@
-"""Per-sequence assembly: order a sequence's masked frames and cut them into triplets.
+"""Triplets in bounded memory: frames are stored once, sequences are planned from metadata, and each
+record is assembled from its own three frames.
+
+Graph (see ``pipelines.preprocess.build``)::
+
+    masked Frame --StoreFrames--> FrameMeta          (pixels -> <output>/.wilddepth-frames/<sequence>/<index>.npy)
+    FrameMeta --GroupByKey(sequence)--> PlanTriplets  (pipelines.planning: sizes, cuts, gaps; no pixels)
+    TripletPlan --Reshuffle--> AssembleTriplets       (reads 3 stored frames: static rule, mask alignment)
+    Triplet --WriteRecords--> (sequence, record id) --> Finalize; then the stored frames are removed
+
+No element that crosses a shuffle holds pixels, so memory per worker does not grow with the length of a
+sequence (on Beam's local runner, where every shuffle is held in memory, as on Dataflow).
 
 Record id (documented choice): the raw index of the triplet's *middle* frame (KITTI file number, video
 frame number, Cityscapes frame number, position in an image folder), zero-padded to 10 digits, as in
@@ -6,69 +17,160 @@ vid2depth's generator. Ids are therefore unique within a sequence folder and poi
 """
 from __future__ import annotations
 
-import numpy as np
+import io
+import os
+import re
+from typing import List
+
 import apache_beam as beam
+import numpy as np
 from apache_beam import pvalue
 
-from formats.struct2depth import sample_id
-from pipelines import records
+from pipelines import fileio, records
 from pipelines.config import PreprocessConfig
 from pipelines.mask_alignment import align_triplet
-from pipelines.records import Triplet, dead_letter
-from pipelines.sampling import histogram_correlation, mean_abs_difference, triplet_windows
-from pipelines.sources import DEAD_LETTER, _counter, _filter, _reject
+from pipelines.planning import FrameMeta, TripletPlan, grey_histogram, plan_sequence
+from pipelines.records import Frame, Triplet, dead_letter
+from pipelines.sampling import mean_abs_difference
+from pipelines.sources import _filter, _reject
 
 SEQUENCES = "sequences"
+FRAME_STORE = ".wilddepth-frames"   # per-run frame store inside the output folder, removed before Finalize
+_STORED_FRAME = re.compile(r"^(\d{10}\.npy|\.tmp-\d{10}\.npy\..+)$")
 
 
-class AssembleTriplets(beam.DoFn):
-    """(sequence, frames) -> Triplets with aligned masks.
+def stored_frame_path(output: str, sequence: str, index: int) -> str:
+    """Where frame ``index`` (sample position) of ``sequence`` is stored during a run."""
+    return fileio.join(output, FRAME_STORE, sequence, f"{index:010d}.npy")
 
-    Frames whose native size differs from the sequence's first frame are dead-lettered (``size_change``).
-    Triplets never span a missing sample, a segment boundary, a timestamp gap above ``max_gap_factor`` x
-    the nominal period, or a scene cut (grey-histogram correlation of neighbours below
-    ``scene_cut_correlation``). Triplets whose first and last frames differ by less than
-    ``static_threshold`` grey levels on average are left out as static (0 disables the rule).
-    Also emits one summary dict per sequence on the ``sequences`` output.
-    """
+
+def encode_stored_frame(image: np.ndarray, mask: np.ndarray) -> bytes:
+    """RGB uint8 (H, W, 3) and mask uint8 (H, W) -> one .npy of (H, W, 4) uint8 (lossless, no compression)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.concatenate([image, mask[:, :, None]], axis=2), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def decode_stored_frame(data: bytes):
+    """Inverse of ``encode_stored_frame``: (RGB (H, W, 3), mask (H, W)), both uint8."""
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+    if array.ndim != 3 or array.shape[2] != 4 or array.dtype != np.uint8:
+        raise ValueError(f"a stored frame must be (H, W, 4) uint8, got {array.shape} {array.dtype}")
+    return np.ascontiguousarray(array[:, :, :3]), np.ascontiguousarray(array[:, :, 3])
+
+
+class StoreFrames(beam.DoFn):
+    """Frame (with mask) -> FrameMeta: stores the working-resolution pixels and mask under the output's
+    frame store and keeps only the metadata planning needs (``pipelines.planning.FrameMeta``)."""
+
+    def __init__(self, config: PreprocessConfig):
+        self.config = config
+
+    def process(self, frame: Frame):
+        mask = frame.mask if frame.mask is not None else np.zeros(frame.image.shape[:2], np.uint8)
+        path = stored_frame_path(self.config.output, frame.sequence, frame.index)
+        fileio.write_bytes(path, encode_stored_frame(frame.image, mask))
+        yield FrameMeta(
+            source=frame.source, sequence=frame.sequence, index=int(frame.index),
+            raw_index=int(frame.raw_index if frame.raw_index is not None else frame.index),
+            frame_id=frame.frame_id, timestamp=float(frame.timestamp), segment=int(frame.segment),
+            native_size=tuple(int(v) for v in (frame.native_size or (frame.image.shape[1], frame.image.shape[0]))),
+            intrinsics=tuple(float(v) for v in np.asarray(frame.intrinsics, np.float64).reshape(-1)),
+            histogram=grey_histogram(frame.image), pixels=path)
+
+
+class PlanTriplets(beam.DoFn):
+    """(sequence, FrameMetas) -> TripletPlans; ``size_change`` dead letters for frames whose native size is
+    not the sequence's majority size; one summary dict per sequence on the ``sequences`` output (its
+    ``records`` count is added from the written records)."""
 
     def __init__(self, config: PreprocessConfig):
         self.config = config
 
     def process(self, element):
-        sequence, frames = element
-        frames = sorted(frames, key=lambda frame: frame.index)
-        kept = []
-        for frame in frames:
-            if kept and tuple(frame.native_size) != tuple(kept[0].native_size):
-                yield _reject(dead_letter(frame.source, frame.frame_id, records.SIZE_CHANGE,
-                                          f"{frame.native_size[0]}x{frame.native_size[1]} in a sequence of "
-                                          f"{kept[0].native_size[0]}x{kept[0].native_size[1]} frames"))
-                continue
-            kept.append(frame)
-        threshold = self.config.scene_cut_correlation
-        breaks = [False] + [
-            threshold > 0 and histogram_correlation(a.image, b.image) < threshold for a, b in zip(kept, kept[1:])]
-        windows = triplet_windows([f.index for f in kept], [f.timestamp for f in kept], [f.segment for f in kept],
-                                  self.config.max_gap_factor, breaks)
-        written = 0
-        for window in windows:
-            triplet = tuple(kept[p] for p in window)
-            record_id = sample_id(triplet[1].raw_index)
-            if self.config.static_threshold > 0 and \
-                    mean_abs_difference(triplet[0].image, triplet[2].image) < self.config.static_threshold:
-                yield _filter("static", f"{sequence}/{record_id}")
-                continue
-            masks = [f.mask if f.mask is not None else np.zeros(f.image.shape[:2], np.uint8) for f in triplet]
-            if any(mask.any() for mask in masks):
-                masks = align_triplet(masks, self.config.iou_threshold, self.config.erase_unmatched)
-            written += 1
-            yield Triplet(sequence=sequence, record_id=record_id, frames=triplet, masks=tuple(masks))
-        yield pvalue.TaggedOutput(SEQUENCES, {
-            "sequence": sequence,
-            "source": kept[0].source if kept else frames[0].source,
-            "first_frame": frames[0].frame_id,
-            "last_frame": frames[-1].frame_id,
-            "frames": len(kept),
-            "records": written,
-        })
+        _, metas = element
+        plan = plan_sequence(list(metas), self.config.max_gap_factor, self.config.scene_cut_correlation)
+        for rejection in plan.rejected:
+            yield _reject(dead_letter(rejection.frame.source, rejection.frame.frame_id, records.SIZE_CHANGE,
+                                      rejection.detail))
+        yield from plan.triplets
+        yield pvalue.TaggedOutput(SEQUENCES, plan.summary)
+
+
+class AssembleTriplets(beam.DoFn):
+    """TripletPlan -> Triplet with aligned masks, reading only its three stored frames.
+
+    Triplets whose first and last frames differ by less than ``static_threshold`` grey levels on average
+    are left out as static (0 disables the rule).
+    """
+
+    def __init__(self, config: PreprocessConfig):
+        self.config = config
+
+    def process(self, plan: TripletPlan):
+        frames, masks = [], []
+        for meta in plan.frames:
+            image, mask = decode_stored_frame(fileio.read_bytes(meta.pixels))
+            frames.append(Frame(source=meta.source, sequence=meta.sequence, index=meta.index,
+                                frame_id=meta.frame_id, timestamp=meta.timestamp, image=image,
+                                intrinsics=np.array(meta.intrinsics, np.float64).reshape(3, 3), mask=mask,
+                                raw_index=meta.raw_index, segment=meta.segment, native_size=meta.native_size))
+            masks.append(mask)
+        if self.config.static_threshold > 0 and \
+                mean_abs_difference(frames[0].image, frames[2].image) < self.config.static_threshold:
+            yield _filter("static", f"{plan.sequence}/{plan.record_id}")
+            return
+        if any(mask.any() for mask in masks):
+            masks = align_triplet(masks, self.config.iou_threshold, self.config.erase_unmatched)
+        yield Triplet(sequence=plan.sequence, record_id=plan.record_id, frames=tuple(frames), masks=tuple(masks))
+
+
+def complete_summary(element) -> dict:
+    """(sequence, {"summary": [dict], "records": [count...]}) -> the summary with its ``records`` count."""
+    _, grouped = element
+    summary, = grouped["summary"]
+    return dict(summary, records=int(sum(grouped["records"])))
+
+
+def remove_frame_store(output: str) -> int:
+    """Delete the frames this pipeline stored under ``<output>/.wilddepth-frames`` (and the atomic
+    temporaries of a killed store), then the folders left empty. Files of any other name are never
+    touched. Returns the number of files removed."""
+    store = fileio.join(output, FRAME_STORE)
+    if fileio.is_remote(output):
+        from apache_beam.io.filesystems import FileSystems
+
+        paths = [path for path in fileio.glob(fileio.join(store, "*", "*.npy"))
+                 if _STORED_FRAME.match(fileio.basename(path))]
+        if paths:
+            FileSystems.delete(paths)
+        return len(paths)
+    if not os.path.isdir(store):
+        return 0
+    removed = 0
+    for sequence in sorted(os.listdir(store)):
+        folder = os.path.join(store, sequence)
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if _STORED_FRAME.match(name) and os.path.isfile(path) and not os.path.islink(path):
+                os.unlink(path)
+                removed += 1
+        if not os.listdir(folder):
+            os.rmdir(folder)
+    if not os.listdir(store):
+        os.rmdir(store)
+    return removed
+
+
+class RemoveFrameStore(beam.DoFn):
+    """Runs once, on the list of all written record keys (so after every record is written): removes the
+    frame store and passes the list on unchanged."""
+
+    def __init__(self, config: PreprocessConfig):
+        self.config = config
+
+    def process(self, written: List):
+        remove_frame_store(self.config.output)
+        yield written

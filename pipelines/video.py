@@ -21,17 +21,19 @@ import numpy as np
 from formats.struct2depth import parse_intrinsics
 from pipelines import fileio, records
 from pipelines.config import PreprocessConfig
-from pipelines.records import VideoInput, dead_letter
+from formats.camera import check_intrinsics_for_image
+from pipelines.records import VideoInput, dead_letter, safe_sequence_name
 from pipelines.sampling import make_sampler
-from pipelines.sources import _counter, _reject, frame_from_bgr
+from pipelines.sources import _counter, _reject, frame_from_bgr, is_grey
 
 TRUNCATION_SLACK = 1  # containers may announce one frame more than they hold
 
 
 def video_name(path: str) -> str:
-    """Sequence folder for a video: its file stem, with characters other than [A-Za-z0-9_.-] -> '_'."""
+    """Sequence folder for a video: its file stem made safe by ``records.safe_sequence_name`` (a stem with
+    characters other than [A-Za-z0-9_.-] gets '_' for them and a short hash of the stem)."""
     stem = os.path.splitext(fileio.basename(path))[0]
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "video"
+    return safe_sequence_name(stem) if stem else "video"
 
 
 class ListVideos(beam.DoFn):
@@ -53,10 +55,13 @@ class ListVideos(beam.DoFn):
 
 class DecodeVideo(beam.DoFn):
     """VideoInput -> sampled Frames (``uniform`` or ``burst`` sampling) plus dead letters for a corrupt or
-    truncated container, unreadable frames, size changes and non-monotonic timestamps.
+    truncated container, unreadable frames and non-monotonic timestamps (size changes are judged by the
+    planning step against the video's majority size).
 
-    Intrinsics: ``video.intrinsics_file`` (9 comma-separated floats at native resolution), else the
-    ground-truth sidecar's ``intrinsics.txt``, else ``geometry.default_intrinsics``.
+    Intrinsics: ``video.intrinsics_file`` (9 comma-separated floats at native resolution; named but missing
+    or malformed = a dead letter, never a guess), else the ground-truth sidecar's ``intrinsics.txt``, else
+    ``geometry.default_intrinsics``. K must fit the first decoded frame (``check_intrinsics_for_image``),
+    else the video is a ``bad_calibration`` dead letter. Grey frames are ``grey_frame`` dead letters.
     """
 
     def __init__(self, config: PreprocessConfig, keep_native: bool = False):
@@ -64,10 +69,13 @@ class DecodeVideo(beam.DoFn):
         self.keep_native = keep_native
 
     def _intrinsics(self, video: VideoInput) -> Optional[np.ndarray]:
-        candidates = [self.config.intrinsics_file] if self.config.intrinsics_file else []
+        given = self.config.intrinsics_file
+        if given:
+            if not fileio.exists(given):
+                raise FileNotFoundError(f"{given}: intrinsics file not found")
+            return parse_intrinsics(fileio.read_text(given), given)
         if video.groundtruth_dir:
-            candidates.append(fileio.join(video.groundtruth_dir, "intrinsics.txt"))
-        for candidate in candidates:
+            candidate = fileio.join(video.groundtruth_dir, "intrinsics.txt")
             if fileio.exists(candidate):
                 return parse_intrinsics(fileio.read_text(candidate), candidate)
         return None
@@ -83,8 +91,9 @@ class DecodeVideo(beam.DoFn):
                 return
             try:
                 intrinsics = self._intrinsics(video)
-            except ValueError as error:
-                yield _reject(dead_letter(video.source, video.path, records.MISSING_CALIBRATION, str(error)))
+            except (ValueError, OSError) as error:
+                code = records.BAD_CALIBRATION if isinstance(error, ValueError) else records.MISSING_CALIBRATION
+                yield _reject(dead_letter(video.source, video.path, code, str(error)))
                 return
             yield from self._decode(video, local, intrinsics)
         finally:
@@ -100,8 +109,9 @@ class DecodeVideo(beam.DoFn):
             announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             sampler = make_sampler(self.config.sampling, self.config.fps, self.config.interval, self.config.burst)
             grabbed, sample, segment = 0, 0, 0
-            origin = previous_time = reference_size = None
+            origin = previous_time = None
             previous_sampler_segment = None
+            intrinsics_checked = False
             while capture.grab():
                 number = grabbed
                 grabbed += 1
@@ -127,12 +137,18 @@ class DecodeVideo(beam.DoFn):
                     yield _reject(dead_letter(video.source, frame_id, records.UNREADABLE_FRAME, "frame cannot be decoded"))
                     segment, sample = segment + 1, sample + 1
                     continue
-                size = (image.shape[1], image.shape[0])
-                if reference_size is None:
-                    reference_size = size
-                elif size != reference_size:
-                    yield _reject(dead_letter(video.source, frame_id, records.SIZE_CHANGE,
-                                              f"{size[0]}x{size[1]} after {reference_size[0]}x{reference_size[1]}"))
+                # a frame of another size is dead-lettered by the planning step, which knows the video's
+                # majority size (pipelines/planning.py), so a wrong-size first frame blames only itself
+                if intrinsics is not None and not intrinsics_checked:
+                    try:
+                        check_intrinsics_for_image(intrinsics, (image.shape[1], image.shape[0]), "K")
+                    except ValueError as error:
+                        yield _reject(dead_letter(video.source, video.path, records.BAD_CALIBRATION, str(error)))
+                        return
+                    intrinsics_checked = True
+                if is_grey(image):
+                    yield _reject(dead_letter(video.source, frame_id, records.GREY_FRAME,
+                                              "all three colour channels are equal"))
                     segment, sample = segment + 1, sample + 1
                     continue
                 _counter("frames_read").inc()
