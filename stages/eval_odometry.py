@@ -1,39 +1,100 @@
-"""Odometry evaluation stage: ATE-5, full-trajectory ATE and KITTI t_err / r_err, with a constant-velocity baseline.
+"""Odometry evaluation stage: ATE-5, full-trajectory and Sim(3)/SE(3)-aligned ATE, KITTI t_err / r_err.
 
     python -m stages.eval_odometry --trajectory_dir=results/trajectories [--gt_poses_dir=.../poses]
+    python -m stages.eval_odometry --prediction=09.txt --gt_poses=poses/09.txt [--format=kitti|tum|auto]
+    python -m stages.eval_odometry --prediction=09_tum.txt --gt_poses=poses/09.txt --gt_times=sequences/09/times.txt
+    python -m stages.eval_odometry --prediction=results/ --gt_poses_dir=poses/     # results/09.txt vs poses/09.txt
 
-Reads the output folder of ``stages.trajectory_inference`` (its ``manifest.json``); defaults come from the
-``eval_odometry`` section of params.yaml. Writes (atomically):
+Input: the output folder of ``stages.trajectory_inference`` (``--trajectory_dir``, or ``--prediction`` naming a
+folder with a ``manifest.json``), or prediction files of any origin, KITTI (12 values a line, or 13 with a
+leading ground-truth frame number) or TUM (``time tx ty tz qx qy qz qw``); matching rules in
+``evaluation/odometry_evaluation.py``. Every metric is computed for the model and a constant-velocity baseline.
+Defaults come from the ``eval_odometry`` section of params.yaml. Writes (atomically):
 - ``--metrics_file`` (default ``metrics/odometry.json``): ``model`` and ``constant_velocity`` blocks pooled over
-  sequences (snippet ATE mean/std over all snippets, mean full-trajectory ATE, segment-weighted t_err/r_err),
-  and the same per sequence;
+  sequences (snippet ATE mean/std over all snippets, mean full-trajectory, Sim(3) and SE(3) ATE,
+  segment-weighted t_err/r_err), and the same per sequence;
 - ``--plots_dir`` (default ``plots/odometry``): ``trajectory_{ground_truth,model,constant_velocity}.csv``
   (x-z positions in the first camera, predictions scaled by their least-squares scale) and ``ate_snippets.csv``.
+A malformed file (column count, a non-number, NaN, a rotation that is not orthonormal, a frame number beyond the
+ground truth, a length mismatch) ends the stage with exit code 2 and one line naming the file and line.
 Definitions: ``evaluation/odometry_metrics.py`` and ``docs/evaluation.md``.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from evaluation import odometry_evaluation
+from evaluation import odometry_evaluation, trajectory
 from formats import atomic
-from stages.common import parse_stage_args
+from stages.common import StageError, parse_stage_args, run_stage
 
+PARAM_HELP = {
+    "snippet_length": "frames per ATE-n snippet (ATE-5: 5)",
+    "segment_lengths": "KITTI t_err/r_err segment lengths, metres of ground-truth path (comma-separated)",
+    "segment_step": "first frames of the t_err/r_err segments, every n frames",
+    "gt_poses_dir": "ground-truth folder: <dir>/09.txt for a manifest's 09-image_2, or for each file of a "
+                    "--prediction folder the file of the same name",
+    "gt_poses": "ground-truth trajectory (KITTI 12 values a line, or TUM) for a single --prediction file",
+    "gt_times": "ground-truth timestamps, one number of seconds per line (KITTI times.txt), to match a TUM "
+                "prediction by time against a KITTI ground truth",
+    "format": "format of --prediction files: auto (12/13 values a line = KITTI, 8 = TUM), kitti or tum",
+    "max_time_diff": "seconds: a TUM pose matches the nearest ground-truth timestamp only within this",
+    "rotation_tolerance": "largest accepted max|R R^T - I| (KITTI) or | |q| - 1 | (TUM) of a pose read from a file",
+}
 
 
 def _extra_arguments(parser) -> None:
-    parser.add_argument("--trajectory_dir", required=True, help="output folder of stages.trajectory_inference")
-    parser.add_argument("--metrics_file", default="metrics/odometry.json")
-    parser.add_argument("--plots_dir", default="plots/odometry")
+    parser.add_argument("--trajectory_dir", default=None, help="output folder of stages.trajectory_inference "
+                        "(its manifest.json lists the sequences and their ground truth)")
+    parser.add_argument("--prediction", default=None, help="a KITTI or TUM prediction file, a folder of them "
+                        "(ground truth from gt_poses_dir), or a trajectory_inference output folder")
+    parser.add_argument("--metrics_file", default="metrics/odometry.json", help="metrics JSON written here")
+    parser.add_argument("--plots_dir", default="plots/odometry", help="plot CSV files written here")
+    for action in parser._actions:  # describe the params.yaml flags (their default is added by stages.common)
+        if action.dest in PARAM_HELP and action.help:
+            action.help = f"{PARAM_HELP[action.dest]} {action.help}"
 
 
-def run(params: dict, trajectory_dir: Path, metrics_file: Path, plots_dir: Path) -> dict:
+def _positive(params: dict, key: str) -> float:
+    try:
+        value = float(params[key])
+    except (TypeError, ValueError):
+        raise StageError(f"eval_odometry.{key} must be a number, got {params[key]!r}") from None
+    if not value > 0:
+        raise StageError(f"eval_odometry.{key} must be positive, got {value}")
+    return value
+
+
+def run(params: dict, trajectory_dir: Optional[Path], metrics_file: Path, plots_dir: Path,
+        prediction: Optional[Path] = None) -> dict:
+    """Evaluate a manifest folder (``trajectory_dir``) or prediction file(s) and write metrics and plot data."""
     snippet_length = int(params["snippet_length"])
-    result = odometry_evaluation.evaluate_run(
-        trajectory_dir, params.get("gt_poses_dir"), snippet_length,
-        [float(length) for length in params["segment_lengths"]], int(params["segment_step"]))
+    segment_lengths = [float(length) for length in params["segment_lengths"]]
+    segment_step = int(params["segment_step"])
+    fmt = params.get("format", "auto")
+    if fmt not in trajectory.TRAJECTORY_FORMATS:
+        raise StageError(f"eval_odometry.format must be one of {trajectory.TRAJECTORY_FORMATS}, got {fmt!r}")
+    tolerance = _positive(params, "rotation_tolerance")
+    max_time_diff = _positive(params, "max_time_diff")
+    if (trajectory_dir is None) == (prediction is None):
+        raise StageError("give exactly one of --trajectory_dir (a trajectory_inference output folder) and "
+                         "--prediction (a prediction file or folder)")
+    if prediction is not None and Path(prediction).is_dir() and (Path(prediction) / "manifest.json").is_file():
+        trajectory_dir, prediction = Path(prediction), None
+    if trajectory_dir is not None:
+        for key in ("gt_poses", "gt_times"):
+            if params.get(key):
+                raise StageError(f"eval_odometry.{key} applies to --prediction files; a trajectory_inference "
+                                 "folder names its ground truth in manifest.json (or use gt_poses_dir)")
+        result = odometry_evaluation.evaluate_run(trajectory_dir, params.get("gt_poses_dir"), snippet_length,
+                                                  segment_lengths, segment_step, tolerance)
+    else:
+        matched = odometry_evaluation.file_trajectories(
+            Path(prediction), params.get("gt_poses"), params.get("gt_poses_dir"), params.get("gt_times"), fmt,
+            max_time_diff, tolerance)
+        result = odometry_evaluation.evaluate(matched, snippet_length, segment_lengths, segment_step)
     atomic.write_text(metrics_file, json.dumps(result["document"], indent=2) + "\n")
     for name, rows in result["trajectory_rows"].items():
         atomic.write_text(Path(plots_dir) / f"trajectory_{name}.csv", odometry_evaluation.trajectory_csv(rows))
@@ -44,14 +105,16 @@ def run(params: dict, trajectory_dir: Path, metrics_file: Path, plots_dir: Path)
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     params, args, _ = parse_stage_args("eval_odometry", __doc__.splitlines()[0], argv, _extra_arguments)
-    document = run(params, Path(args.trajectory_dir), Path(args.metrics_file), Path(args.plots_dir))
+    document = run(params, Path(args.trajectory_dir) if args.trajectory_dir else None, Path(args.metrics_file),
+                   Path(args.plots_dir), Path(args.prediction) if args.prediction else None)
     n = document["snippet_length"]
     model, baseline = document["model"], document["constant_velocity"]
     print(f"eval_odometry: {len(document['sequences'])} sequences, ATE-{n} {model[f'ate{n}_mean']:.4f} "
           f"± {model[f'ate{n}_std']:.4f} (constant velocity {baseline[f'ate{n}_mean']:.4f}), full ATE "
-          f"{model['ate_full_rmse']:.3f} -> {args.metrics_file}")
+          f"{model['ate_full_rmse']:.3f}, Sim(3) ATE {model['ate_sim3_rmse']:.3f}, SE(3) ATE "
+          f"{model['ate_se3_rmse']:.3f} -> {args.metrics_file}")
     return document
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_stage(main))

@@ -71,3 +71,69 @@ def test_nearest_rotation_fixes_an_averaged_matrix():
     rotation = tr.nearest_rotation(averaged)
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
     np.testing.assert_allclose(rotation, yaw(0.2), atol=1e-12)
+
+
+# --- prediction files read for evaluation ---------------------------------------------------------------
+
+def kitti_line(pose, frame=None):
+    values = " ".join(f"{v:.9e}" for v in np.asarray(pose)[:3, :4].reshape(-1))
+    return values if frame is None else f"{frame} {values}"
+
+
+def test_kitti_files_with_and_without_frame_numbers(real_data):
+    gt = kitti.read_poses(real_data / "kitti_odometry" / "poses" / "09.txt")[:6]
+    plain = tr.parse_trajectory("".join(kitti_line(p) + "\n" for p in gt), "plain.txt")
+    assert plain.format == "kitti" and plain.frames is None and plain.timestamps is None
+    np.testing.assert_allclose(plain.poses, gt, atol=1e-9)
+    numbered_text = "# frame r11 ... t3\n" + "".join(kitti_line(p, 2 + k) + "\n\n" for k, p in enumerate(gt))
+    numbered = tr.parse_trajectory(numbered_text, "numbered.txt")
+    assert numbered.frames.tolist() == [2, 3, 4, 5, 6, 7]
+    assert numbered.line_numbers.tolist() == [2, 4, 6, 8, 10, 12]
+    np.testing.assert_allclose(numbered.poses, gt, atol=1e-9)
+    assert tr.detect_format(numbered_text) == "kitti"
+    assert tr.detect_format("# c\n0 1 2 3 0 0 0 1\n") == "tum"
+
+
+@pytest.mark.parametrize("text, fmt, line, message", [
+    ("1 0 0 0 0 1 0 0 0 0 1\n", "auto", 1, "11 values"),
+    ("1 0 0 0 0 1 0 0 0 0 1 0\n1 0 0 0 0 1 0 0 0 0 1\n", "auto", 2, "got 11"),
+    ("1 0 0 0 0 1 0 0 0 0 1 0\n0 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 2, "13 values where earlier lines have 12"),
+    ("1 0 0 0 0 1 0 0 0 0 1 0\n1 0 0 nan 0 1 0 0 0 0 1 0\n", "auto", 2, "non-finite"),
+    ("1 0 0 0 0 1 0 0 0 0 1 inf\n", "auto", 1, "non-finite"),
+    ("1 0 0 0 0 1 0 0 0 0 1 x7\n", "kitti", 1, "not a number: 'x7'"),
+    ("1 0 0 0 0 1 0 0 0 0 1.2 0\n", "auto", 1, "not orthonormal"),
+    ("-1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "determinant"),
+    ("3 1 0 0 0 0 1 0 0 0 0 1 0\n3 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 2, "does not increase"),
+    ("2.5 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "not a non-negative integer"),
+    ("-1 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "not a non-negative integer"),
+    ("0 0 0 0 0 0 0 1\n0 0 0 0 0 0 0 1\n", "tum", 2, "timestamp 0.0 does not increase"),
+    ("0 0 0 0 0 0 0 1.1\n", "auto", 1, "quaternion norm 1.1"),
+    ("0 0 0 0 0 0 0 0\n", "auto", 1, "zero quaternion"),
+    ("0 0 0 0 0 0 0 1 0 0 0 0\n", "tum", 1, "needs 8 values"),
+    ("1 2 3 4 5\n", "auto", 1, "neither a KITTI pose"),
+])
+def test_bad_trajectory_lines_name_the_file_and_line(text, fmt, line, message):
+    with pytest.raises(tr.TrajectoryFileError, match=f"^pred.txt:{line}: .*{message}") as caught:
+        tr.parse_trajectory(text, "pred.txt", fmt)
+    assert "\n" not in str(caught.value)
+
+
+def test_rotation_checks_follow_the_tolerance_and_can_be_skipped():
+    slightly_off = "1.0005 0 0 0 0 1 0 0 0 0 1 0\n"  # max |R R^T - I| = 0.001
+    assert tr.parse_trajectory(slightly_off, "p", rotation_tolerance=2e-3).num_poses == 1
+    with pytest.raises(tr.TrajectoryFileError, match="tolerance 0.0001"):
+        tr.parse_trajectory(slightly_off, "p", rotation_tolerance=1e-4)
+    assert tr.parse_trajectory("1 0 0 0 0 1 0 0 0 0 3 0\n", "p", rotation_tolerance=None).num_poses == 1
+    assert tr.rotation_error(np.diag([1.0, 1.0, 1.0005])) == pytest.approx(0.0005 * 2.0005)
+
+
+def test_empty_missing_and_binary_files(tmp_path):
+    with pytest.raises(tr.TrajectoryFileError, match="no poses"):
+        tr.parse_trajectory("# only a comment\n\n", "empty.txt")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        tr.read_trajectory(tmp_path / "missing.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(tr.TrajectoryFileError, match="binary.txt: not a text file"):
+        tr.read_trajectory(tmp_path / "binary.txt")
+    with pytest.raises(ValueError, match="format"):
+        tr.parse_trajectory("", "p", "g2o")
