@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Callable, Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 TEMP_PREFIX = ".tmp-"
@@ -50,11 +51,32 @@ def write_text(path: PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def remove_stale_temporaries(folder: PathLike) -> int:
-    """Delete ``.tmp-*`` leftovers of a killed run below ``folder``; returns how many were removed."""
+# mkstemp's names: TEMP_PREFIX + target name + "." + 8 characters of [a-z0-9_] (CPython's tempfile).
+_TEMPORARY = re.compile(r"^" + re.escape(TEMP_PREFIX) + r"(?P<target>.+)\.[a-z0-9_]{8}$")
+
+
+def temporary_target(name: str) -> Optional[str]:
+    """The target file name of a temporary that :func:`atomic_open` creates (``.tmp-<target>.<8 chars>``),
+    or None when ``name`` is not such a temporary (e.g. a user's ``.tmp-my-notes.txt``)."""
+    match = _TEMPORARY.match(name)
+    return match.group("target") if match else None
+
+
+def remove_stale_temporaries(folder: PathLike, recursive: bool = True,
+                             targets: Optional[Callable[[str], bool]] = None) -> int:
+    """Delete leftovers of a killed run: files named like :func:`atomic_open`'s temporaries whose target
+    name passes ``targets`` (all targets when None), in ``folder`` (and below it when ``recursive``).
+    Other files, also other ``.tmp-*`` files, are never touched. Returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
     removed = 0
-    for leftover in Path(folder).rglob(TEMP_PREFIX + "*"):
-        if leftover.is_file():
+    candidates = folder.rglob(TEMP_PREFIX + "*") if recursive else folder.glob(TEMP_PREFIX + "*")
+    for leftover in sorted(candidates):
+        target = temporary_target(leftover.name)
+        if target is None or (targets is not None and not targets(target)):
+            continue
+        if leftover.is_file() and not leftover.is_symlink():
             leftover.unlink()
             removed += 1
     return removed

@@ -32,6 +32,30 @@ def validate_intrinsics(intrinsics: np.ndarray) -> np.ndarray:
     return matrix
 
 
+PRINCIPAL_POINT_MARGIN = 0.25  # the principal point may lie this fraction of the size outside the image
+
+
+def check_intrinsics_for_image(intrinsics: np.ndarray, size: Tuple[int, int], what: str = "intrinsics",
+                               margin: float = PRINCIPAL_POINT_MARGIN) -> np.ndarray:
+    """Validate K for an image of ``size`` = (width, height) pixels: a finite pinhole matrix (zero skew
+    allowed or not), fx, fy > 0 and the principal point inside the image, or near it: within
+    [-0.5 - margin W, W - 0.5 + margin W] x [-0.5 - margin H, H - 0.5 + margin H] (pixel-centre convention;
+    margin 0.25 admits off-centre crops, rejects a K meant for another resolution). Returns K as float64;
+    raises ValueError naming ``what``."""
+    try:
+        matrix = validate_intrinsics(intrinsics)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+    if not np.allclose(matrix[2], (0.0, 0.0, 1.0)) or matrix[1, 0] != 0.0:
+        raise ValueError(f"{what}: not a pinhole matrix (last row must be 0 0 1, K[1,0] = 0): {matrix.tolist()}")
+    width, height = size
+    cx, cy = matrix[0, 2], matrix[1, 2]
+    if not (-0.5 - margin * width <= cx <= width - 0.5 + margin * width
+            and -0.5 - margin * height <= cy <= height - 0.5 + margin * height):
+        raise ValueError(f"{what}: principal point ({cx:g}, {cy:g}) is not inside or near the {width}x{height} image")
+    return matrix
+
+
 def scale_intrinsics(intrinsics: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
     """K of an image resized by (scale_x, scale_y) = (W'/W, H'/H), exact for pixel-centre coordinates."""
     matrix = validate_intrinsics(intrinsics).copy()

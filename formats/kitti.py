@@ -13,10 +13,15 @@ from typing import Dict, List
 import numpy as np
 
 from formats import atomic
+from formats.camera import check_intrinsics_for_image, validate_intrinsics
 
 
 class CalibrationError(ValueError):
     """A calibration file is missing, or lacks or garbles a needed key."""
+
+
+class InvalidIntrinsicsError(CalibrationError):
+    """A calibration's K is present but impossible (fx or fy <= 0, principal point far outside the image)."""
 
 
 def parse_calibration(text: str, source: str = "<text>") -> Dict[str, np.ndarray]:
@@ -63,8 +68,21 @@ def intrinsics_from_projection(projection: np.ndarray) -> np.ndarray:
 
 
 def raw_camera_intrinsics(calibration: Dict[str, np.ndarray], camera: int = 2, source: str = "") -> np.ndarray:
-    """K of rectified camera ``camera`` (0-3) from ``calib_cam_to_cam.txt``'s ``P_rect_0X``."""
-    return intrinsics_from_projection(calibration_matrix(calibration, f"P_rect_0{camera}", (3, 4), source))
+    """K of rectified camera ``camera`` (0-3) from ``calib_cam_to_cam.txt``'s ``P_rect_0X``.
+
+    Validated (``formats.camera.check_intrinsics_for_image``): positive focal lengths and, when the
+    calibration has ``S_rect_0X``, a principal point inside or near that image; raises CalibrationError."""
+    intrinsics = intrinsics_from_projection(calibration_matrix(calibration, f"P_rect_0{camera}", (3, 4), source))
+    key = f"S_rect_0{camera}"
+    try:
+        if key in calibration:
+            return check_intrinsics_for_image(intrinsics, raw_image_size(calibration, camera, source),
+                                              f"{source}: P_rect_0{camera}")
+        return validate_intrinsics(intrinsics)
+    except CalibrationError:
+        raise
+    except ValueError as error:
+        raise InvalidIntrinsicsError(str(error) if key in calibration else f"{source}: P_rect_0{camera}: {error}") from None
 
 
 def raw_image_size(calibration: Dict[str, np.ndarray], camera: int = 2, source: str = ""):

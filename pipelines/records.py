@@ -8,7 +8,9 @@ instance ids with 0 = static background. Sizes are (width, height); crop boxes a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 from typing import Optional, Tuple
 
 import numpy as np
@@ -18,6 +20,9 @@ CORRUPT_VIDEO = "corrupt_video"
 TRUNCATED_VIDEO = "truncated_video"
 UNREADABLE_FRAME = "unreadable_frame"
 MISSING_CALIBRATION = "missing_calibration"
+BAD_CALIBRATION = "bad_calibration"        # K (or distortion) present but invalid for the images
+IMAGE_TOO_LARGE = "image_too_large"        # header claims more than formats.image_header.MAX_IMAGE_PIXELS
+GREY_FRAME = "grey_frame"                  # a grey frame: records are colour
 SIZE_CHANGE = "size_change"
 NON_MONOTONIC_TIMESTAMP = "non_monotonic_timestamp"
 MISSING_TIMESTAMP = "missing_timestamp"
@@ -26,6 +31,21 @@ BAD_MASK = "bad_mask"
 RESOLVE_FAILED = "resolve_failed"
 DOWNLOAD_FAILED = "download_failed"
 NO_INPUT = "no_input"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def safe_sequence_name(name: str) -> str:
+    """The sequence folder name for a raw name (drive, video stem, folder, city + number), safe in list files
+    and paths: one path component of [A-Za-z0-9_.-], not hidden. A name already safe is kept; otherwise the
+    other characters become '_' and 8 hex digits of the raw name's SHA-1 are appended, so two raw names
+    never share a folder (e.g. 'drive 1' -> 'drive_1_<hash>', distinct from a real 'drive_1')."""
+    cleaned = _UNSAFE.sub("_", name)
+    if cleaned == name and name and name[0] not in ".-":
+        return name
+    cleaned = cleaned.lstrip(".-") or "sequence"
+    return f"{cleaned}_{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
 
 
 @dataclasses.dataclass

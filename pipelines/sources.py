@@ -21,11 +21,13 @@ from apache_beam.metrics import Metrics
 
 from formats import cityscapes as cityscapes_format
 from formats import kitti
+from formats.camera import check_intrinsics_for_image, validate_intrinsics
+from formats.image_header import check_image_header
 from formats.struct2depth import parse_intrinsics
 from pipelines import fileio, records
 from pipelines.config import PreprocessConfig
 from pipelines.geometry import default_intrinsics, transform_image
-from pipelines.records import DeadLetter, Filtered, Frame, FrameRef, dead_letter
+from pipelines.records import DeadLetter, Filtered, Frame, FrameRef, dead_letter, safe_sequence_name
 
 DEAD_LETTER = "dead_letter"
 FILTERED = "filtered"
@@ -105,7 +107,7 @@ class PlanKittiDrive(beam.DoFn):
     def process(self, element):
         drive, camera, paths = element
         drive_name = fileio.basename(drive)
-        sequence = f"{drive_name}_{camera:02d}"
+        sequence = safe_sequence_name(f"{drive_name}_{camera:02d}")
         image_folder = fileio.join(drive, f"image_0{camera}")
         if any(drive_name.startswith(scene) for scene in self.excluded):
             yield _filter("eigen_test_scene", sequence)
@@ -116,6 +118,9 @@ class PlanKittiDrive(beam.DoFn):
                 raise kitti.CalibrationError(f"{calibration_path} not found")
             calibration = kitti.parse_calibration(fileio.read_text(calibration_path), calibration_path)
             intrinsics = kitti.raw_camera_intrinsics(calibration, camera, calibration_path)
+        except kitti.InvalidIntrinsicsError as error:  # the whole drive, never one crash per frame
+            yield _reject(dead_letter("kitti_raw", image_folder, records.BAD_CALIBRATION, str(error)))
+            return
         except (kitti.CalibrationError, ValueError, OSError) as error:
             yield _reject(dead_letter("kitti_raw", image_folder, records.MISSING_CALIBRATION, str(error)))
             return
@@ -221,18 +226,20 @@ class PlanCityscapesSequence(beam.DoFn):
 
     def process(self, element):
         root, split, city, number, paths = element
-        sequence = f"{city}_{number:06d}"
+        sequence = safe_sequence_name(f"{city}_{number:06d}")
         camera_files = fileio.glob(fileio.join(root, "camera", split, city, f"{city}_{number:06d}_*_camera.json"))
-        intrinsics = None
+        intrinsics, problem = None, None
         for camera_file in camera_files:  # the camera is fixed within a sequence: the first readable file
             try:
                 intrinsics = _read_cityscapes_camera(camera_file)
                 break
-            except ValueError:
+            except ValueError as error:
+                problem = error
                 continue
         if intrinsics is None:
-            yield _reject(dead_letter("cityscapes", fileio.join(root, "camera", split, city, sequence),
-                                      records.MISSING_CALIBRATION, "no readable camera json for the sequence"))
+            code, detail = ((records.BAD_CALIBRATION, str(problem)) if problem is not None
+                            else (records.MISSING_CALIBRATION, "no camera json for the sequence"))
+            yield _reject(dead_letter("cityscapes", fileio.join(root, "camera", split, city, sequence), code, detail))
             return
         frames = [cityscapes_format.parse_frame_name(path).frame for path in paths]
         yield from plan_frames(
@@ -247,10 +254,14 @@ def _read_cityscapes_camera(path: str) -> np.ndarray:
 
     try:
         intrinsic = json.loads(fileio.read_text(path))["intrinsic"]
-        return np.array([[float(intrinsic["fx"]), 0.0, float(intrinsic["u0"])],
-                         [0.0, float(intrinsic["fy"]), float(intrinsic["v0"])], [0.0, 0.0, 1.0]])
+        matrix = np.array([[float(intrinsic["fx"]), 0.0, float(intrinsic["u0"])],
+                           [0.0, float(intrinsic["fy"]), float(intrinsic["v0"])], [0.0, 0.0, 1.0]])
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise ValueError(f"{path}: not a Cityscapes camera file ({error})") from error
+    try:
+        return validate_intrinsics(matrix)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def cityscapes_crop_box(native_size: Tuple[int, int]) -> Tuple[int, int, int, int]:
@@ -292,16 +303,17 @@ class PlanImageFolder(beam.DoFn):
 
     def process(self, element):
         folder, paths = element
-        sequence = _sanitize(fileio.basename(folder))
+        sequence = safe_sequence_name(fileio.basename(folder))
         intrinsics: Tuple[float, ...] = ()
-        candidates = [self.config.intrinsics_file] if self.config.intrinsics_file else []
-        candidates.append(fileio.join(folder, "intrinsics.txt"))
-        for candidate in candidates:
-            if fileio.exists(candidate):
+        given = self.config.intrinsics_file
+        candidates = [given] if given else [fileio.join(folder, "intrinsics.txt")]
+        for candidate in candidates:  # a named file must exist (checked before the run; here again per worker)
+            if candidate == given or fileio.exists(candidate):
                 try:
                     intrinsics = _flat(parse_intrinsics(fileio.read_text(candidate), candidate))
-                except ValueError as error:
-                    yield _reject(dead_letter("image_folder", candidate, records.MISSING_CALIBRATION, str(error)))
+                except (ValueError, OSError) as error:
+                    code = records.MISSING_CALIBRATION if isinstance(error, OSError) else records.BAD_CALIBRATION
+                    yield _reject(dead_letter("image_folder", candidate, code, str(error)))
                     return
                 break
         timestamps = None
@@ -320,17 +332,17 @@ class PlanImageFolder(beam.DoFn):
 
 
 def _sanitize(name: str) -> str:
-    """A folder name safe for list files (no spaces): other characters become '_'."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return cleaned or "sequence"
+    """A folder name safe for list files and paths (``records.safe_sequence_name``)."""
+    return safe_sequence_name(name)
 
 
 # --- decoding -------------------------------------------------------------------------------------------
 
 class DecodeFrame(beam.DoFn):
     """FrameRef -> Frame at working resolution (crop, resize, K transformed together), or a dead letter
-    for a zero-byte, unreadable or undecodable file. ``keep_native`` keeps the full-resolution RGB image
-    for segmenters that need it."""
+    for a zero-byte, unreadable or undecodable file, a header claiming more than
+    ``formats.image_header.MAX_IMAGE_PIXELS`` (checked before decoding), a grey frame, or a K that does not
+    fit the frame. ``keep_native`` keeps the full-resolution RGB image for segmenters that need it."""
 
     def __init__(self, config: PreprocessConfig, keep_native: bool = False):
         self.config = config
@@ -345,15 +357,45 @@ class DecodeFrame(beam.DoFn):
         if not data:
             yield _reject(dead_letter(ref.source, ref.path, records.UNREADABLE_FRAME, "zero-byte file"))
             return
+        try:
+            header = check_image_header(data, "image")
+        except ValueError as error:
+            code = records.IMAGE_TOO_LARGE if "more than the limit" in str(error) else records.UNREADABLE_FRAME
+            yield _reject(dead_letter(ref.source, ref.path, code, str(error)))
+            return
+        if header.grey:
+            yield _reject(dead_letter(ref.source, ref.path, records.GREY_FRAME,
+                                      f"the file stores grey levels ({header.format}, {header.channels} channel(s))"))
+            return
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             yield _reject(dead_letter(ref.source, ref.path, records.UNREADABLE_FRAME, "not a decodable image"))
             return
+        if is_grey(image):
+            yield _reject(dead_letter(ref.source, ref.path, records.GREY_FRAME, "all three colour channels are equal"))
+            return
+        native_size = (int(image.shape[1]), int(image.shape[0]))
+        intrinsics = np.array(ref.intrinsics).reshape(3, 3) if ref.intrinsics else None
+        if intrinsics is not None:
+            try:
+                check_intrinsics_for_image(intrinsics, native_size, "K")
+            except ValueError as error:
+                yield _reject(dead_letter(ref.source, ref.path, records.BAD_CALIBRATION, str(error)))
+                return
         _counter("frames_read").inc()
         yield frame_from_bgr(image, ref.source, ref.sequence, ref.index, ref.path, ref.timestamp,
-                             np.array(ref.intrinsics).reshape(3, 3) if ref.intrinsics else None,
-                             self.config.size, ref.crop, self.keep_native, ref.groundtruth_dir,
+                             intrinsics, self.config.size, ref.crop, self.keep_native, ref.groundtruth_dir,
                              ref.raw_index, ref.segment)
+
+
+def is_grey(image: np.ndarray) -> bool:
+    """True for a grey frame in colour clothing: (H, W) or (H, W, 3) with three identical channels and some
+    contrast (a uniform frame, e.g. all black, has no colour to lose and is not called grey)."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        return True
+    first = image[:, :, 0]
+    return bool(np.array_equal(first, image[:, :, 1]) and np.array_equal(first, image[:, :, 2])
+                and first.min() != first.max())
 
 
 def frame_from_bgr(image: np.ndarray, source: str, sequence: str, index: int, frame_id: str, timestamp: float,

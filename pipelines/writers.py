@@ -3,32 +3,30 @@
 Every file is written atomically (``formats.atomic`` locally; object stores publish on close). Lists and
 the dead-letter file are sorted, and the manifest holds no clock time or runner detail, so re-running
 the same job over the same input gives identical bytes. The manifest is written last: an output folder
-with a manifest is complete.
+with a manifest is complete. A run that wrote no record writes nothing here (``pipelines.ownership``:
+the earlier output stays as it was and the stage fails). Only records listed by the earlier run and not
+written again are deleted, and only wilddepth's own temporaries (``pipelines/ownership.py``).
 """
 from __future__ import annotations
 
 import collections
 import json
 import os
-import re
-from pathlib import Path
 from typing import Iterable, List
 
 import apache_beam as beam
 
-from formats import atomic
 from formats.struct2depth import (encode_png, format_intrinsics, pack_triplet, record_paths, segmentation_triplet,
                                   write_record)
-from pipelines import fileio
+from pipelines import fileio, ownership
 from pipelines.config import PreprocessConfig
 from pipelines.records import DeadLetter, Triplet
 from pipelines.sampling import assign_splits
 from pipelines.sources import _counter
 
-MANIFEST = "manifest.json"
-DEAD_LETTER_FILE = "dead_letter.jsonl"
+MANIFEST = ownership.MANIFEST
+DEAD_LETTER_FILE = ownership.DEAD_LETTER_FILE
 MANIFEST_VERSION = 1
-_RECORD_FILE = re.compile(r"^\d{10}(\.png|-fseg\.png|_cam\.txt)$")
 
 
 def write_triplet(output: str, triplet: Triplet) -> None:
@@ -83,29 +81,31 @@ def build_manifest(config: PreprocessConfig, written, splits, letters, filtered,
     }
 
 
-def prune_stale_records(output: str, written) -> int:
-    """Delete record files under a local ``output`` that this run did not write (left by an earlier run with
-    other parameters or input), plus leftover temporaries. Returns the number of files removed."""
+def prune_stale_records(output: str, previous, written) -> int:
+    """Delete, under a local ``output``, the files of records that the earlier run listed (``previous``:
+    (sequence, id) pairs from its train.txt/val.txt) and this run did not write, plus wilddepth's own
+    leftover temporaries in the output and those sequence folders. Nothing else is touched, whatever its
+    name. Returns the number of files removed."""
     if fileio.is_remote(output):
         return 0
-    keep = set(written)
-    removed = atomic.remove_stale_temporaries(output) if os.path.isdir(output) else 0
-    for path in sorted(Path(output).glob("*/*")):
-        if path.is_file() and _RECORD_FILE.match(path.name) and (path.parent.name, path.name[:10]) not in keep:
-            path.unlink()
-            removed += 1
-    return removed
+    removed = ownership.prune_records(output, previous, written)
+    sequences = ownership.written_sequences(previous) | ownership.written_sequences(written)
+    return removed + ownership.remove_own_temporaries(output, sequences)
 
 
 class Finalize(beam.DoFn):
-    """Runs once, after all records are written: lists, dead letters, stale-record pruning, manifest."""
+    """Runs once, after all records are written: lists, dead letters, stale-record pruning, manifest.
+    With no record written it writes and deletes nothing (the driver reports the failure)."""
 
     def __init__(self, config: PreprocessConfig):
         self.config = config
 
     def process(self, written: List, letters, filtered, sequences, frames_read):
         written = sorted(written)
+        if not written:
+            return
         output = self.config.output
+        previous = ownership.listed_records(output)
         splits = assign_splits([entry["sequence"] for entry in sequences] + [s for s, _ in written],
                                self.config.val_fraction)
         for split in ("train", "val"):
@@ -113,7 +113,7 @@ class Finalize(beam.DoFn):
             fileio.write_text(fileio.join(output, f"{split}.txt"),
                               "".join(f"{sequence} {record_id}\n" for sequence, record_id in entries))
         fileio.write_text(fileio.join(output, DEAD_LETTER_FILE), dead_letter_text(letters))
-        prune_stale_records(output, written)
+        prune_stale_records(output, previous, written)
         manifest = build_manifest(self.config, written, splits, letters, filtered, sequences, frames_read)
         fileio.write_text(fileio.join(output, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         yield manifest

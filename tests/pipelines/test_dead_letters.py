@@ -30,7 +30,6 @@ def bad_kitti(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.slow
 def test_bad_kitti_inputs_are_dead_lettered_and_good_ones_written(bad_kitti, tmp_path):
     manifest = preprocess("kitti_raw", bad_kitti, tmp_path)
     letters = {(Path(letter["frame"]).relative_to(bad_kitti).as_posix(), letter["reason"].split(":")[0])
@@ -58,7 +57,6 @@ def test_bad_kitti_inputs_are_dead_lettered_and_good_ones_written(bad_kitti, tmp
     assert lines == sorted(lines)
 
 
-@pytest.mark.slow
 def test_bad_videos_are_dead_lettered_and_good_ones_written(tmp_path):
     videos = tmp_path / "videos"
     make_video(videos / "good.avi", 30, fourcc="MJPG")                   # 3 s at 10 fps -> 6 samples at 2 fps
@@ -79,7 +77,6 @@ def test_bad_videos_are_dead_lettered_and_good_ones_written(tmp_path):
     assert manifest["counts"]["rejected"] == {"corrupt_video": 2, "truncated_video": 1}
 
 
-@pytest.mark.slow
 def test_image_folder_with_an_unreadable_frame_and_backward_timestamps(tmp_path):
     folder = tmp_path / "frames" / "walk"
     for k in range(8):
