@@ -6,6 +6,11 @@ Pipeline parameters default to ``params.yaml`` section ``preprocess`` (nested ke
 ``--video.fps=2``). Unknown flags are Beam pipeline options (``--runner``, ``--direct_num_workers``,
 ``--project``, ``--region``, ``--temp_location``, ``--setup_file`` ...); ``preprocess.beam`` in params.yaml
 supplies defaults for those not given.
+
+Exit codes (``stages.common.run_stage``): 0 done; 2 bad input or parameters, with one line on stderr
+(a missing input, an input that matches nothing, no record written, an output folder that is not
+wilddepth's, overlaps the input or is not writable, a named intrinsics file that does not exist);
+1 unexpected.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import logging
 import sys
 from typing import List, Mapping, Optional, Sequence
 
-from stages.common import parse_stage_args
+from stages.common import parse_stage_args, run_stage
 
 
 def beam_arguments(defaults: Mapping, unknown: Sequence[str]) -> List[str]:
@@ -51,4 +56,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main))
