@@ -1,8 +1,9 @@
-"""Trajectory inference: ordered images -> relative motions -> full poses, per sequence (spec 5.1).
+"""Trajectory inference: ordered images -> relative motions -> full poses, per sequence (the release's
+``trajectory_inference.py``).
 
 The predictor is any object with ``image_size`` (H, W) and ``predict_egomotion(image_a, image_b) -> (R [B,3,3],
 t [B,3], K [B,3,3])`` with (R, t) = T_a_from_b (maps points of camera b into camera a, the averaged estimate of
-spec 2.5), images [B, H, W, 3] float32 in [0, 1]. No TensorFlow here.
+the release's bidirectional average), images [B, H, W, 3] float32 in [0, 1]. No TensorFlow here.
 
 Input discovery (:func:`find_sequences`), from the folder given to ``--odometry_test_set_dir``, searched
 recursively; the first rule that matches a folder makes it one sequence:
@@ -16,6 +17,10 @@ recursively; the first rule that matches a folder makes it one sequence:
    ``groundtruth/timestamps.txt`` (the synthetic world) when present.
 4. any folder holding images directly (``.png``/``.jpg``, sorted by name; ``image_02/data`` and ``image_2``
    themselves are recognised and named after their drive / sequence).
+
+Calibration (the sequence's true K, :func:`read_calibration`), first found of: ``groundtruth/intrinsics.txt``
+(the synthetic world, any layout), ``calib.txt`` ``P<n>`` (KITTI odometry), ``../calib_cam_to_cam.txt``
+``P_rect_0<n>`` (KITTI raw), with n the camera of the image folder; none for triplet folders.
 
 Frames are resized to the model's size with bilinear interpolation (``evaluation.images.model_input``). For
 frame folders the pairs are (frame k, frame k+1), k = 0 .. N-2, giving N poses; for triplet folders N files give
@@ -32,7 +37,7 @@ import numpy as np
 from evaluation import images, trajectory
 from formats import kitti
 from formats.camera import scale_intrinsics
-from formats.struct2depth import read_rgb, unpack_triplet
+from formats.struct2depth import read_intrinsics, read_rgb, unpack_triplet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TRIPLET_FOLDER = re.compile(r"^(?P<sequence>.+)-image_\d$")
@@ -47,6 +52,8 @@ class OdometrySequence(NamedTuple):
     files: List[Path]
     gt_poses: Optional[Path] = None
     timestamps: Optional[Path] = None
+    calibration: Optional[Path] = None
+    camera: int = 2                # KITTI camera number of the image folder (image_02 / image_2 -> 2)
 
 
 def _image_files(folder: Path) -> List[Path]:
@@ -58,12 +65,38 @@ def _existing(*paths: Path) -> Optional[Path]:
     return next((path for path in paths if path.is_file()), None)
 
 
+def _camera_number(frame_dir: Path) -> int:
+    folder = frame_dir.parent.name if frame_dir.name == "data" else frame_dir.name
+    match = re.fullmatch(r"image_0?(\d)", folder)
+    return int(match.group(1)) if match else 2
+
+
 def _frames_sequence(name: str, frame_dir: Path, sequence_dir: Path) -> OdometrySequence:
     return OdometrySequence(
         name=name, kind="frames", files=_image_files(frame_dir),
         gt_poses=_existing(sequence_dir.parent.parent / "poses" / f"{sequence_dir.name}.txt",
                            sequence_dir / "groundtruth" / "poses.txt"),
-        timestamps=_existing(sequence_dir / "times.txt", sequence_dir / "groundtruth" / "timestamps.txt"))
+        timestamps=_existing(sequence_dir / "times.txt", sequence_dir / "groundtruth" / "timestamps.txt"),
+        calibration=_existing(sequence_dir / "groundtruth" / "intrinsics.txt", sequence_dir / "calib.txt",
+                              sequence_dir.parent / "calib_cam_to_cam.txt"),
+        camera=_camera_number(frame_dir))
+
+
+def read_calibration(sequence: OdometrySequence) -> Optional[np.ndarray]:
+    """The sequence's true K (3x3, pixels of its frames) from ``sequence.calibration``, or None without one.
+
+    A calibration file that exists but cannot be read is an error (kitti.CalibrationError / RecordFormatError,
+    both ValueError), never a silent ``None``."""
+    path = sequence.calibration
+    if path is None:
+        return None
+    if path.name == "intrinsics.txt":
+        return read_intrinsics(path)
+    calibration = kitti.read_calibration(path)
+    if path.name == "calib.txt":
+        return kitti.intrinsics_from_projection(
+            kitti.calibration_matrix(calibration, f"P{sequence.camera}", (3, 4), str(path)))
+    return kitti.raw_camera_intrinsics(calibration, sequence.camera, str(path))
 
 
 def _classify(folder: Path, input_format: str) -> Optional[OdometrySequence]:
@@ -138,10 +171,13 @@ def _pairs(sequence: OdometrySequence, size_hw, start: int, stop: int):
 
 def infer_sequence(sequence: OdometrySequence, predictor, batch_size: int = 8, accumulation: str = "compose",
                    orthonormalize: bool = True, flip_augment: bool = False) -> Dict:
-    """Run the predictor over a sequence: relative motions, accumulated poses and the learned intrinsics.
+    """Run the predictor over a sequence: relative motions, accumulated poses and the head's K of every pair.
 
     ``flip_augment`` asks the predictor to average each pair with its mirror image
-    (``predict_egomotion(first, second, flip_augment=True)``).
+    (``predict_egomotion(first, second, flip_augment=True)``). ``pair_intrinsics`` (N, 3, 3) is whatever the
+    predictor's intrinsics head returned, in model-input pixels: a result only for a predictor whose
+    ``intrinsics_source`` is ``"learned"`` (``evaluation.intrinsics_evaluation``); ``intrinsics`` summarises
+    it (median over the pairs) and rescales it to the source frames.
     """
     size_hw = tuple(int(v) for v in predictor.image_size)
     num_pairs = len(sequence.files) if sequence.kind == "triplets" else len(sequence.files) - 1
@@ -167,19 +203,21 @@ def infer_sequence(sequence: OdometrySequence, predictor, batch_size: int = 8, a
     if orthonormalize:
         rotations = np.stack([trajectory.nearest_rotation(rotation) for rotation in rotations])
     poses = trajectory.accumulate(rotations, translations, accumulation)
-    mean_k = intrinsics.mean(axis=0)
+    median_k = np.median(intrinsics, axis=0)
     height, width = size_hw
     try:
-        source_k = scale_intrinsics(mean_k, frame_shape[1] / width, frame_shape[0] / height).tolist()
+        source_k = scale_intrinsics(median_k, frame_shape[1] / width, frame_shape[0] / height).tolist()
     except ValueError:  # e.g. a non-positive learned focal length: report the raw K only
         source_k = None
     return {
         "poses": poses,
         "relative_rotations": rotations,
         "relative_translations": translations,
+        "pair_intrinsics": intrinsics,
+        "frame_size": (int(frame_shape[0]), int(frame_shape[1])),
         "intrinsics": {
             "image_size": [height, width],
-            "K": mean_k.tolist(),
+            "K": median_k.tolist(),
             "K_std": intrinsics.std(axis=0).tolist(),
             "source_image_size": [int(frame_shape[0]), int(frame_shape[1])],
             "K_source": source_k,

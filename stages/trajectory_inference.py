@@ -1,4 +1,4 @@
-"""Trajectory inference: poses of every test sequence from a checkpoint (the release's script, spec 5.1).
+"""Trajectory inference: poses of every test sequence from a checkpoint (the release's trajectory_inference.py).
 
     python -m stages.trajectory_inference --checkpoint_path=CKPT --odometry_test_set_dir=DIR --output_dir=OUT
 
@@ -10,9 +10,15 @@ folder of ordered images (rules in ``evaluation/odometry_inference.py``). Per se
 - ``<name>_poses.txt``: full camera-to-first-frame poses, KITTI 3x4 rows;
 - ``<name>_tum.txt``: the same as TUM ``time tx ty tz qx qy qz qw`` (time: the sequence's timestamps in
   seconds when found, else the pose index);
-- ``<name>_intrinsics.json``: the learned intrinsics, mean (and std) over the sequence's pairs, in pixels of the
-  model's input size and rescaled to the source frames;
-and ``manifest.json`` listing the sequences and their ground truth, which ``stages.eval_odometry`` reads.
+- ``<name>_intrinsics.json``: where the intrinsics come from (``source``) and K in pixels of the model's input
+  (``image_size``) and of the source frames (``K_source``). ``"source": "learned"``: the intrinsics head's
+  median over the sequence's pairs (and ``K_mean``, ``K_std``, ``per_pair``), with the true K (``K_true``) and
+  errors when the sequence has a calibration. ``"source": "records"``: the checkpoint was trained with
+  ``learn_intrinsics: false``, its head is untrained and nothing of it is written; ``K`` is the sequence's
+  calibration (null without one);
+and ``manifest.json`` listing the sequences, their ground truth and ``intrinsics_source``, which
+``stages.eval_odometry`` reads. With ``--intrinsics_metrics_file`` (the DVC chain: ``metrics/intrinsics.json``)
+it also writes learned vs true fx, fy, cx, cy per sequence and their summary (``evaluation/intrinsics_evaluation.py``).
 Translations are in the model's (arbitrary) scale. Options come from the ``eval_odometry`` section of
 params.yaml (``accumulation``, ``orthonormalize``, ``flip_augment``, ``batch_size``, ``input_format``).
 """
@@ -20,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from evaluation import odometry_inference, trajectory
+from evaluation import intrinsics_evaluation, odometry_inference, trajectory
 from formats import atomic, kitti
 from stages import common
 
@@ -39,10 +46,14 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     section = common.load_params("eval_odometry", known.params)
     defaults = {key: section[key] for key in OPTION_KEYS}
     parser = argparse.ArgumentParser(prog="python -m stages.trajectory_inference", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default=None)
+    parser.add_argument("--params", default=None, help="parameter file (default: params.yaml of the repository)")
     parser.add_argument("--checkpoint_path", default=None, help="checkpoint prefix or directory (latest)")
-    parser.add_argument("--odometry_test_set_dir", required=True)
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--odometry_test_set_dir", required=True,
+                        help="folder searched for sequences (frames, KITTI layouts, *-image_2 triplet folders)")
+    parser.add_argument("--output_dir", required=True, help="folder for the poses, intrinsics and manifest.json")
+    parser.add_argument("--intrinsics_metrics_file", default=None,
+                        help="also write learned vs true intrinsics per sequence and their summary to this JSON "
+                             "(e.g. metrics/intrinsics.json); not written when omitted")
     parser.add_argument("--img_height", type=int, default=None, help="accepted for the release's CLI; must match "
                         "the checkpoint's image size if given")
     parser.add_argument("--img_width", type=int, default=None)
@@ -54,16 +65,41 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 def load_predictor(checkpoint_path: Optional[str]):
     """The real model (TensorFlow is imported only here)."""
     if not checkpoint_path:
-        raise SystemExit("trajectory_inference: --checkpoint_path is required")
+        raise common.StageError("--checkpoint_path is required")
     from model.inference import InferenceModel
     return InferenceModel.from_checkpoint(checkpoint_path)
 
 
-def run(test_set_dir: Path, output_dir: Path, predictor, options: dict) -> dict:
-    """Infer and write every sequence below ``test_set_dir``; returns the manifest."""
+def predictor_intrinsics_source(predictor) -> str:
+    """``predictor.intrinsics_source`` ("learned" or "given"); a predictor that does not declare it is treated as
+    untrained ("given"), so an unknown head's output is never reported as a result."""
+    return intrinsics_evaluation.check_source(getattr(predictor, "intrinsics_source", "given"))
+
+
+def intrinsics_record(sequence, result: dict, source: str, size_hw) -> dict:
+    """``<name>_intrinsics.json`` of one inferred sequence (see the module docstring)."""
+    true_frames = odometry_inference.read_calibration(sequence)
+    true_model = (None if true_frames is None else
+                  intrinsics_evaluation.true_intrinsics_in_model_frame(true_frames, result["frame_size"], size_hw))
+    record = intrinsics_evaluation.sequence_record(
+        result["pair_intrinsics"], source, size_hw, true_model,
+        str(sequence.calibration) if sequence.calibration is not None else None)
+    record["source_image_size"] = list(result["frame_size"])
+    record["K_source"] = (result["intrinsics"]["K_source"] if source == "learned"
+                          else None if true_frames is None else true_frames.tolist())
+    record["num_pairs"] = result["intrinsics"]["num_pairs"]
+    return record
+
+
+def run(test_set_dir: Path, output_dir: Path, predictor, options: dict,
+        intrinsics_metrics_file: Optional[Path] = None) -> dict:
+    """Infer and write every sequence below ``test_set_dir`` (and the intrinsics report when a file is given);
+    returns the manifest."""
     sequences = odometry_inference.find_sequences(test_set_dir, options["input_format"])
+    source = predictor_intrinsics_source(predictor)
+    size_hw = tuple(int(v) for v in predictor.image_size)
     output_dir = Path(output_dir)
-    entries = []
+    entries, records = [], {}
     for sequence in sequences:
         result = odometry_inference.infer_sequence(sequence, predictor, int(options["batch_size"]),
                                                    options["accumulation"], bool(options["orthonormalize"]),
@@ -75,8 +111,9 @@ def run(test_set_dir: Path, output_dir: Path, predictor, options: dict) -> dict:
         atomic.write_text(output_dir / f"odometry_{sequence.name}.txt", trajectory.format_xyz(poses))
         kitti.write_poses(output_dir / f"{sequence.name}_poses.txt", poses)
         atomic.write_text(output_dir / f"{sequence.name}_tum.txt", trajectory.format_tum(times, poses))
+        records[sequence.name] = intrinsics_record(sequence, result, source, size_hw)
         atomic.write_text(output_dir / f"{sequence.name}_intrinsics.json",
-                          json.dumps(result["intrinsics"], indent=2) + "\n")
+                          json.dumps(records[sequence.name], indent=2) + "\n")
         entries.append({
             "name": sequence.name, "kind": sequence.kind, "num_poses": int(poses.shape[0]),
             "first_image": str(sequence.files[0]), "last_image": str(sequence.files[-1]),
@@ -86,8 +123,11 @@ def run(test_set_dir: Path, output_dir: Path, predictor, options: dict) -> dict:
         })
     manifest = {"accumulation": options["accumulation"], "orthonormalize": bool(options["orthonormalize"]),
                 "flip_augment": bool(options["flip_augment"]),
-                "image_size": list(predictor.image_size), "sequences": entries}
+                "image_size": list(predictor.image_size), "intrinsics_source": source, "sequences": entries}
     atomic.write_text(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    if intrinsics_metrics_file is not None:
+        report = intrinsics_evaluation.report(records, source)
+        atomic.write_text(intrinsics_metrics_file, json.dumps(report, indent=2) + "\n")
     return manifest
 
 
@@ -97,13 +137,17 @@ def main(argv: Optional[Sequence[str]] = None, predictor=None) -> dict:
         predictor = load_predictor(args.checkpoint_path)
     for flag, value, index in (("--img_height", args.img_height, 0), ("--img_width", args.img_width, 1)):
         if value is not None and value != predictor.image_size[index]:
-            raise SystemExit(f"trajectory_inference: {flag}={value} but the checkpoint works at "
-                             f"{tuple(predictor.image_size)} (H, W)")
-    manifest = run(Path(args.odometry_test_set_dir), Path(args.output_dir), predictor, options)
+            raise common.StageError(f"{flag}={value} but the checkpoint works at "
+                                    f"{tuple(predictor.image_size)} (H, W)")
+    manifest = run(Path(args.odometry_test_set_dir), Path(args.output_dir), predictor, options,
+                   Path(args.intrinsics_metrics_file) if args.intrinsics_metrics_file else None)
     for entry in manifest["sequences"]:
         print(f"trajectory_inference: {entry['name']}: {entry['num_poses']} poses -> {args.output_dir}")
+    if manifest["intrinsics_source"] == "given":
+        print("trajectory_inference: intrinsics head untrained (learn_intrinsics false): reporting the "
+              "sequences' calibration K, source \"records\"")
     return manifest
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(common.run_stage(main))

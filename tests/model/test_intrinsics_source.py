@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from model.depth_motion_model import DepthMotionModel, ModelConfig
-from model.inference import InferenceModel, intrinsics_source
+from evaluation.intrinsics_evaluation import SOURCES
+from model.inference import INTRINSICS_SOURCES, InferenceModel, intrinsics_source
 from model.trainer import make_checkpoint, write_model_config
 
 
@@ -16,6 +17,7 @@ def test_source_follows_the_trainers_model_config(tmp_path):
     write_model_config(learned, ModelConfig(img_height=64, img_width=96, learn_intrinsics=True))
     assert intrinsics_source(given) == "given"
     assert intrinsics_source(learned) == "learned"
+    assert INTRINSICS_SOURCES == SOURCES  # the TensorFlow-free evaluation side accepts exactly these
     # a checkpoint prefix reads the config of its folder
     assert intrinsics_source(given / "model-3000") == "given"
     # an older config without the key: ModelConfig's default, which is what that trainer used

@@ -6,6 +6,7 @@ import pytest
 from evaluation import odometry_inference, trajectory
 from formats import kitti, struct2depth
 from stages import trajectory_inference
+from stages.common import StageError, run_stage
 from tests.evaluation.fakes import FakePredictor, make_kitti_raw_world, write_triplet_folder
 
 NUM_FRAMES = 7
@@ -24,6 +25,24 @@ def fake_for(poses_by_drive, **kwargs):
         for k, pose in enumerate(poses_by_drive[name]):
             by_index[drive_number * NUM_FRAMES + k] = pose
     return FakePredictor(image_size=(32, 96), poses_by_index=by_index, **kwargs)
+
+
+# the fake world's calibration (fx = fy = 240, cx 150, cy 45 at 300 x 90) in the model's 96 x 32 input frame:
+# fx = 240 * 96 / 300, fy = 240 * 32 / 90, c' = s (c + 0.5) - 0.5 (pixel centres)
+TRUE_K_MODEL = [[76.8, 0, 96 / 300 * 150.5 - 0.5], [0, 240 * 32 / 90, 32 / 90 * 45.5 - 0.5], [0, 0, 1]]
+
+
+class LearnedIntrinsicsFake(FakePredictor):
+    """A predictor whose intrinsics head was trained: fx drifts by 1 px per frame of the drive."""
+
+    intrinsics_source = "learned"
+
+    def predict_egomotion(self, image_a, image_b, flip_augment=False):
+        rotation, translation, intrinsics = super().predict_egomotion(image_a, image_b, flip_augment)
+        intrinsics = intrinsics.copy()
+        for row, image in enumerate(image_a):
+            intrinsics[row, 0, 0] += self.frame_index(image) % NUM_FRAMES
+        return rotation, translation, intrinsics
 
 
 def first_frame(poses):
@@ -57,11 +76,14 @@ def test_seed_cli_flags_end_to_end_on_kitti_raw_drives(world, tmp_path):
         xyz = np.loadtxt(out / f"odometry_{name}.txt")
         assert xyz.shape == (NUM_FRAMES, 3) and np.array_equal(xyz[0], [0, 0, 0])
         np.testing.assert_allclose(xyz, expected[:, :3, 3], atol=1e-5)
+        # the fake declares no intrinsics source: treated as an untrained head, its K (fx 76.8) is not reported
         intrinsics = json.loads((out / f"{name}_intrinsics.json").read_text())
+        assert intrinsics["source"] == "records" and "per_pair" not in intrinsics and "errors" not in intrinsics
         assert intrinsics["image_size"] == [32, 96] and intrinsics["num_pairs"] == NUM_FRAMES - 1
-        np.testing.assert_allclose(intrinsics["K"], [[76.8, 0, 48], [0, 76.8, 16], [0, 0, 1]], atol=1e-4)
+        np.testing.assert_allclose(intrinsics["K"], TRUE_K_MODEL, atol=1e-4)
         assert intrinsics["source_image_size"] == [90, 300]
-        assert intrinsics["K_source"][0][0] == pytest.approx(76.8 * 300 / 96, rel=1e-5)
+        np.testing.assert_allclose(intrinsics["K_source"], [[240, 0, 150], [0, 240, 45], [0, 0, 1]])
+    assert manifest["intrinsics_source"] == "given"
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
 
@@ -102,12 +124,106 @@ def test_image_folder_and_triplet_folder_inputs(world, tmp_path):
 
 def test_bad_inputs(world, tmp_path):
     root, poses_by_drive = world
-    with pytest.raises(SystemExit):
+    with pytest.raises(StageError, match="--img_height=128 but the checkpoint works at"):
         trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}",
                                    "--img_height=128"], predictor=fake_for(poses_by_drive))
-    with pytest.raises(SystemExit):  # no predictor and no checkpoint
+    with pytest.raises(StageError, match="--checkpoint_path is required"):  # no predictor and no checkpoint
         trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}"])
+    assert run_stage(trajectory_inference.main, [f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}"]) == 2
+    bad = fake_for(poses_by_drive)
+    bad.intrinsics_source = "maybe"
+    with pytest.raises(ValueError, match="intrinsics source must be one of"):
+        trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}"], predictor=bad)
     with pytest.raises(FileNotFoundError, match="no image sequence"):
         odometry_inference.find_sequences(tmp_path)
     with pytest.raises(SystemExit):  # the seed's required flag
         trajectory_inference.main([f"--output_dir={tmp_path}"], predictor=fake_for(poses_by_drive))
+
+
+# --- intrinsics: per-sequence records, provenance and the metrics report ---------------------------------------
+
+def test_learned_intrinsics_median_over_pairs_vs_the_true_k_and_the_report(world, tmp_path):
+    root, poses_by_drive = world
+    predictor = fake_for(poses_by_drive)
+    predictor.__class__ = LearnedIntrinsicsFake
+    out, metrics_file = tmp_path / "out", tmp_path / "metrics" / "intrinsics.json"
+    manifest = trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={out}",
+                                          f"--intrinsics_metrics_file={metrics_file}", "--batch_size=4"],
+                                         predictor=predictor)
+    assert manifest["intrinsics_source"] == "learned"
+    fx = 76.8 + 2.5   # the head's fx over the 6 pairs: 76.8 + 0 ... 5 -> median + 2.5 (the mean is the same here)
+    true = {"fx": 76.8, "fy": 240 * 32 / 90, "cx": 96 / 300 * 150.5 - 0.5, "cy": 32 / 90 * 45.5 - 0.5}
+    expected_errors = {"fx_rel_error": 2.5 / 76.8, "fy_rel_error": (76.8 - true["fy"]) / true["fy"],
+                       "cx_rel_error": (48 - true["cx"]) / 96, "cy_rel_error": (16 - true["cy"]) / 32}
+    for name in sorted(poses_by_drive):
+        record = json.loads((out / f"{name}_intrinsics.json").read_text())
+        assert record["source"] == "learned" and record["calibration"].endswith("groundtruth/intrinsics.txt")
+        np.testing.assert_allclose(record["K"], [[fx, 0, 48], [0, 76.8, 16], [0, 0, 1]], atol=1e-4)
+        assert [row[0] for row in record["per_pair"]] == pytest.approx(76.8 + np.arange(NUM_FRAMES - 1), abs=1e-4)
+        np.testing.assert_allclose(record["K_true"], TRUE_K_MODEL, atol=1e-9)
+        for key, value in expected_errors.items():
+            assert record["errors"][key] == pytest.approx(value, abs=1e-6), key
+        assert record["K_source"][0][0] == pytest.approx(fx * 300 / 96, rel=1e-5)
+    report = json.loads(metrics_file.read_text())
+    assert report["learned_intrinsics_available"] is True and report["image_size"] == [32, 96]
+    entry = report["sequences"][sorted(poses_by_drive)[0]]
+    assert entry["learned"]["fx"] == pytest.approx(fx, abs=1e-4) and entry["true"]["fy"] == pytest.approx(true["fy"])
+    summary = report["summary"]
+    assert summary["num_sequences"] == 2 and summary["num_sequences_without_truth"] == 0
+    assert summary["fx_rel_error_abs_median"] == pytest.approx(2.5 / 76.8, abs=1e-6)
+    assert summary["fy_rel_error_abs_median"] == pytest.approx(abs(expected_errors["fy_rel_error"]), abs=1e-6)
+    assert summary["fx_rank_agreement"] is None  # one camera: no pair of sequences with different true fx
+
+
+def test_untrained_head_reports_only_the_true_k(world, tmp_path):
+    root, poses_by_drive = world
+    predictor = fake_for(poses_by_drive)
+    predictor.intrinsics_source = "given"
+    metrics_file = tmp_path / "intrinsics.json"
+    trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path / 'out'}",
+                               f"--intrinsics_metrics_file={metrics_file}"], predictor=predictor)
+    report = json.loads(metrics_file.read_text())
+    assert report["learned_intrinsics_available"] is False and report["source"] == "records"
+    assert "summary" not in report
+    for name in sorted(poses_by_drive):
+        assert set(report["sequences"][name]) == {"true"}  # no learned value, no error
+        assert report["sequences"][name]["true"]["fx"] == pytest.approx(76.8)
+        record = json.loads((tmp_path / "out" / f"{name}_intrinsics.json").read_text())
+        # nothing of the head (its K has fy 76.8, cx 48, cy 16): only the calibration, scaled to the model's frame
+        assert set(record) == {"image_size", "calibration", "source", "note", "K", "source_image_size", "K_source",
+                               "num_pairs"}
+        np.testing.assert_allclose(record["K"], TRUE_K_MODEL, atol=1e-9)
+
+
+def test_calibration_of_kitti_layouts_and_triplet_folders(world, real_data, tmp_path):
+    (sequence,) = odometry_inference.find_sequences(real_data / "kitti_raw_mini")
+    assert sequence.calibration.name == "calib_cam_to_cam.txt" and sequence.camera == 2
+    calibration = kitti.read_calibration(sequence.calibration)
+    np.testing.assert_array_equal(odometry_inference.read_calibration(sequence),
+                                  kitti.raw_camera_intrinsics(calibration, 2))
+    # KITTI odometry: sequences/NN/calib.txt, P<camera> of the image folder
+    folder = tmp_path / "sequences" / "09"
+    (folder / "image_3").mkdir(parents=True)
+    frame = struct2depth.encode_png(np.zeros((4, 6, 3), np.uint8))
+    for k in range(2):
+        (folder / "image_3" / f"{k:06d}.png").write_bytes(frame)
+    (folder / "calib.txt").write_text("P2: 7 0 3 0 0 8 2 0 0 0 1 0\nP3: 5 0 2 -1 0 6 1 0 0 0 1 0\n")
+    (sequence,) = odometry_inference.find_sequences(tmp_path / "sequences")
+    np.testing.assert_array_equal(odometry_inference.read_calibration(sequence), [[5, 0, 2], [0, 6, 1], [0, 0, 1]])
+    (folder / "calib.txt").write_text("P0: 1 2 3\n")
+    with pytest.raises(ValueError, match="P3"):
+        odometry_inference.read_calibration(sequence)
+    # the release's triplet folders carry no calibration: no true K, no error figures
+    root, poses_by_drive = world
+    frame_dir = root / "2011_09_26" / sorted(poses_by_drive)[0] / "image_02" / "data"
+    frames = [struct2depth.read_rgb(path) for path in sorted(frame_dir.glob("*.png"))]
+    write_triplet_folder(tmp_path / "release" / "09-image_2", frames)
+    (triplets,) = odometry_inference.find_sequences(tmp_path / "release")
+    assert triplets.calibration is None and odometry_inference.read_calibration(triplets) is None
+    predictor = fake_for(poses_by_drive)
+    predictor.__class__ = LearnedIntrinsicsFake
+    trajectory_inference.main([f"--odometry_test_set_dir={tmp_path / 'release'}", f"--output_dir={tmp_path / 'o'}",
+                               f"--intrinsics_metrics_file={tmp_path / 'i.json'}"], predictor=predictor)
+    report = json.loads((tmp_path / "i.json").read_text())
+    assert report["sequences"]["09-image_2"]["true"] is None
+    assert report["summary"] == {"num_sequences": 0, "num_sequences_without_truth": 1}
