@@ -28,13 +28,6 @@ class BatchResult:
     intrinsics: np.ndarray            # [P, 3, 3] the intrinsics head's K per pair, model-input pixels
 
 
-def intrinsics_are_learned(model_config) -> bool:
-    """Whether the checkpoint's intrinsics head was trained (``learn_intrinsics`` in its model_config.json).
-
-    When False the head's output is an untrained network's and must never be reported as a learned K."""
-    return bool(getattr(model_config, "learn_intrinsics", False))
-
-
 class SequencePredictor:
     """Streams one sequence through an ``InferenceModel``-like object (``image_size``, ``predict_depth``,
     ``predict_egomotion``). Call :meth:`reset` (or make a new one) between sequences."""
@@ -94,8 +87,8 @@ class SequencePredictor:
         """(N, 4, 4) camera-to-first-frame poses of the N frames seen so far (identity only if N <= 1)."""
         if not self.trajectory_enabled:
             raise ValueError("the trajectory was not enabled for this sequence")
-        if not self._rotations:
-            return np.eye(4)[np.newaxis].repeat(max(self.num_frames, 1), axis=0)[:max(self.num_frames, 1)]
+        if not self._rotations:  # zero or one frame
+            return np.tile(np.eye(4), (self.num_frames, 1, 1))
         rotations = np.concatenate(self._rotations)
         if orthonormalize:
             rotations = np.stack([trajectory.nearest_rotation(rotation) for rotation in rotations])
@@ -103,7 +96,8 @@ class SequencePredictor:
 
     def head_intrinsics(self) -> Optional[dict]:
         """Mean and standard deviation of the intrinsics head's K over the pairs (model-input pixels), or None
-        when no pair was predicted. Whether it is *learned* is :func:`intrinsics_are_learned`'s decision."""
+        when no pair was predicted. Whether it is *learned* is
+        ``model.inference.intrinsics_source``'s decision (an untrained head's K is no result)."""
         if not self._intrinsics:
             return None
         stacked = np.concatenate(self._intrinsics)

@@ -325,7 +325,7 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
     from formats import kitti, pointcloud
     from formats.camera import scale_intrinsics
     from formats.depth_image import DEPTH_PNG_SCALE, encode_depth_png
-    from model.predict import SequencePredictor, intrinsics_are_learned
+    from model.predict import SequencePredictor
     from pipelines import footage
 
     provenance, provenance_file = footage.intrinsics_provenance(item, config)
@@ -430,7 +430,7 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
     # intrinsics: learned (a trained head), else the readers' K (given, calibration or guessed)
     native_w, native_h = state["native_size"]
     head = predictor.head_intrinsics()
-    learned = intrinsics_are_learned(model.config)
+    learned = model.intrinsics_source == "learned"  # model.inference.intrinsics_source: one decision
     reader_k = np.asarray(state["reader_K"], dtype=np.float64)
     info: Dict[str, Any] = {"image_size": [height, width], "native_image_size": [native_h, native_w],
                             "reader": {"source": provenance, "file": provenance_file, "K": reader_k.tolist()}}

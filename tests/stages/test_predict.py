@@ -72,6 +72,7 @@ class FakeModel:
 
     def __init__(self, learn_intrinsics=False):
         self.config = FakeConfig(learn_intrinsics=learn_intrinsics)
+        self.intrinsics_source = "learned" if learn_intrinsics else "given"  # as InferenceModel.intrinsics_source
 
     def predict_depth(self, images, flip_augment=True):
         return 1.0 + np.asarray(images).mean(axis=-1)
