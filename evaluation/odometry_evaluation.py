@@ -36,7 +36,7 @@ from evaluation import odometry_inference, odometry_metrics, trajectory
 
 TRAJECTORIES = ("model", "constant_velocity")
 DEFAULT_MAX_TIME_DIFF = 0.01
-"""Seconds: the largest prediction-to-ground-truth timestamp difference accepted (``evo``'s default ``t_max_diff``)."""
+"""Seconds: the largest prediction-to-ground-truth timestamp difference accepted (``evo``'s ``t_max_diff``)."""
 
 
 @dataclass
@@ -120,8 +120,8 @@ def match_frames(prediction: trajectory.TrajectoryFile, ground_truth: trajectory
         if unmatched.size:
             k = unmatched[0]
             raise trajectory.TrajectoryFileError(
-                f"{source}:{prediction.line_numbers[k]}: timestamp {float(stamps[k])!r} has no ground-truth pose within "
-                f"{max_time_diff:g} s (nearest: frame {nearest[k]} at {float(times[nearest[k]])!r}); "
+                f"{source}:{prediction.line_numbers[k]}: timestamp {float(stamps[k])!r} has no ground-truth pose "
+                f"within {max_time_diff:g} s (nearest: frame {nearest[k]} at {float(times[nearest[k]])!r}); "
                 f"{unmatched.size} of {stamps.size} poses unmatched")
         repeated = np.nonzero(np.diff(nearest) == 0)[0]
         if repeated.size:

@@ -205,7 +205,8 @@ def parse_trajectory(text: str, source: str = "<text>", fmt: str = "auto",
         tokens = line.split()
         if fmt == "tum":
             if len(tokens) != 8:
-                _fail(source, number, f"a TUM line needs 8 values (timestamp tx ty tz qx qy qz qw), got {len(tokens)}")
+                _fail(source, number,
+                      f"a TUM line needs 8 values (timestamp tx ty tz qx qy qz qw), got {len(tokens)}")
         else:
             if len(tokens) not in (12, 13):
                 _fail(source, number, f"a KITTI pose needs 12 values (13 with a leading frame number), "
@@ -226,7 +227,8 @@ def parse_trajectory(text: str, source: str = "<text>", fmt: str = "auto",
             pose[:3, :3] = quaternion_to_rotation(quaternion)
             pose[:3, 3] = values[1:4]
             if times and values[0] <= times[-1]:
-                _fail(source, number, f"timestamp {float(values[0])!r} does not increase (previous {float(times[-1])!r})")
+                _fail(source, number,
+                      f"timestamp {float(values[0])!r} does not increase (previous {float(times[-1])!r})")
             times.append(values[0])
         else:
             if len(values) == 13:

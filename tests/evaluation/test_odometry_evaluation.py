@@ -7,7 +7,8 @@ from evaluation import trajectory as tr
 
 
 def tum(times, source="pred.txt"):
-    return tr.parse_trajectory("".join(f"{float(t)!r} 0 0 {k} 0 0 0 1\n" for k, t in enumerate(times)), source, "tum")
+    text = "".join(f"{float(t)!r} 0 0 {k} 0 0 0 1\n" for k, t in enumerate(times))
+    return tr.parse_trajectory(text, source, "tum")
 
 
 def kitti(count, frames=None, source="pred.txt"):

@@ -98,7 +98,8 @@ from stages.common import run_stage  # noqa: E402
 @pytest.fixture(scope="module")
 def kitti09(real_data):
     root = real_data / "kitti_odometry"
-    return root / "poses" / "09.txt", root / "sequences" / "09" / "times.txt", kitti.read_poses(root / "poses" / "09.txt")
+    gt_file = root / "poses" / "09.txt"
+    return gt_file, root / "sequences" / "09" / "times.txt", kitti.read_poses(gt_file)
 
 
 def kitti_text(poses, frames=None):
@@ -258,7 +259,8 @@ def test_bad_ground_truth_and_parameters_exit_2(kitti09, tmp_path, capsys):
     common = [f"--metrics_file={tmp_path / 'm.json'}", f"--plots_dir={tmp_path / 'p'}"]
     for argv, message in (
             ([f"--prediction={prediction}", f"--gt_poses={bad_gt}"], f"{bad_gt}:10: non-finite"),
-            ([f"--prediction={prediction}", f"--gt_poses={tmp_path / 'nope.txt'}"], "nope.txt: trajectory file not found"),
+            ([f"--prediction={prediction}", f"--gt_poses={tmp_path / 'nope.txt'}"],
+             "nope.txt: trajectory file not found"),
             ([f"--prediction={prediction}"], "--gt_poses"),
             ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=g2o"], "format must be one of"),
             ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--max_time_diff=0"], "must be positive"),
