@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -157,20 +158,73 @@ def _value_type(default: Any):
     return str
 
 
-def add_param_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?P<rest>.*)$")
+_COMMENT_LINE = re.compile(r"^(?P<indent> *)#\s?(?P<text>.*)$")
+
+
+def param_comments(section: str, path: os.PathLike | None = None) -> Dict[str, str]:
+    """The comment written beside each key of ``section`` in params.yaml (its help text), by dotted key.
+
+    A comment is what follows ``#`` on the key's line, continued by comment-only lines indented deeper than
+    the key that follow it directly. params.yaml's comments say what each key does, so ``--help`` shows them.
+    """
+    path = Path(path or os.environ.get("WILDDEPTH_PARAMS", DEFAULT_PARAMS))
+    comments: Dict[str, str] = {}
+    stack: list = []          # (indent, key) of the open mappings
+    last: Optional[Tuple[int, str]] = None
+    for line in path.read_text().splitlines():
+        key_match = _KEY_LINE.match(line)
+        comment_match = _COMMENT_LINE.match(line)
+        if key_match:
+            indent = len(key_match["indent"])
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            dotted = ".".join([key for _, key in stack] + [key_match["key"]])
+            stack.append((indent, key_match["key"]))
+            rest = key_match["rest"]
+            text = _trailing_comment(rest)
+            comments[dotted] = text
+            last = (indent, dotted)
+        elif comment_match and last is not None and len(comment_match["indent"]) > last[0] and comments[last[1]]:
+            comments[last[1]] += " " + comment_match["text"].strip()
+        else:
+            last = None
+    prefix = section + "."
+    return {key[len(prefix):]: text for key, text in comments.items() if key.startswith(prefix) and text}
+
+
+def _trailing_comment(text: str) -> str:
+    """What follows the first ``#`` outside quotes (YAML: a comment starts at ``#`` after a space)."""
+    quote = None
+    for index, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or text[index - 1] in " \t"):
+            return text[index + 1:].strip()
+    return ""
+
+
+def add_param_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, Any],
+                    comments: Optional[Mapping[str, str]] = None) -> None:
     """Add one flag per (flattened) key of ``defaults``; booleans also get ``--no<name>``.
 
-    A default of ``null`` in params.yaml makes a string flag whose default is ``None``.
+    A default of ``null`` in params.yaml makes a string flag whose default is ``None``. ``comments`` (see
+    :func:`param_comments`) become the flags' help text.
     """
+    comments = comments or {}
     for name, default in _flatten(defaults):
         dest = name.replace(".", "__")
+        described = comments.get(name, "")
+        text = f"{described} (default: {default})" if described else f"(default from params.yaml: {default})"
+        text = text.replace("%", "%%")  # argparse formats help with %
         if isinstance(default, bool):
             parser.add_argument(f"--{name}", dest=dest, nargs="?", const=True, default=default, type=parse_bool,
-                                help=f"(default from params.yaml: {default})")
+                                help=text)
             parser.add_argument(f"--no{name}", dest=dest, action="store_false", help=argparse.SUPPRESS)
         else:
-            parser.add_argument(f"--{name}", dest=dest, default=default, type=_value_type(default),
-                                help=f"(default from params.yaml: {default})")
+            parser.add_argument(f"--{name}", dest=dest, default=default, type=_value_type(default), help=text)
 
 
 def collect_params(namespace: argparse.Namespace, defaults: Mapping[str, Any]) -> Dict[str, Any]:
@@ -199,7 +253,7 @@ def parse_stage_args(
     defaults = load_params(section, known.params)
     parser = argparse.ArgumentParser(prog=f"python -m stages.{section}", description=description)
     parser.add_argument("--params", default=None, help="parameter file (default: params.yaml of the repository)")
-    add_param_flags(parser, defaults)
+    add_param_flags(parser, defaults, param_comments(section, known.params))
     if extra_arguments is not None:
         extra_arguments(parser)
     if allow_unknown:

@@ -30,20 +30,6 @@ from evaluation import odometry_evaluation, trajectory
 from formats import atomic
 from stages.common import StageError, parse_stage_args, run_stage
 
-PARAM_HELP = {
-    "snippet_length": "frames per ATE-n snippet (ATE-5: 5)",
-    "segment_lengths": "KITTI t_err/r_err segment lengths, metres of ground-truth path (comma-separated)",
-    "segment_step": "first frames of the t_err/r_err segments, every n frames",
-    "gt_poses_dir": "ground-truth folder: <dir>/09.txt for a manifest's 09-image_2, or for each file of a "
-                    "--prediction folder the file of the same name",
-    "gt_poses": "ground-truth trajectory (KITTI 12 values a line, or TUM) for a single --prediction file",
-    "gt_times": "ground-truth timestamps, one number of seconds per line (KITTI times.txt), to match a TUM "
-                "prediction by time against a KITTI ground truth",
-    "format": "format of --prediction files: auto (12/13 values a line = KITTI, 8 = TUM), kitti or tum",
-    "max_time_diff": "seconds: a TUM pose matches the nearest ground-truth timestamp only within this",
-    "rotation_tolerance": "largest accepted max|R R^T - I| (KITTI) or | |q| - 1 | (TUM) of a pose read from a file",
-}
-
 
 def _extra_arguments(parser) -> None:
     parser.add_argument("--trajectory_dir", default=None, help="output folder of stages.trajectory_inference "
@@ -52,9 +38,6 @@ def _extra_arguments(parser) -> None:
                         "(ground truth from gt_poses_dir), or a trajectory_inference output folder")
     parser.add_argument("--metrics_file", default="metrics/odometry.json", help="metrics JSON written here")
     parser.add_argument("--plots_dir", default="plots/odometry", help="plot CSV files written here")
-    for action in parser._actions:  # describe the params.yaml flags (their default is added by stages.common)
-        if action.dest in PARAM_HELP and action.help:
-            action.help = f"{PARAM_HELP[action.dest]} {action.help}"
 
 
 def _positive(params: dict, key: str) -> float:

@@ -92,3 +92,31 @@ def test_synthesize_cli_bad_layout_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("synthesize: error: StageError: unknown --layout")
+
+
+# --- params.yaml comments are the flags' help ------------------------------------------------------------------
+
+def test_param_comments_follow_keys_nesting_and_continuations(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "train:\n"
+        "  # a section comment, not a key's\n"
+        "  steps: 10        # optimizer updates\n"
+        "  rate: 1.0e-4     # Adam learning rate;\n"
+        "                   #   continued here\n"
+        "  bare: 3\n"
+        "  sub:             # nested options\n"
+        "    seed: 3        # world seed\n"
+        "  url: 'a#b'       # quoted hash kept out\n"
+        "other:\n"
+        "  steps: 1         # not train's\n")
+    comments = common.param_comments("train", path)
+    assert comments == {"steps": "optimizer updates", "rate": "Adam learning rate; continued here",
+                        "sub": "nested options", "sub.seed": "world seed", "url": "quoted hash kept out"}
+
+
+def test_help_shows_the_comment(params_file, capsys):
+    params_file.write_text("train:\n  train_steps: 10   # total optimizer updates\n")
+    with pytest.raises(SystemExit):
+        common.parse_stage_args("train", "t", ["--params", str(params_file), "--help"])
+    assert "total optimizer updates (default: 10)" in " ".join(capsys.readouterr().out.split())
