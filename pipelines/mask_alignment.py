@@ -1,4 +1,4 @@
-"""Cross-frame alignment of instance-id masks within a triplet (reference spec section 1.3).
+"""Cross-frame alignment of instance-id masks within a triplet (the release's Struct2depth ``alignment.py``).
 
 Struct2depth's rule (S2D/alignment.py ``align``), re-implemented on id histograms:
 
