@@ -12,6 +12,12 @@ Layouts (``root`` = the output folder; ``seq`` = sequence index from 0; ``frame`
 - ``video``: ``<name>.mp4`` (mp4v) with groundtruth in ``groundtruth/<name>/``, name ``synthetic_<seq:04d>``.
 
 Groundtruth frames are always named by the frame index (10 digits), see :mod:`formats.groundtruth`.
+
+When every sequence has its own camera (``camera_per_sequence=True``, the wild world), KITTI raw's one
+calibration per date folder is kept by giving each sequence its own date folder: sequence ``seq`` lives in
+``<2011-09-26 + seq days>/`` (``2011_09_26``, ``2011_09_27``, ...), with its own ``calib_cam_to_cam.txt``.
+The other layouts already carry a calibration per sequence (odometry ``calib.txt``, Cityscapes camera json per
+frame, the video's ``groundtruth/<name>/intrinsics.txt``).
 """
 from __future__ import annotations
 
@@ -56,11 +62,12 @@ def camera(layout: str, width: int = 0, height: int = 0) -> Tuple[int, int, np.n
     return width, height, scale_intrinsics(native_k, width / native_width, height / native_height)
 
 
-def image_path(layout: str, root: os.PathLike, split: str, sequence: int, frame: int) -> Path:
+def image_path(layout: str, root: os.PathLike, split: str, sequence: int, frame: int,
+               camera_per_sequence: bool = False) -> Path:
     """The image file of a frame (not used for ``video``)."""
     root = Path(root)
     if layout == "kitti_raw":
-        return kitti_raw_drive(root, sequence) / "image_02" / "data" / f"{frame:010d}.png"
+        return kitti_raw_drive(root, sequence, camera_per_sequence) / "image_02" / "data" / f"{frame:010d}.png"
     if layout == "kitti_odometry":
         return root / "sequences" / f"{sequence:02d}" / "image_2" / f"{frame:06d}.png"
     if layout == "cityscapes":
@@ -69,18 +76,27 @@ def image_path(layout: str, root: os.PathLike, split: str, sequence: int, frame:
     raise ValueError(f"layout {layout!r} has no per-frame image files")
 
 
-def kitti_raw_drive(root: os.PathLike, sequence: int) -> Path:
-    return Path(root) / KITTI_DATE / f"{KITTI_DATE}_drive_{sequence + 1:04d}_sync"
+def kitti_raw_date(sequence: int, camera_per_sequence: bool = False) -> str:
+    """The date folder of a sequence: ``2011_09_26`` for all, or one date per sequence (its own calibration)."""
+    if not camera_per_sequence:
+        return KITTI_DATE
+    return (KITTI_START + dt.timedelta(days=int(sequence))).strftime("%Y_%m_%d")
+
+
+def kitti_raw_drive(root: os.PathLike, sequence: int, camera_per_sequence: bool = False) -> Path:
+    date = kitti_raw_date(sequence, camera_per_sequence)
+    return Path(root) / date / f"{date}_drive_{sequence + 1:04d}_sync"
 
 
 def video_name(sequence: int) -> str:
     return f"synthetic_{sequence:04d}"
 
 
-def groundtruth_dir(layout: str, root: os.PathLike, split: str, sequence: int) -> Path:
+def groundtruth_dir(layout: str, root: os.PathLike, split: str, sequence: int,
+                    camera_per_sequence: bool = False) -> Path:
     root = Path(root)
     if layout == "kitti_raw":
-        return kitti_raw_drive(root, sequence) / "groundtruth"
+        return kitti_raw_drive(root, sequence, camera_per_sequence) / "groundtruth"
     if layout == "kitti_odometry":
         return root / "sequences" / f"{sequence:02d}" / "groundtruth"
     if layout == "cityscapes":
@@ -136,13 +152,21 @@ def write_image(path: os.PathLike, rgb: np.ndarray) -> None:
 
 
 def write_sequence_files(layout: str, root: os.PathLike, split: str, sequence: int, intrinsics: np.ndarray,
-                         width: int, height: int, timestamps: np.ndarray, poses: np.ndarray) -> None:
-    """The per-sequence files of the layout (calibration, timestamps, poses); not the frames."""
+                         width: int, height: int, timestamps: np.ndarray, poses: np.ndarray,
+                         camera_per_sequence: bool = False) -> None:
+    """The per-sequence files of the layout (calibration, timestamps, poses); not the frames.
+
+    KITTI raw: with ``camera_per_sequence`` the sequence's own date folder gets its calibration (otherwise
+    all sequences share ``2011_09_26/calib_cam_to_cam.txt``, so they must share one camera)."""
     root = Path(root)
     if layout == "kitti_raw":
-        atomic.write_text(root / KITTI_DATE / "calib_cam_to_cam.txt", kitti_raw_calibration(intrinsics, width, height))
-        start = KITTI_START + dt.timedelta(minutes=5 * sequence)
-        atomic.write_text(kitti_raw_drive(root, sequence) / "image_02" / "timestamps.txt",
+        date = kitti_raw_date(sequence, camera_per_sequence)
+        atomic.write_text(root / date / "calib_cam_to_cam.txt", kitti_raw_calibration(intrinsics, width, height))
+        if camera_per_sequence:
+            start = KITTI_START + dt.timedelta(days=sequence)
+        else:
+            start = KITTI_START + dt.timedelta(minutes=5 * sequence)
+        atomic.write_text(kitti_raw_drive(root, sequence, camera_per_sequence) / "image_02" / "timestamps.txt",
                           kitti.format_raw_timestamps(timestamps, start))
     elif layout == "kitti_odometry":
         folder = root / "sequences" / f"{sequence:02d}"

@@ -266,7 +266,8 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
         colour = sample * (1 - blend) if colour is None else colour + sample * blend
 
     colour *= tint
-    colour = _road_markings(colour, ground, s_road, d_road, known, footprint[ground], cosine[ground], w)
+    colour = _road_markings(colour, ground, s_road, d_road, known, footprint[ground], cosine[ground], w,
+                            scene.lane_lines)
     sun = np.maximum(0.0, normal.T @ SUN.astype(np.float32))
     light = np.where(lit, AMBIENT + (1 - AMBIENT) * sun, 1.0)
     colour *= light[:, None].astype(np.float32)
@@ -275,9 +276,10 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     return np.clip(colour, 0.0, 1.0).reshape(hits.t.shape + (3,))
 
 
-def _road_markings(colour, ground, s_road, d_road, known, footprint, cosine, half_width):
+def _road_markings(colour, ground, s_road, d_road, known, footprint, cosine, half_width, lane_lines=()):
     """Anti-aliased lane markings (coverage from the sample footprint): a dashed centre line (3 m of
-    every 9 m) and solid edge lines 0.3 m inside the kerb; a dark kerb strip at |d| = half width."""
+    every 9 m) and solid edge lines 0.3 m inside the kerb; a dark kerb strip at |d| = half width; dashed
+    lane dividers (3 m of every 9 m) at |d| in ``lane_lines``."""
     across = np.maximum(footprint * np.sqrt(cosine), 1e-3)   # footprint across the line (metres)
     along = np.maximum(footprint / np.sqrt(np.maximum(cosine, 0.02)), 1e-3)
     d = np.where(known, d_road, 1e3)
@@ -289,7 +291,11 @@ def _road_markings(colour, ground, s_road, d_road, known, footprint, cosine, hal
     centre = coverage(np.abs(d), 0.06, across) * coverage(np.abs(np.mod(s, 9.0) - 1.5), 1.5, along)
     edge = coverage(np.abs(np.abs(d) - (half_width - 0.3)), 0.07, across)
     kerb = coverage(np.abs(np.abs(d) - half_width), 0.08, across)
-    paint = np.maximum(centre, edge)[:, None].astype(np.float32)
+    paint = np.maximum(centre, edge)
+    for offset in lane_lines:
+        dashes = coverage(np.abs(np.mod(s + 4.5, 9.0) - 1.5), 1.5, along)
+        paint = np.maximum(paint, coverage(np.abs(np.abs(d) - offset), 0.06, across) * dashes)
+    paint = paint[:, None].astype(np.float32)
     values = colour[ground] * (1 - paint) + np.float32(0.88) * paint
     values *= (1 - 0.5 * kerb)[:, None].astype(np.float32)
     colour[ground] = values

@@ -9,6 +9,7 @@ import pytest
 
 from formats import cityscapes, groundtruth, kitti
 from stages import synthesize
+from stages.common import StageError, run_stage
 from synthetic import layouts
 from synthetic.generate import Job, run
 from synthetic.reprojection import T_source_from_target, warp_to_target
@@ -138,11 +139,24 @@ def test_video_bytes_are_deterministic(tmp_path_factory):
     (["--num_sequences", "0"], "num_sequences must be at least 1"),
     (["--split", "holdout"], "pass --seed and --num_sequences"),
     (["--fps", "0"], "fps must be positive"),
+    (["--world", "mars"], "unknown --world"),
+    (["--camera", "fisheye"], "unknown --camera"),
+    (["--path", "offroad"], "unknown --path"),
+    (["--world", "wild", "--wild_camera.sizes", "1280"], "expected WIDTHxHEIGHT"),
+    (["--world", "wild", "--wild_camera.hfov_min_deg", "100"], "hfov_min_deg <= hfov_max_deg"),
+    (["--world", "wild", "--wild_camera.fps", "10,-5"], "positive frame rates"),
+    (["--world", "wild", "--wild_path.stop_probability", "1.5"], "stop_probability must be in [0, 1]"),
+    (["--world", "wild", "--wild_path.turn_max_deg", "10"], "turn_min_deg <= turn_max_deg"),
 ])
-def test_bad_arguments_give_clear_errors(tmp_path, argv, message):
-    with pytest.raises(SystemExit) as error:
+def test_bad_arguments_give_clear_errors(tmp_path, argv, message, capsys):
+    with pytest.raises(StageError) as error:
         synthesize.main(["--output", str(tmp_path / "out"), "--quiet"] + argv)
     assert message in str(error.value)
+    assert not (tmp_path / "out").exists()
+    # through the stage runner: exit 2 and one line on stderr, no traceback
+    assert run_stage(synthesize.main, ["--output", str(tmp_path / "out"), "--quiet"] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
