@@ -59,6 +59,18 @@ def decode_stored_frame(data: bytes):
     return np.ascontiguousarray(array[:, :, :3]), np.ascontiguousarray(array[:, :, 3])
 
 
+def store_bytes(path: str, data: bytes) -> None:
+    """Write a stored frame. Locally a plain write, without the fsync of ``formats.atomic``: the store is
+    read only after every frame is stored (the planning step waits for all of them), a killed run's
+    store is rewritten by the next run, and the store is removed before the output is complete."""
+    if fileio.is_remote(path):
+        fileio.write_bytes(path, data)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
 class StoreFrames(beam.DoFn):
     """Frame (with mask) -> FrameMeta: stores the working-resolution pixels and mask under the output's
     frame store and keeps only the metadata planning needs (``pipelines.planning.FrameMeta``)."""
@@ -69,7 +81,7 @@ class StoreFrames(beam.DoFn):
     def process(self, frame: Frame):
         mask = frame.mask if frame.mask is not None else np.zeros(frame.image.shape[:2], np.uint8)
         path = stored_frame_path(self.config.output, frame.sequence, frame.index)
-        fileio.write_bytes(path, encode_stored_frame(frame.image, mask))
+        store_bytes(path, encode_stored_frame(frame.image, mask))
         yield FrameMeta(
             source=frame.source, sequence=frame.sequence, index=int(frame.index),
             raw_index=int(frame.raw_index if frame.raw_index is not None else frame.index),
