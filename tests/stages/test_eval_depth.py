@@ -226,3 +226,16 @@ def test_given_object_masks_for_real_datasets_are_cut_like_the_image(tmp_path):
     assert loaded.shape == (16, 32) and loaded[0, 0] == 9 and loaded.sum() == 9
     assert depth_evaluation.region_names("cityscapes") == ("objects", "background")
     assert depth_evaluation.region_names("synthetic") == ("moving_objects", "static")
+
+
+def test_stage_exit_codes_for_user_errors(tmp_path, capsys):
+    from stages.common import run_stage
+    assert run_stage(eval_depth.main, [f"--data_dir={tmp_path}"]) == 2  # no checkpoint
+    assert "--checkpoint_path is required" in capsys.readouterr().err
+    world = _masked_world(tmp_path / "world", np.zeros((90, 300), np.uint8))
+    (world / "2011_09_26" / "2011_09_26_drive_0001_sync" / "groundtruth" / "masks" / "0000000000.png").unlink()
+    argv = [f"--data_dir={world}", f"--metrics_file={tmp_path / 'd.json'}", f"--plots_dir={tmp_path / 'p'}"]
+    assert run_stage(lambda: eval_depth.main(argv, predictor=FakePredictor(image_size=(32, 96)))) == 2
+    error = capsys.readouterr().err
+    assert "object mask missing" in error and "Traceback" not in error
+    assert not (tmp_path / "d.json").exists()
