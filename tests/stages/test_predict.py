@@ -286,3 +286,54 @@ def _frame_at(path, number):
     capture.release()
     assert ok
     return image
+
+
+# --- inputs and the trajectory plot --------------------------------------------------------------------
+
+def test_inputs_from_folders_globs_and_errors(tmp_path):
+    from pipelines import footage
+
+    a = frame_folder(tmp_path / "drive a", count=3, truncated=-1)
+    frame_folder(tmp_path / "b", count=2, truncated=-1)
+    inputs, letters = footage.find_inputs(str(a))
+    safe_a = inputs[0].name  # preprocessing's safe sequence name for "drive a"
+    assert safe_a.startswith("drive_a") and " " not in safe_a
+    assert [(item.kind, len(item.files)) for item in inputs] == [("image_folder", 3)] and letters == []
+    inputs, _ = footage.find_inputs(str(tmp_path / "*" / "frame00[01].png"))
+    assert [(item.name, [p.rsplit("/", 1)[-1] for p in item.files]) for item in inputs] == [
+        ("b", ["frame000.png", "frame001.png"]), (safe_a, ["frame000.png", "frame001.png"])]
+    inputs, _ = footage.find_inputs(str(tmp_path / "*"))  # a glob of folders: each folder
+    assert sorted(item.name for item in inputs) == ["b", safe_a]
+    (a / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="both image files and other files"):
+        footage.find_inputs(str(a / "*"))
+    with pytest.raises(FileNotFoundError, match="no video or image frames"):
+        footage.find_inputs(str(tmp_path / "missing" / "*.mp4"))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"")
+    inputs, _ = footage.find_inputs(str(videos))  # a folder of videos
+    assert [(item.kind, item.name) for item in inputs] == [("video", "clip")]
+
+
+def test_an_empty_video_is_a_dead_letter(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "empty.mp4").write_bytes(b"")
+    code = run([f"--input={videos / '*.mp4'}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake", "--quiet"],
+               FakeModel())
+    assert code == 2 and "no frame could be predicted" in capsys.readouterr().err
+    letters = (tmp_path / "out" / "dead_letters.jsonl").read_text()
+    assert "corrupt_video" in letters and "empty.mp4" in letters
+
+
+def test_trajectory_top_view_puts_start_and_end_where_the_path_goes():
+    from evaluation.trajectory_plot import top_view
+
+    poses = np.tile(np.eye(4), (3, 1, 1))
+    poses[:, 2, 3] = [0.0, 5.0, 10.0]   # straight ahead along z: bottom to top, centred in x
+    image = top_view(poses, size=200, margin=20)
+    start, end = image[180, 100], image[20, 100]
+    assert tuple(start) == (0, 160, 0) and tuple(end) == (0, 0, 220)  # BGR: green start, red end
+    with pytest.raises(ValueError):
+        top_view(np.zeros((0, 4, 4)))
