@@ -17,7 +17,6 @@ Every stage's ``__main__`` is ``sys.exit(run_stage(main))``, which gives all sta
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import sys
@@ -98,7 +97,6 @@ def run_stage(main: Callable[..., Any], argv: Optional[Sequence[str]] = None, na
         code = exit_code_for(error)
         if code == EXIT_UNEXPECTED or os.environ.get("WILDDEPTH_DEBUG"):
             traceback.print_exc()
-        logging.shutdown()
         print(f"{name}: error: {_error_line(error)}", file=sys.stderr)
         return code
     if isinstance(result, int) and not isinstance(result, bool):
