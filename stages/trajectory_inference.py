@@ -19,12 +19,11 @@ folder of ordered images (rules in ``evaluation/odometry_inference.py``). Per se
 and ``manifest.json`` listing the sequences, their ground truth and ``intrinsics_source``, which
 ``stages.eval_odometry`` reads. With ``--intrinsics_metrics_file`` (the DVC chain: ``metrics/intrinsics.json``)
 it also writes learned vs true fx, fy, cx, cy per sequence and their summary (``evaluation/intrinsics_evaluation.py``).
-Translations are in the model's (arbitrary) scale. Options come from the ``eval_odometry`` section of
+Translations are in the model's (arbitrary) scale. Options come from the ``trajectory_inference`` section of
 params.yaml (``accumulation``, ``orthonormalize``, ``flip_augment``, ``batch_size``, ``input_format``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -36,17 +35,9 @@ from evaluation import intrinsics_evaluation, odometry_inference, trajectory
 from formats import atomic, kitti
 from stages import common
 
-OPTION_KEYS = ("accumulation", "orthonormalize", "flip_augment", "batch_size", "input_format")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None):
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--params", default=None)
-    known, _ = pre.parse_known_args(argv)
-    section = common.load_params("eval_odometry", known.params)
-    defaults = {key: section[key] for key in OPTION_KEYS}
-    parser = argparse.ArgumentParser(prog="python -m stages.trajectory_inference", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default=None, help="parameter file (default: params.yaml of the repository)")
+def _extra_arguments(parser) -> None:
     parser.add_argument("--checkpoint_path", default=None, help="checkpoint prefix or directory (latest)")
     parser.add_argument("--odometry_test_set_dir", required=True,
                         help="folder searched for sequences (frames, KITTI layouts, *-image_2 triplet folders)")
@@ -56,10 +47,14 @@ def parse_args(argv: Optional[Sequence[str]] = None):
                              "(e.g. metrics/intrinsics.json); not written when omitted")
     parser.add_argument("--img_height", type=int, default=None, help="accepted for the release's CLI; must match "
                         "the checkpoint's image size if given")
-    parser.add_argument("--img_width", type=int, default=None)
-    common.add_param_flags(parser, defaults)
-    args = parser.parse_args(argv)
-    return common.collect_params(args, defaults), args
+    parser.add_argument("--img_width", type=int, default=None, help="as --img_height")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None):
+    """(options of the ``trajectory_inference`` section after flags, the full namespace)."""
+    options, args, _ = common.parse_stage_args("trajectory_inference", __doc__.splitlines()[0], argv,
+                                               _extra_arguments)
+    return options, args
 
 
 def load_predictor(checkpoint_path: Optional[str]):

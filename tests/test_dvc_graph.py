@@ -1,0 +1,112 @@
+"""dvc.yaml declares what each stage really uses: every repository module its command imports (statically,
+including imports inside functions) is covered by a dep, and the params.yaml section it reads is a param.
+
+So a stage re-runs whenever code or a parameter it depends on changes, and the graph cannot drift again.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Dict, Iterable, List, Set
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("formats", "synthetic", "pipelines", "model", "evaluation", "stages")
+
+
+def _module_file(name: str) -> Path | None:
+    base = REPO_ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> Set[str]:
+    """Repository modules imported anywhere in ``path`` (top level or inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: Set[str] = set()
+    for node in ast.walk(tree):
+        names: List[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name.split(".")[0] in PACKAGES and _module_file(name) is not None:
+                found.add(name)
+    return found
+
+
+def transitive_files(module: str) -> Set[Path]:
+    """Files of every repository module reachable from ``module`` through imports (package __init__s too)."""
+    seen: Set[Path] = set()
+    stack = [module]
+    while stack:
+        name = stack.pop()
+        path = _module_file(name)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        parts = name.split(".")
+        stack.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages' __init__
+        stack.extend(_imported_modules(path))
+    return {p for p in seen if p.stat().st_size > 0 or p.name != "__init__.py"}
+
+
+def _stages() -> Dict[str, dict]:
+    document = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    stages = {}
+    for name, stage in document["stages"].items():
+        if "foreach" in stage:
+            for item in stage["foreach"]:
+                text = yaml.safe_dump(stage["do"]).replace("${item}", str(item))
+                stages[f"{name}@{item}"] = yaml.safe_load(text)
+        else:
+            stages[name] = stage
+    return stages
+
+
+def _covered(path: Path, deps: Iterable[str]) -> bool:
+    relative = path.relative_to(REPO_ROOT).as_posix()
+    return any(relative == dep or relative.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+def _sections_read(files: Iterable[Path]) -> Set[str]:
+    pattern = re.compile(r"""(?:parse_stage_args|load_params)\(\s*["']([a-z_0-9]+)["']""")
+    return {match for path in files for match in pattern.findall(path.read_text())}
+
+
+STAGES = _stages()
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_cover_every_imported_module(name):
+    stage = STAGES[name]
+    match = re.search(r"python -m (stages\.[a-z_0-9]+)", stage["cmd"])
+    assert match, f"{name}: command does not run a stages module: {stage['cmd']}"
+    deps = [str(dep) for dep in stage.get("deps", [])]
+    missing = sorted(path.relative_to(REPO_ROOT).as_posix() for path in transitive_files(match.group(1))
+                     if not _covered(path, deps))
+    assert not missing, f"dvc.yaml stage {name!r} imports these files without depending on them: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_cover_the_sections_it_reads(name):
+    stage = STAGES[name]
+    module = re.search(r"python -m (stages\.[a-z_0-9]+)", stage["cmd"]).group(1)
+    declared = {str(p).split(".")[0] if "." not in str(p) else None for p in stage.get("params", [])} - {None}
+    partial = {str(p).split(".")[0] for p in stage.get("params", []) if "." in str(p)}
+    for section in _sections_read(transitive_files(module)):
+        assert section in declared, (
+            f"dvc.yaml stage {name!r} reads params.yaml section {section!r} but declares "
+            f"{'only some of its keys' if section in partial else 'none of it'}: list the whole section")
+
+
+def test_the_import_scan_sees_function_level_imports():
+    files = {p.relative_to(REPO_ROOT).as_posix() for p in transitive_files("stages.train")}
+    assert "model/trainer.py" in files            # imported inside main()
+    assert "stages/common.py" in files
