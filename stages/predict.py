@@ -535,6 +535,7 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
                   "depth_png_scale": 256.0},
         "counts": {"inputs": len(entries), "frames": total, "dead_letters": len(dead_letters),
                    "inputs_without_frames": sum(1 for entry in entries if entry["frames"] == 0)},
+        "dead_letter_reasons": dict(sorted(collections.Counter(letter.code for letter in dead_letters).items())),
         "inputs": entries,
     }
     writer.text("manifest.json", json.dumps(manifest, indent=2) + "\n")

@@ -108,6 +108,7 @@ def test_a_truncated_frame_is_a_dead_letter_not_fatal(tmp_path, capsys):
     entry = manifest["inputs"][0]
     assert (entry["frames"], entry["dead_letters"]) == (5, 1)
     assert manifest["counts"] == {"inputs": 1, "frames": 5, "dead_letters": 1, "inputs_without_frames": 0}
+    assert manifest["dead_letter_reasons"] == {"unreadable_frame": 1}
     letters = [json.loads(line) for line in (output / "dead_letters.jsonl").read_text().splitlines()]
     assert len(letters) == 1 and letters[0]["frame"].endswith("frame003.png")
     assert letters[0]["reason"].startswith("unreadable_frame")
