@@ -1,4 +1,4 @@
-"""The training loop (reference spec 3.5): Adam, per-tensor gradient clipping, checkpoints, resume, metrics.
+"""The training loop (the release's ``train.py``): Adam, per-tensor gradient clipping, checkpoints, resume, metrics.
 
 One step: read a batch of triplets (``model/data.py``), evaluate ``DepthMotionModel.compute_loss`` at the
 current global step (which drives the layer-norm noise ramp), clip every gradient tensor to norm 10
@@ -10,10 +10,17 @@ Around the step:
   ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set. ``batch_size`` is the global batch;
 - checkpoints ``<checkpoint_dir>/model-<step>`` every ``checkpoint_freq`` steps (0: once per epoch, i.e.
   records // batch_size, as released) and at the end; ``keep_checkpoints`` are kept. A run restarted with the
-  same checkpoint_dir resumes from the latest checkpoint with its step count; otherwise the depth encoder is
-  optionally initialised from ImageNet weights (``model/imagenet.py``);
-- a non-finite loss or gradient stops the run with ``NonFiniteLossError`` before the update is applied and
-  before anything is saved, so the newest checkpoint on disk is the last good state;
+  same checkpoint_dir resumes from the latest checkpoint with its step count and continues the input stream
+  where it stopped (the checkpoint holds the next stream position, ``model/data.py``); half-written
+  ``model-<step>_temp/`` folders that a kill during a save left behind are removed first. Without a
+  checkpoint to resume, the model starts from ``init_checkpoint`` (a wilddepth checkpoint or a release TF1
+  checkpoint; fine-tuning, with a fresh optimizer), else the depth encoder optionally from ImageNet weights
+  (``model/imagenet.py``);
+- hyper-parameters are validated when the config is built (finite, in range: ValueError);
+- a non-finite loss or gradient stops the run with ``NonFiniteLossError`` (exit status 3) before the update
+  is applied; an update that makes any model variable non-finite stops it too, and every save first checks
+  that all model and optimizer variables are finite, so every checkpoint written is finite ("good"). The
+  error names the newest checkpoint on disk whose weights are finite;
 - progress bar (tqdm); dvclive metrics (loss terms, learned intrinsics fx/fy/cx/cy, step time) every
   ``summary_freq`` steps; TensorBoard scalars and depth images in ``<checkpoint_dir>/tensorboard``;
 - ``<checkpoint_dir>/model_config.json`` holds the model configuration that ``model/inference.py`` needs to
@@ -24,10 +31,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
+import re
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import keras
 import numpy as np
@@ -38,6 +47,7 @@ from formats import atomic
 from model import data
 from model.depth_motion_model import DepthMotionModel, ModelConfig
 from model.imagenet import load_imagenet_encoder
+from model.tf1_checkpoint import CheckpointMismatchError, load_tf1_checkpoint, tf1_variable_map
 
 LOGGER = logging.getLogger(__name__)
 MODEL_CONFIG_FILE = "model_config.json"
@@ -46,7 +56,31 @@ DIAGNOSTIC_KEYS = ("intrinsics", "depth")
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or a gradient became NaN/Inf; the update was not applied and nothing was saved."""
+    """The loss, a gradient or the weights became NaN/Inf; nothing non-finite was saved (exit status 3)."""
+
+    exit_code = 3
+
+
+MAX_LEARNING_RATE = 1.0   # Adam moves every weight by about the learning rate per step: above 1 is a typo
+
+
+def _number(name: str, value, minimum: float = None, maximum: float = None, integer: bool = False):
+    """``value`` as a finite float (or int) within [minimum, maximum]; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if integer and number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return int(number) if integer else number
 
 
 @dataclasses.dataclass
@@ -66,8 +100,22 @@ class TrainerConfig:
     jit_compile: bool = False             # XLA-compile the step
     debug: bool = False                   # one step; dump tensors to <checkpoint_dir>/debug; print losses
     imagenet_ckpt: Optional[str] = None
+    init_checkpoint: Optional[str] = None  # wilddepth or release TF1 checkpoint to fine-tune from (no resume)
     metrics_dir: Optional[str] = None     # dvclive directory; None: no dvclive
     progress: bool = True
+
+    def __post_init__(self):
+        """Validate at startup: a NaN, infinite, negative or absurd value is a ValueError naming the key."""
+        self.learning_rate = _number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
+        self.beta1 = _number("beta1", self.beta1, 0.0, 0.999999)
+        self.clip_gradient_norm = _number("clip_gradient_norm", self.clip_gradient_norm, 0.0)
+        self.train_steps = _number("train_steps", self.train_steps, 1, integer=True)
+        self.summary_freq = _number("summary_freq", self.summary_freq, 1, integer=True)
+        self.checkpoint_freq = _number("checkpoint_freq", self.checkpoint_freq, 0, integer=True)
+        self.keep_checkpoints = _number("keep_checkpoints", self.keep_checkpoints, 1, integer=True)
+        self.seed = _number("seed", self.seed, 0, integer=True)
+        if self.learning_rate == 0:
+            LOGGER.warning("learning_rate is 0: the weights will not change")
 
     @classmethod
     def from_params(cls, checkpoint_dir: str, params: dict, **overrides) -> "TrainerConfig":
@@ -116,8 +164,9 @@ def named_variables(variables, strip_root: bool = False) -> Dict[str, tf.Variabl
     return named
 
 
-def make_checkpoint(model, optimizer=None) -> tf.train.Checkpoint:
-    """A checkpoint keyed by variable path (``model_variables/<path>``, ``optimizer_variables/<path>``).
+def make_checkpoint(model, optimizer=None, data_position: Optional[tf.Variable] = None) -> tf.train.Checkpoint:
+    """A checkpoint keyed by variable path (``model_variables/<path>``, ``optimizer_variables/<path>``), plus
+    the input stream's next position (``data_position``) when given.
 
     Keyed by path rather than by ``tf.train.Checkpoint(model=model)``'s object graph: with Keras 3, layers kept
     in Python lists or dicts (the encoder blocks, the decoder levels) are not tracked by that graph, so most
@@ -129,7 +178,50 @@ def make_checkpoint(model, optimizer=None) -> tf.train.Checkpoint:
         objects["optimizer_variables"] = {path: variable for path, variable in
                                           named_variables(optimizer.variables, strip_root=True).items()
                                           if path != "learning_rate"}
+    if data_position is not None:
+        objects["data_position"] = data_position
     return tf.train.Checkpoint(**objects)
+
+
+def checkpoint_key(variable_path: str, root: str = "model_variables") -> str:
+    """The key of a model variable in a checkpoint written by ``make_checkpoint`` (TF escapes '.' and '/')."""
+    return f"{root}/{variable_path.replace('.', '..').replace('/', '.S')}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def non_finite_tensors(prefix: str) -> list:
+    """Names of the floating-point tensors of checkpoint ``prefix`` that hold NaN or Inf."""
+    reader = tf.train.load_checkpoint(str(prefix))
+    bad = []
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))):
+            bad.append(name)
+    return sorted(bad)
+
+
+# TF's sharded save writes <prefix>_temp/part-... (older versions <prefix>_temp_<uuid hex>/part-...) and moves
+# the parts into place at the end; a kill in between leaves the folder.
+_TEMP_FOLDER = re.compile(r"^" + CHECKPOINT_NAME + r"-\d+_temp(_[0-9a-f]{32})?$")
+_TEMP_PART = re.compile(r"^part-\d{5}-of-\d{5}(\.index|\.data-\d{5}-of-\d{5})?(\.tempstate\d+)?$")
+
+
+def remove_stale_checkpoint_temporaries(checkpoint_dir) -> list:
+    """Remove ``model-<step>_temp[_<uuid>]/`` folders of TF's checkpoint writer left in ``checkpoint_dir`` by a
+    kill during a save. Only folders with exactly that name holding only ``part-*`` files are removed; anything
+    else is left alone with a warning. Returns the removed folders."""
+    removed = []
+    for folder in sorted(Path(checkpoint_dir).iterdir()):
+        if not (folder.is_dir() and not folder.is_symlink() and _TEMP_FOLDER.match(folder.name)):
+            continue
+        children = list(folder.iterdir())
+        if not all(child.is_file() and not child.is_symlink() and _TEMP_PART.match(child.name) for child in children):
+            LOGGER.warning("not removing %s: it holds files other than checkpoint parts", folder)
+            continue
+        for child in children:
+            child.unlink()
+        folder.rmdir()
+        LOGGER.warning("removed %s, a half-written checkpoint left by an interrupted save", folder)
+        removed.append(folder)
+    return removed
 
 
 def write_model_config(checkpoint_dir, model_config: ModelConfig) -> Path:
@@ -166,14 +258,94 @@ def depth_to_image(depth: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(disparity, 0.0, 1.0) * 255.0, tf.uint8)
 
 
+@dataclasses.dataclass
+class InitReport:
+    """What ``load_initial_weights`` did: the checkpoint read, its kind, and variable paths or names."""
+
+    prefix: str
+    kind: str                     # "wilddepth" or "tf1"
+    restored: List[str]           # model variable paths set from the checkpoint
+    not_restored: List[str]       # model variable paths left at their initial value
+    unused: List[str]             # checkpoint variables no model variable took
+
+    def summary(self) -> str:
+        text = (f"initialised from {self.kind} checkpoint {self.prefix}: {len(self.restored)} of "
+                f"{len(self.restored) + len(self.not_restored)} model variables restored")
+        if self.not_restored:
+            text += "; not restored (initial values kept): " + ", ".join(self.not_restored)
+        if self.unused:
+            text += f"; {len(self.unused)} checkpoint variables unused: " + ", ".join(self.unused[:10])
+            text += " ..." if len(self.unused) > 10 else ""
+        return text + "; the optimizer starts fresh at step 0"
+
+
+def checkpoint_prefix(path) -> str:
+    """A checkpoint prefix from ``path``: a prefix (``.../model-3000``) or a directory (its newest checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        prefix = tf.train.latest_checkpoint(str(path))
+        if prefix is None:
+            raise FileNotFoundError(f"no checkpoint in directory {path}")
+        return prefix
+    if not Path(str(path) + ".index").is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (expected {path}.index or a checkpoint directory)")
+    return str(path)
+
+
+def load_initial_weights(model, path) -> InitReport:
+    """Set the model's variables from a wilddepth checkpoint (keys ``model_variables/<path>``, optimizer state
+    ignored) or a release TF1 checkpoint (``model/tf1_checkpoint.py`` name map). Shapes must match (same network
+    widths): CheckpointMismatchError lists every mismatch before anything is assigned. Variables the checkpoint
+    lacks keep their initial values and are reported."""
+    prefix = checkpoint_prefix(path)
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    if any(name.startswith("model_variables/") for name in shapes):
+        keys = {checkpoint_key(variable.path): variable for variable in model.variables}
+        problems = [f"{variable.path}: checkpoint {tuple(shapes[key])} vs model {tuple(variable.shape)}"
+                    for key, variable in keys.items() if key in shapes and tuple(shapes[key]) != tuple(variable.shape)]
+        if problems:
+            raise CheckpointMismatchError(
+                f"{prefix}: {len(problems)} variable(s) have other shapes (other network widths?):\n  "
+                + "\n  ".join(problems[:20]))
+        restored, not_restored = [], []
+        for key, variable in keys.items():
+            if key in shapes:
+                variable.assign(np.asarray(reader.get_tensor(key), dtype=variable.dtype))
+                restored.append(variable.path)
+            else:
+                not_restored.append(variable.path)
+        unused = sorted(name for name in shapes if name.startswith("model_variables/") and name not in keys)
+        kind = "wilddepth"
+    elif any(name.startswith(("depth_prediction/", "MotionFieldNet/")) for name in shapes):
+        unused = load_tf1_checkpoint(model, prefix)
+        mapped = {id(variable) for variable in tf1_variable_map(model).values()}
+        restored = [variable.path for variable in model.variables if id(variable) in mapped]
+        not_restored = [variable.path for variable in model.variables if id(variable) not in mapped]
+        kind = "tf1"
+    else:
+        raise CheckpointMismatchError(f"{prefix}: neither a wilddepth checkpoint (model_variables/...) nor a "
+                                      "release TF1 checkpoint (depth_prediction/..., MotionFieldNet/...)")
+    if not restored:
+        raise CheckpointMismatchError(f"{prefix}: no model variable of this network is in the checkpoint")
+    return InitReport(prefix, kind, restored, not_restored, unused)
+
+
 class Trainer:
     """Trains a DepthMotionModel on Struct2depth records. ``model_factory`` builds the model from the config."""
 
     def __init__(self, model_config: ModelConfig, data_config: data.DataConfig, config: TrainerConfig,
                  model_factory: Callable[[ModelConfig], keras.Model] = None):
-        if (data_config.img_height, data_config.img_width) != (model_config.img_height, model_config.img_width):
+        given = (data_config.img_height, data_config.img_width)
+        if None not in given and given != (model_config.img_height, model_config.img_width):
             raise ValueError("data and model image sizes differ: "
                              f"{data_config.img_height}x{data_config.img_width} vs "
+                             f"{model_config.img_height}x{model_config.img_width}")
+        self.reader = data.RecordDataset(data_config)   # resolves the frame size from the records
+        data_config = self.reader.config
+        if (data_config.img_height, data_config.img_width) != (model_config.img_height, model_config.img_width):
+            raise ValueError("data and model image sizes differ: the records are "
+                             f"{data_config.img_height}x{data_config.img_width} (HxW), the model is "
                              f"{model_config.img_height}x{model_config.img_width}")
         self.model_config, self.data_config, self.config = model_config, data_config, config
         self.checkpoint_dir = Path(config.checkpoint_dir)
@@ -183,7 +355,6 @@ class Trainer:
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
         self.strategy = select_strategy()
-        self.reader = data.RecordDataset(data_config)
         self.reader.check_readable()
         self.steps_per_epoch = max(1, len(self.reader) // data_config.batch_size)
         self.checkpoint_freq = config.checkpoint_freq or self.steps_per_epoch
@@ -195,7 +366,9 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(
                 learning_rate=config.learning_rate, beta_1=config.beta1, beta_2=0.999, epsilon=1e-8)
             self.optimizer.build(self.model.trainable_variables)
-            self.checkpoint = make_checkpoint(self.model, self.optimizer)
+            # The input stream's next position: saved with every checkpoint so a resumed run continues it.
+            self.data_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
+            self.checkpoint = make_checkpoint(self.model, self.optimizer, self.data_position)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.checkpoint_dir), max_to_keep=config.keep_checkpoints,
             checkpoint_name=CHECKPOINT_NAME)
@@ -230,24 +403,56 @@ class Trainer:
             return tf.constant(True)
 
         applied = tf.cond(all_finite, apply, lambda: tf.constant(False))
+        # The weights after the update (a finite step can still overflow a weight, e.g. an absurd rate).
+        weights_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(variable))
+                                                 for variable in self.model.variables
+                                                 if tf.as_dtype(variable.dtype).is_floating]))
         outputs = dict(outputs)
         outputs["applied"] = applied
+        outputs["weights_finite"] = weights_finite
         outputs["gradient_norm"] = tf.sqrt(squared_global_norm)   # before clipping
         return outputs
 
     def train_step(self, distributed_batch) -> Dict[str, tf.Tensor]:
-        """Run one step on every replica; returns the first replica's outputs (losses, K, depth, applied)."""
+        """Run one step on every replica; returns the first replica's outputs (losses, K, depth, applied,
+        weights_finite). The batch's ``position`` entry (stream bookkeeping) is not passed to the model."""
+        distributed_batch = {key: value for key, value in distributed_batch.items() if key != "position"}
         per_replica = self.strategy.run(self._step_function, args=(distributed_batch,))
         return {key: self.strategy.experimental_local_results(value)[0] for key, value in per_replica.items()}
 
     # --- start, resume -----------------------------------------------------------------------------------
 
     def restore_or_initialize(self) -> int:
-        """Resume from the newest checkpoint in checkpoint_dir, else apply ImageNet init; returns the step."""
+        """Resume from the newest checkpoint in checkpoint_dir (it wins over ``init_checkpoint``), else start
+        from ``init_checkpoint``, else apply the ImageNet init; returns the step.
+
+        A checkpoint to resume from must hold finite weights: NonFiniteLossError (naming the newest finite
+        one) otherwise. Checkpoints written before the stream position was saved resume the stream at
+        step x batch_size (exact when no record was skipped)."""
+        remove_stale_checkpoint_temporaries(self.checkpoint_dir)
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_consumed()
-            LOGGER.info("resumed from %s at step %d", latest, self.step)
+            bad = non_finite_tensors(latest)
+            if bad:
+                raise NonFiniteLossError(
+                    f"cannot resume: {latest} holds non-finite values ({len(bad)} tensors, e.g. {bad[0]}); "
+                    f"{self._last_finite_text(skip=latest)}. Delete the non-finite checkpoints (or use another "
+                    "--checkpoint_dir) to resume from an earlier one.")
+            saved = dict(tf.train.list_variables(latest))
+            if "data_position/.ATTRIBUTES/VARIABLE_VALUE" in saved:
+                self.checkpoint.restore(latest).assert_consumed()
+            else:
+                make_checkpoint(self.model, self.optimizer).restore(latest).assert_consumed()
+                self.data_position.assign(self.step * self.data_config.batch_size)
+            LOGGER.info("resumed from %s at step %d (input stream position %d)", latest, self.step,
+                        int(self.data_position.numpy()))
+            if self.config.init_checkpoint:
+                LOGGER.info("init_checkpoint %s ignored: resuming from %s wins", self.config.init_checkpoint, latest)
+        elif self.config.init_checkpoint:
+            report = load_initial_weights(self.model, self.config.init_checkpoint)
+            LOGGER.info("%s", report.summary())
+            if self.config.imagenet_ckpt:
+                LOGGER.info("imagenet_ckpt %s ignored: init_checkpoint sets the encoder", self.config.imagenet_ckpt)
         elif self.config.imagenet_ckpt:
             report = load_imagenet_encoder(self.model, self.config.imagenet_ckpt)
             LOGGER.info("depth encoder initialised from %s: %d variables restored, %d in the file unused",
@@ -255,10 +460,36 @@ class Trainer:
         write_model_config(self.checkpoint_dir, self.model_config)
         return self.step
 
+    def non_finite_variables(self) -> List[str]:
+        """Paths of the model and optimizer variables holding NaN or Inf."""
+        variables = list(self.model.variables) + list(self.optimizer.variables)
+        return [variable.path for variable in variables
+                if tf.as_dtype(variable.dtype).is_floating and not np.all(np.isfinite(variable.numpy()))]
+
     def save(self) -> str:
+        """Save a checkpoint of the current step, only if every model and optimizer variable is finite."""
+        bad = self.non_finite_variables()
+        if bad:
+            raise NonFiniteLossError(
+                f"not saving step {self.step}: {len(bad)} variables hold NaN or Inf (e.g. {bad[0]}); "
+                f"{self._last_finite_text()}. Lower --learning_rate or inspect the data, then rerun to resume.")
         path = self.manager.save(checkpoint_number=self.step)
         LOGGER.info("saved %s", path)
         return path
+
+    def last_finite_checkpoint(self, skip: Optional[str] = None) -> Optional[str]:
+        """The newest checkpoint of checkpoint_dir (other than ``skip``) whose tensors are all finite."""
+        for prefix in reversed(self.manager.checkpoints):
+            if prefix != skip and not non_finite_tensors(prefix):
+                return prefix
+        return None
+
+    def _last_finite_text(self, skip: Optional[str] = None) -> str:
+        prefix = self.last_finite_checkpoint(skip)
+        if prefix is None:
+            return "no finite checkpoint exists in " + str(self.checkpoint_dir)
+        step = prefix.rsplit("-", 1)[-1]
+        return f"last good (finite) checkpoint: {prefix} (step {step})"
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -270,23 +501,33 @@ class Trainer:
         if start >= target:
             LOGGER.info("checkpoint is already at step %d >= train_steps %d; nothing to do", start, target)
             return {}
+        position = int(self.data_position.numpy())
+        if position:
+            self.dataset = self.strategy.experimental_distribute_dataset(self.reader.build(position))
         live = self._open_dvclive(resumed=start > 0)
         writer = tf.summary.create_file_writer(str(self.checkpoint_dir / "tensorboard"))
         iterator = iter(self.dataset)
         scalars: Dict[str, float] = {}
         step_times = []
-        last_saved = start
         bar = tqdm(total=target, initial=start, desc="train", unit="step", disable=not config.progress,
                    dynamic_ncols=True)
         try:
             while self.step < target:
                 batch = next(iterator)
+                positions = self.strategy.experimental_local_results(batch["position"])
                 began = time.perf_counter()
                 outputs = self.train_step(batch)
                 applied = bool(outputs["applied"].numpy())   # waits for the step to finish
                 elapsed = time.perf_counter() - began
                 if not applied:
-                    raise NonFiniteLossError(self._non_finite_message(outputs, last_saved))
+                    raise NonFiniteLossError(self._non_finite_message(outputs))
+                if not bool(outputs["weights_finite"].numpy()):
+                    bad = self.non_finite_variables()
+                    raise NonFiniteLossError(
+                        f"the update of step {self.step} made {len(bad)} model variables non-finite "
+                        f"(e.g. {bad[0] if bad else '?'}); nothing was saved; {self._last_finite_text()}. "
+                        "Lower --learning_rate, then rerun to resume.")
+                self.data_position.assign(max(int(np.max(value.numpy())) for value in positions) + 1)
                 if self.step > start + 1:                    # the first step includes tracing
                     step_times.append(elapsed)
                 step = self.step
@@ -300,7 +541,6 @@ class Trainer:
                     self._log(live, writer, step, scalars, outputs)
                 if step % self.checkpoint_freq == 0 or step == target:
                     self.save()
-                    last_saved = step
         finally:
             bar.close()
             writer.close()
@@ -311,17 +551,16 @@ class Trainer:
 
     # --- helpers -----------------------------------------------------------------------------------------
 
-    def _non_finite_message(self, outputs, last_saved: int) -> str:
-        bad = [key for key, value in outputs.items() if key not in DIAGNOSTIC_KEYS + ("applied",)
+    def _non_finite_message(self, outputs) -> str:
+        bad = [key for key, value in outputs.items() if key not in DIAGNOSTIC_KEYS + ("applied", "weights_finite")
                and not np.all(np.isfinite(np.asarray(value, np.float64)))]
-        latest = self.manager.latest_checkpoint or "none (no checkpoint was written)"
         return (f"non-finite loss or gradient at step {self.step + 1} (non-finite: {', '.join(bad) or 'gradients'}); "
-                f"the update was not applied and nothing was saved. Last good checkpoint: {latest} "
-                f"(step {last_saved}). Lower --learning_rate or inspect the data, then rerun to resume.")
+                f"the update was not applied and nothing was saved; {self._last_finite_text()}. "
+                "Lower --learning_rate or inspect the data, then rerun to resume.")
 
     def _scalars(self, outputs, step_times) -> Dict[str, float]:
         scalars = {f"loss/{key}": float(value) for key, value in outputs.items()
-                   if key not in DIAGNOSTIC_KEYS + ("applied", "gradient_norm")}
+                   if key not in DIAGNOSTIC_KEYS + ("applied", "weights_finite", "gradient_norm")}
         scalars["gradient_norm"] = float(outputs["gradient_norm"])
         intrinsics = np.asarray(outputs["intrinsics"], np.float64).mean(axis=0)
         for name, (row, column) in {"fx": (0, 0), "fy": (1, 1), "cx": (0, 2), "cy": (1, 2)}.items():

@@ -4,6 +4,7 @@ The loop's own behaviour (resume, NaN stop) is tested around ``TinyModel``, a sm
 DepthMotionModel interface, so these tests take seconds; the learning test uses the full model (slow).
 """
 import csv
+import logging
 import json
 
 import keras
@@ -134,3 +135,200 @@ def test_image_sizes_of_data_and_model_must_agree(records, tmp_path):
     with pytest.raises(ValueError, match="image sizes differ"):
         trainer.Trainer(ModelConfig(img_height=32, img_width=WIDTH), data_config,
                         trainer.TrainerConfig(str(tmp_path / "ckpt")))
+
+
+# --- poisoned checkpoints and hyper-parameters (issue 10, item 3) -----------------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("learning_rate", float("nan"), "learning_rate must be finite"),
+    ("learning_rate", float("inf"), "learning_rate must be finite"),
+    ("learning_rate", -1e-4, "learning_rate must be >= 0"),
+    ("learning_rate", 1e6, "learning_rate must be <= 1.0"),
+    ("learning_rate", "fast", "learning_rate must be a number"),
+    ("beta1", 1.0, "beta1 must be <="), ("clip_gradient_norm", float("nan"), "clip_gradient_norm must be finite"),
+    ("train_steps", 0, "train_steps must be >= 1"), ("train_steps", 2.5, "whole number"),
+    ("summary_freq", 0, "summary_freq must be >= 1"), ("checkpoint_freq", -1, "checkpoint_freq must be >= 0"),
+    ("keep_checkpoints", 0, "keep_checkpoints must be >= 1")])
+def test_bad_hyper_parameters_are_rejected_at_startup(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        trainer.TrainerConfig("/tmp/unused", **{field: value})
+
+
+def test_numbers_written_as_yaml_strings_are_accepted():
+    config = trainer.TrainerConfig("/tmp/unused", learning_rate="1e-4", train_steps="10", clip_gradient_norm=0)
+    assert config.learning_rate == 1e-4 and config.train_steps == 10 and isinstance(config.train_steps, int)
+    assert trainer.NonFiniteLossError.exit_code == 3
+
+
+class StatisticGoesNaN(TinyModel):
+    """A finite loss and finite gradients, but a non-trainable statistic (like a batch-norm moving variance)
+    that the step of global step 2 (the third update) sets to NaN."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.statistic = self.add_weight(shape=(), initializer="zeros", trainable=False, name="statistic")
+
+    def compute_loss(self, batch, step, training=True):
+        self.statistic.assign(tf.where(step >= 2, tf.constant(np.nan, tf.float32), 0.0))
+        return super().compute_loss(batch, step, training)
+
+
+def all_checkpoint_tensors_finite(prefix):
+    return trainer.non_finite_tensors(str(prefix)) == []
+
+
+def test_an_update_that_poisons_the_weights_is_never_saved(records, tmp_path):
+    run = make_trainer(records, tmp_path / "ckpt", model_factory=StatisticGoesNaN, train_steps=6, checkpoint_freq=1)
+    with pytest.raises(trainer.NonFiniteLossError,
+                       match=r"update of step 3 made 1 model variables non-finite .*statistic.*nothing was saved; "
+                             r"last good \(finite\) checkpoint: .*model-2 \(step 2\)"):
+        run.train()
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("model-2")
+    assert all(all_checkpoint_tensors_finite(prefix) for prefix in run.manager.checkpoints)
+
+
+def test_save_refuses_non_finite_weights_and_resume_refuses_a_poisoned_checkpoint(records, tmp_path):
+    run = make_trainer(records, tmp_path / "ckpt", model_factory=TinyModel, train_steps=2, checkpoint_freq=1)
+    run.train()
+    kernel = run.model.depth_conv.kernel
+    kernel.assign(tf.fill(kernel.shape, np.nan))
+    with pytest.raises(trainer.NonFiniteLossError, match=r"not saving step 2: 1 variables .*model-2 \(step 2\)"):
+        run.save()
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("model-2")
+    # A poisoned checkpoint written by an older version (bypassing the check) is not resumed from.
+    run.optimizer.iterations.assign(3)
+    run.manager.save(checkpoint_number=3)
+    again = make_trainer(records, tmp_path / "ckpt", model_factory=TinyModel, train_steps=5)
+    with pytest.raises(trainer.NonFiniteLossError,
+                       match=r"cannot resume: .*model-3 holds non-finite values .*last good \(finite\) checkpoint: "
+                             r".*model-2 \(step 2\)"):
+        again.restore_or_initialize()
+
+
+# --- resume continues the input stream; interrupted saves are cleaned (issue 10, item 4) ------------------
+
+def recorded_steps(run):
+    """Wrap ``run.train_step`` to record each batch's positions and images."""
+    seen = []
+    original = run.train_step
+
+    def recording(batch):
+        seen.append((batch["position"].numpy().copy(), batch["images"].numpy().copy()))
+        return original(batch)
+
+    run.train_step = recording
+    return seen
+
+
+def test_resume_continues_the_data_stream_where_it_stopped(tmp_path):
+    write_records(tmp_path / "data", count=5)
+    config = dict(model_factory=TinyModel, checkpoint_freq=3, train_steps=6)
+    straight = make_trainer(tmp_path / "data", tmp_path / "straight", **config)
+    uninterrupted = recorded_steps(straight)
+    straight.train()
+    first = make_trainer(tmp_path / "data", tmp_path / "resumed", **{**config, "train_steps": 3})
+    first.train()
+    second = make_trainer(tmp_path / "data", tmp_path / "resumed", **config)
+    resumed = recorded_steps(second)
+    second.train()
+    assert len(uninterrupted) == 6 and len(resumed) == 3
+    assert int(second.data_position.numpy()) == 12
+    for (positions, images), (expected_positions, expected_images) in zip(resumed, uninterrupted[3:]):
+        np.testing.assert_array_equal(positions, expected_positions)
+        np.testing.assert_array_equal(images, expected_images)
+    assert not np.array_equal(resumed[0][1], uninterrupted[0][1]), "a fresh stream's first batch is not repeated"
+    for name, value in zip([v.path for v in second.model.variables], variables_of(second.model)):
+        np.testing.assert_allclose(value, dict(zip([v.path for v in straight.model.variables],
+                                                   variables_of(straight.model)))[name], rtol=1e-5, atol=1e-7)
+
+
+def test_half_written_checkpoint_folders_are_removed_and_nothing_else(records, tmp_path):
+    checkpoint_dir = tmp_path / "ckpt"
+    checkpoint_dir.mkdir()
+    stale = checkpoint_dir / "model-7_temp"
+    stale.mkdir()
+    (stale / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+    (stale / "part-00000-of-00001.index").write_bytes(b"x")
+    old_style = checkpoint_dir / ("model-9_temp_" + "0123456789abcdef" * 2)
+    old_style.mkdir()
+    (old_style / "part-00000-of-00001").write_bytes(b"x")
+    kept = [checkpoint_dir / "model-8_temp", checkpoint_dir / "mymodel-3_temp", checkpoint_dir / "model-x_temp"]
+    for folder in kept:
+        folder.mkdir()
+    (kept[0] / "notes.txt").write_text("mine")
+    (checkpoint_dir / "model-5_temp").write_text("a file, not a folder")
+    run = make_trainer(records, checkpoint_dir, model_factory=TinyModel)
+    assert run.restore_or_initialize() == 0
+    assert not stale.exists() and not old_style.exists()
+    assert all(folder.is_dir() for folder in kept) and (kept[0] / "notes.txt").read_text() == "mine"
+    assert (checkpoint_dir / "model-5_temp").is_file()
+
+
+# --- fine-tuning from a checkpoint (issue 13, item 2) -------------------------------------------------------
+
+SMALL_MODEL = ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=True, depth_network_width=0.25,
+                          motion_network_width=0.25)
+
+
+def predictions(model, images):
+    depth = model.predict_depth(images).numpy()
+    rotation, translation, intrinsics = (value.numpy() for value in model.predict_egomotion(images, images[::-1]))
+    return depth, rotation, translation, intrinsics
+
+
+def full_trainer(records, checkpoint_dir, seed, **overrides):
+    data_config = data.DataConfig(str(records), batch_size=2, seed=seed)
+    values = dict(learning_rate=1e-3, train_steps=1, checkpoint_freq=1, summary_freq=1, progress=False, seed=seed)
+    values.update(overrides)
+    return trainer.Trainer(SMALL_MODEL, data_config, trainer.TrainerConfig(str(checkpoint_dir), **values))
+
+
+def test_init_checkpoint_restores_every_model_variable_and_resume_wins(records, tmp_path, caplog):
+    source = full_trainer(records, tmp_path / "source", seed=1)
+    source.optimizer.iterations.assign(7)           # as if trained 7 steps (no step is traced: fast tier)
+    source.save()
+    images = tf.constant(np.random.default_rng(0).random((2, HEIGHT, WIDTH, 3)), tf.float32)
+    expected = predictions(source.model, images)
+    tuned = full_trainer(records, tmp_path / "tuned", seed=2, init_checkpoint=str(tmp_path / "source"))
+    before = predictions(tuned.model, images)
+    assert not np.allclose(before[0], expected[0]), "a fresh model must predict differently (else vacuous)"
+    with caplog.at_level(logging.INFO, logger="model.trainer"):
+        assert tuned.restore_or_initialize() == 0
+    count = len(tuned.model.variables)
+    assert f"initialised from wilddepth checkpoint {tmp_path / 'source' / 'model-7'}: {count} of {count} model " \
+           "variables restored; the optimizer starts fresh" in caplog.text
+    for restored, original in zip(tuned.model.variables, source.model.variables):
+        np.testing.assert_array_equal(restored.numpy(), original.numpy(), err_msg=restored.path)
+    for value, reference in zip(predictions(tuned.model, images), expected):
+        np.testing.assert_array_equal(value, reference)
+    assert tuned.step == 0 and int(tuned.data_position.numpy()) == 0
+
+
+def test_a_checkpoint_to_resume_wins_over_init_checkpoint(records, tmp_path, caplog):
+    first = make_trainer(records, tmp_path / "ckpt", model_factory=TinyModel)
+    first.optimizer.iterations.assign(2)
+    first.save()
+    # The init checkpoint does not even exist: resuming never reads it.
+    again = make_trainer(records, tmp_path / "ckpt", model_factory=TinyModel, init_checkpoint=str(tmp_path / "none"))
+    with caplog.at_level(logging.INFO, logger="model.trainer"):
+        assert again.restore_or_initialize() == 2
+    assert f"init_checkpoint {tmp_path / 'none'} ignored: resuming from" in caplog.text
+
+
+@pytest.mark.slow
+def test_init_checkpoint_from_a_release_tf1_checkpoint_and_mismatches(tmp_path):
+    from model.depth_motion_model import DepthMotionModel
+    from tests.model.test_tf1_checkpoint import _spec_table, _write_tf1_checkpoint
+    prefix = _write_tf1_checkpoint(tmp_path / "release" / "model-199160", _spec_table(),
+                                   [("global_step", ())])
+    model = DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH))
+    report = trainer.load_initial_weights(model, prefix)
+    assert report.kind == "tf1" and report.not_restored == [] and len(report.restored) == len(model.variables)
+    reader = tf.train.load_checkpoint(prefix)
+    np.testing.assert_array_equal(model.depth_net.tf1_scopes()["upconv5"].kernel.numpy(),
+                                  reader.get_tensor("depth_prediction/upconv5/weights"))
+    slim = DepthMotionModel(SMALL_MODEL)
+    with pytest.raises(trainer.CheckpointMismatchError, match="do not match"):
+        trainer.load_initial_weights(slim, prefix)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        trainer.load_initial_weights(slim, tmp_path / "nothing")
