@@ -12,6 +12,7 @@ Data flow of ``compute_loss`` for a triplet (t0, t1, t2):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Dict
 
 import keras
@@ -66,6 +67,19 @@ class ModelConfig:
     layer_norm_noise_rampup_steps: int = 10000
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # weights, widths, scales: finite and >= 0 (YAML strings coerced)
+            value = getattr(self, field.name)
+            if field.type == "float":
+                try:
+                    number = float(value) if not isinstance(value, bool) else math.nan
+                except (TypeError, ValueError):
+                    number = math.nan
+                if not (math.isfinite(number) and number >= 0):
+                    raise ValueError(f"{field.name} must be a finite number >= 0, got {value!r}")
+                setattr(self, field.name, number)
+        for name in ("depth_network_width", "motion_network_width", "motion_scale_initial_value"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.img_height % 32 or self.img_width % 32:
             raise ValueError(f"image size must be a multiple of 32, got {self.img_height}x{self.img_width}")
         if self.motion_field_mode not in MOTION_FIELD_MODES:

@@ -1,5 +1,7 @@
-"""``python -m stages.train``: the seed's one-step command, exit codes, --debug, NaN stop through the CLI."""
+"""``python -m stages.train``: the seed's one-step command as written, exit codes, --debug, NaN stop."""
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -7,40 +9,79 @@ import tensorflow as tf
 
 from model import trainer
 from stages import train
+from stages.common import REPO_ROOT, run_stage
 from tests.model.test_data import HEIGHT, WIDTH, write_records
 from tests.model.test_trainer import NaNAfterStepTwo, TinyModel
 
-SMALL = [f"--img_height={HEIGHT}", f"--img_width={WIDTH}", "--batch_size=2", "--quiet"]
+SMALL = ["--batch_size=2", "--quiet"]
+
+
+def run(argv):
+    return run_stage(train.main, [str(arg) for arg in argv])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("intrinsics_flag", ["--learn_intrinsics", "--nolearn_intrinsics"])
-def test_seed_one_step_command_on_the_real_example(real_data, tmp_path, intrinsics_flag):
-    checkpoint_dir = tmp_path / "ckpt"
-    code = train.main([f"--data_dir={real_data / 'struct2depth_example'}", f"--checkpoint_dir={checkpoint_dir}",
-                       "--train_steps=1", intrinsics_flag, "--img_height=128", "--img_width=416", "--quiet"])
-    assert code == 0
+def test_seed_one_step_command_on_the_real_example_runs_as_written(real_data, tmp_path):
+    """The seed's smoke command, verbatim: the 416x128 frame size comes from the example's images."""
+    checkpoint_dir = tmp_path / "x"
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.train", f"--data_dir={real_data / 'struct2depth_example'}",
+         f"--checkpoint_dir={checkpoint_dir}", "--train_steps=1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith("model-1")
-    assert (checkpoint_dir / trainer.MODEL_CONFIG_FILE).is_file()
+    config = (checkpoint_dir / trainer.MODEL_CONFIG_FILE).read_text()
+    assert '"img_height": 128' in config and '"img_width": 416' in config
 
 
-def test_wrong_record_size_exits_with_a_clear_message(tmp_path, caplog):
+@pytest.mark.slow
+def test_learned_intrinsics_one_step_on_the_real_example(real_data, tmp_path):
+    code = run([f"--data_dir={real_data / 'struct2depth_example'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
+                "--train_steps=1", "--learn_intrinsics", "--img_height=128", "--img_width=416", "--quiet"])
+    assert code == 0
+
+
+def test_a_frame_size_that_disagrees_with_the_records_is_one_line_exit_2(tmp_path, capsys):
     write_records(tmp_path / "data", count=2)
-    with caplog.at_level(logging.ERROR):
-        code = train.main([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                           "--img_height=128", "--img_width=416", "--quiet"])
+    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
+                "--img_height=128", "--img_width=416", "--quiet"])
     assert code == 2
-    assert "none of the 2 records" in caplog.text and "expected 3 frames of 416x128" in caplog.text
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "give 416x128 (WxH) but the records of" in error[0] and "are 96x64" in error[0]
+    assert "Traceback" not in error[0]
 
 
-def test_nan_exits_non_zero_and_keeps_the_last_good_checkpoint(tmp_path, caplog, monkeypatch):
+@pytest.mark.parametrize("flag, message", [("--learning_rate=nan", "learning_rate must be finite"),
+                                           ("--learning_rate=1e6", "learning_rate must be <= 1.0"),
+                                           ("--learning_rate=-0.1", "learning_rate must be >= 0"),
+                                           ("--smooth_weight=inf", "smooth_weight must be a finite number"),
+                                           ("--batch_size=0", "batch_size must be >= 1")])
+def test_bad_hyper_parameters_exit_2_before_anything_is_written(tmp_path, capsys, flag, message):
+    write_records(tmp_path / "data", count=2)
+    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}", flag, "--quiet"])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0]
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_missing_init_checkpoint_exits_2(tmp_path, capsys, monkeypatch):
+    write_records(tmp_path / "data", count=2)
+    monkeypatch.setattr(trainer, "DepthMotionModel", TinyModel)
+    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
+                f"--init_checkpoint={tmp_path / 'nothing'}", *SMALL])
+    assert code == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_nan_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
     write_records(tmp_path / "data", count=2)
     monkeypatch.setattr(trainer, "DepthMotionModel", NaNAfterStepTwo)
-    with caplog.at_level(logging.ERROR):
-        code = train.main([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                           "--train_steps=10", "--checkpoint_freq=2", *SMALL])
-    assert code == 1
-    assert "training stopped: non-finite loss or gradient at step 4" in caplog.text
+    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
+                "--train_steps=10", "--checkpoint_freq=2", *SMALL])
+    assert code == 3
+    error = capsys.readouterr().err
+    assert "non-finite loss or gradient at step 4" in error and "model-2 (step 2)" in error
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("model-2")
 
 
@@ -48,8 +89,8 @@ def test_debug_runs_one_step_and_dumps_tensors(tmp_path, capsys, caplog, monkeyp
     write_records(tmp_path / "data", count=2)
     monkeypatch.setattr(trainer, "DepthMotionModel", TinyModel)
     with caplog.at_level(logging.WARNING):
-        code = train.main([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                           "--debug", "--weight_reg=0.5", *SMALL])
+        code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
+                    "--debug", "--weight_reg=0.5", f"--img_height={HEIGHT}", *SMALL])
     assert code == 0
     assert "weight_reg=0.5 has no effect" in caplog.text
     assert "total: " in capsys.readouterr().out
