@@ -90,7 +90,7 @@ def scene_for(job: Job, sequence: int) -> Scene:
     camera = sequence_camera(job, sequence)
     path = job.wild_path if job.path == "wild" else None
     return build_scene(job.seed, sequence, camera.width, camera.height, camera.intrinsics, camera.fps,
-                       job.frames_per_sequence, path=path)
+                       job.frames_per_sequence, path=path, tall_sky=job.camera == "wild" or job.path == "wild")
 
 
 @functools.lru_cache(maxsize=2)

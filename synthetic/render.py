@@ -197,7 +197,14 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     backdrop = kind == KIND_BACKDROP
     angle = np.arctan2(pz[backdrop] - scene.backdrop_center[1], px[backdrop] - scene.backdrop_center[0])
     u[backdrop] = (angle + np.pi) * scene.backdrop_radius
-    v[backdrop] = np.clip(-py[backdrop], 0.0, tex.BACKDROP_HEIGHT - 0.5)
+    top = tex.BACKDROP_HEIGHT - 0.5
+    if scene.tall_sky:  # above the top, mirror back into the sky band (above every skyline) instead of clipping
+        band = 0.5 * tex.BACKDROP_HEIGHT
+        excess = np.maximum(-py[backdrop] - top, 0.0)
+        folded = np.abs(np.mod(excess + band, 2 * band) - band)   # 0..band, continuous
+        v[backdrop] = np.where(excess > 0, top - folded, np.clip(-py[backdrop], 0.0, top))
+    else:
+        v[backdrop] = np.clip(-py[backdrop], 0.0, top)
     material[backdrop] = tex.BACKDROP
     lit[backdrop] = False
 

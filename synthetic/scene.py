@@ -188,6 +188,7 @@ class Scene:
     ground_raster: Tuple[np.ndarray, float, float, float]  # (H, W, 2) float32 (s, d), x0, z0, cell
     plan: Optional[drives.DrivePlan] = None  # the wild drive (None: the straight drive along the road)
     lane_lines: Tuple[float, ...] = ()       # |d| of dashed lane dividers besides the centre line
+    tall_sky: bool = False      # the backdrop's clouds go on (mirrored) above its top, for wide-angle cameras
 
     @property
     def num_frames(self) -> int:
@@ -480,12 +481,15 @@ def camera_drive(seed: int, index: int, fps: float, num_frames: int, camera_heig
 
 def build_scene(seed: int, index: int, width: int, height: int, intrinsics: np.ndarray, fps: float,
                 num_frames: int, camera_height: float = 1.65,
-                path: Optional[drives.PathRanges] = None) -> Scene:
+                path: Optional[drives.PathRanges] = None, tall_sky: Optional[bool] = None) -> Scene:
     """Scene number ``index`` of the world drawn with ``seed`` (deterministic).
 
     ``path=None``: the camera follows the gently curving road at a smoothly varying speed (the original world,
     unchanged). With :class:`synthetic.paths.PathRanges`: the wild drive of :func:`synthetic.paths.plan_drive`
-    (a sharp turn, stops or speed changes, a lane change) on a two-lanes-per-direction road."""
+    (a sharp turn, stops or speed changes, a lane change) on a two-lanes-per-direction road.
+    ``tall_sky`` (default: with a wild path): wide-angle cameras can look above the backdrop's 160 m top far
+    away; the sky then continues, mirrored, instead of repeating the top row in streaks. Off, the original
+    world is rendered as it always was."""
     rng = np.random.default_rng([int(seed), int(index)])
     timestamps, poses, camera_s, road, plan, (s_lo, s_hi) = _drive(rng, seed, index, fps, num_frames,
                                                                    camera_height, path)
@@ -503,4 +507,4 @@ def build_scene(seed: int, index: int, width: int, height: int, intrinsics: np.n
     return Scene(width, height, np.asarray(intrinsics, np.float64), timestamps, poses, road, static, movers,
                  camera_s, center, radius, tile_u,
                  _ground_raster(road, s_lo - 5.0, s_hi + 5.0, nearest=plan is not None), plan,
-                 () if plan is None else (drives.LANE_DIVIDER,))
+                 () if plan is None else (drives.LANE_DIVIDER,), plan is not None if tall_sky is None else bool(tall_sky))
