@@ -63,8 +63,14 @@ def transform_mask(mask: np.ndarray, size: Tuple[int, int], crop_box: Optional[C
 
 
 def mask_to_frame(frame, native_mask: np.ndarray) -> np.ndarray:
-    """Map a mask computed on ``frame.native_image`` to ``frame.image``'s resolution (for segmenters)."""
+    """Map a mask computed on ``frame.native_image`` to ``frame.image``'s resolution (for segmenters): the
+    frame's undistortion first (same map, nearest; ``formats.distortion``), then its crop and resize."""
     height, width = frame.image.shape[:2]
+    if getattr(frame, "distortion", ()):
+        from formats.distortion import undistort_mask
+
+        native_mask = undistort_mask(native_mask, np.reshape(frame.native_intrinsics, (3, 3)),
+                                     np.asarray(frame.distortion, np.float64))
     return transform_mask(native_mask, (width, height), frame.crop_box)
 
 

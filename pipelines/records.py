@@ -62,6 +62,7 @@ class FrameRef:
     segment: int = 0            # triplets never span two segments (cut, missing frame, burst boundary)
     groundtruth_dir: Optional[str] = None
     crop: str = "none"          # "none" or "cityscapes" (rows 1/4..3/4, columns 192/2048..1856/2048)
+    distortion: Tuple[float, ...] = ()   # OpenCV coefficients of the native frame; () = none (formats.distortion)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +93,8 @@ class Frame:
     segment: int = 0                           # see FrameRef.segment
     native_size: Optional[Tuple[int, int]] = None              # (width, height) of the raw frame
     crop_box: Optional[Tuple[int, int, int, int]] = None       # crop applied before the resize
+    distortion: Tuple[float, ...] = ()         # coefficients undistorted away before the crop/resize; () = none
+    native_intrinsics: Tuple[float, ...] = ()  # K of the native frame (9 values) when ``distortion`` is set
 
 
 @dataclasses.dataclass

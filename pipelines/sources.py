@@ -22,8 +22,8 @@ from apache_beam.metrics import Metrics
 from formats import cityscapes as cityscapes_format
 from formats import kitti
 from formats.camera import check_intrinsics_for_image, validate_intrinsics
+from formats.distortion import parse_camera_text, undistort_image
 from formats.image_header import check_image_header
-from formats.struct2depth import parse_intrinsics
 from pipelines import fileio, records
 from pipelines.config import PreprocessConfig
 from pipelines.geometry import default_intrinsics, transform_image
@@ -142,7 +142,7 @@ class PlanKittiDrive(beam.DoFn):
 def plan_frames(source: str, sequence: str, paths: Sequence[str], intrinsics: Tuple[float, ...],
                 timestamps: Optional[np.ndarray], fps: float, stride: int, groundtruth_dir: Optional[str],
                 raw_indices: Optional[Sequence[int]], crop: str = "none",
-                timestamp_origin: int = 0) -> Iterable:
+                timestamp_origin: int = 0, distortion: Tuple[float, ...] = ()) -> Iterable:
     """FrameRefs for frames ``paths`` (sorted), keeping every ``stride``-th raw index.
 
     ``raw_indices`` default to the integer file stems (KITTI, numbered frame folders). ``timestamps``
@@ -187,7 +187,7 @@ def plan_frames(source: str, sequence: str, paths: Sequence[str], intrinsics: Tu
         previous_time = timestamp
         yield FrameRef(source=source, sequence=sequence, index=sample, raw_index=raw_index, path=path,
                        timestamp=timestamp, intrinsics=intrinsics, segment=segment,
-                       groundtruth_dir=groundtruth_dir, crop=crop)
+                       groundtruth_dir=groundtruth_dir, crop=crop, distortion=distortion)
         sample += 1
 
 
@@ -305,12 +305,15 @@ class PlanImageFolder(beam.DoFn):
         folder, paths = element
         sequence = safe_sequence_name(fileio.basename(folder))
         intrinsics: Tuple[float, ...] = ()
+        distortion: Tuple[float, ...] = ()
         given = self.config.intrinsics_file
         candidates = [given] if given else [fileio.join(folder, "intrinsics.txt")]
         for candidate in candidates:  # a named file must exist (checked before the run; here again per worker)
             if candidate == given or fileio.exists(candidate):
                 try:
-                    intrinsics = _flat(parse_intrinsics(fileio.read_text(candidate), candidate))
+                    matrix, coefficients = parse_camera_text(fileio.read_text(candidate), candidate)
+                    intrinsics = _flat(matrix)
+                    distortion = _flat(coefficients) if coefficients is not None else ()
                 except (ValueError, OSError) as error:
                     code = records.MISSING_CALIBRATION if isinstance(error, OSError) else records.BAD_CALIBRATION
                     yield _reject(dead_letter("image_folder", candidate, code, str(error)))
@@ -328,7 +331,7 @@ class PlanImageFolder(beam.DoFn):
             source="image_folder", sequence=sequence, paths=paths, intrinsics=intrinsics, timestamps=timestamps,
             fps=self.config.image_folder_fps, stride=self.config.image_folder_stride,
             groundtruth_dir=_groundtruth(fileio.join(folder, "groundtruth")),
-            raw_indices=list(range(len(paths))))
+            raw_indices=list(range(len(paths))), distortion=distortion)
 
 
 def _sanitize(name: str) -> str:
@@ -385,7 +388,7 @@ class DecodeFrame(beam.DoFn):
         _counter("frames_read").inc()
         yield frame_from_bgr(image, ref.source, ref.sequence, ref.index, ref.path, ref.timestamp,
                              intrinsics, self.config.size, ref.crop, self.keep_native, ref.groundtruth_dir,
-                             ref.raw_index, ref.segment)
+                             ref.raw_index, ref.segment, ref.distortion)
 
 
 def is_grey(image: np.ndarray) -> bool:
@@ -400,16 +403,24 @@ def is_grey(image: np.ndarray) -> bool:
 
 def frame_from_bgr(image: np.ndarray, source: str, sequence: str, index: int, frame_id: str, timestamp: float,
                    intrinsics: Optional[np.ndarray], size: Tuple[int, int], crop: str, keep_native: bool,
-                   groundtruth_dir: Optional[str], raw_index: int, segment: int) -> Frame:
-    """Build a Frame from a decoded native BGR image: crop/resize and K in one step, then RGB."""
+                   groundtruth_dir: Optional[str], raw_index: int, segment: int,
+                   distortion: Optional[Sequence[float]] = None) -> Frame:
+    """Build a Frame from a decoded native BGR image: undistort (when ``distortion`` is given, onto the same
+    K: ``formats.distortion``), then crop/resize and K in one step, then RGB. ``native_image`` stays the raw
+    frame; masks computed on it follow the same undistortion (``pipelines.geometry.mask_to_frame``)."""
     native_size = (int(image.shape[1]), int(image.shape[0]))
+    distortion = tuple(float(value) for value in distortion) if distortion is not None and len(distortion) else ()
+    if distortion and intrinsics is None:
+        raise ValueError("distortion coefficients need the camera's intrinsics")
     if intrinsics is None:
         intrinsics = default_intrinsics(native_size)
+    working = undistort_image(image, intrinsics, np.array(distortion)) if distortion else image
     crop_box = cityscapes_crop_box(native_size) if crop == "cityscapes" else None
-    small, matrix = transform_image(image, intrinsics, size, crop_box)
+    small, matrix = transform_image(working, intrinsics, size, crop_box)
     return Frame(
         source=source, sequence=sequence, index=index, frame_id=frame_id, timestamp=timestamp,
         image=cv2.cvtColor(small, cv2.COLOR_BGR2RGB), intrinsics=matrix,
         native_image=cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if keep_native else None,
         groundtruth_dir=groundtruth_dir, raw_index=raw_index, segment=segment, native_size=native_size,
-        crop_box=crop_box)
+        crop_box=crop_box, distortion=distortion,
+        native_intrinsics=_flat(intrinsics) if distortion else ())

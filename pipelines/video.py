@@ -18,10 +18,10 @@ import apache_beam as beam
 import cv2
 import numpy as np
 
-from formats.struct2depth import parse_intrinsics
 from pipelines import fileio, records
 from pipelines.config import PreprocessConfig
 from formats.camera import check_intrinsics_for_image
+from formats.distortion import parse_camera_text
 from pipelines.records import VideoInput, dead_letter, safe_sequence_name
 from pipelines.sampling import make_sampler
 from pipelines.sources import _counter, _reject, frame_from_bgr, is_grey
@@ -68,17 +68,18 @@ class DecodeVideo(beam.DoFn):
         self.config = config
         self.keep_native = keep_native
 
-    def _intrinsics(self, video: VideoInput) -> Optional[np.ndarray]:
+    def _intrinsics(self, video: VideoInput):
+        """(K, distortion or None) at native resolution, or (None, None) for the default guess."""
         given = self.config.intrinsics_file
         if given:
             if not fileio.exists(given):
                 raise FileNotFoundError(f"{given}: intrinsics file not found")
-            return parse_intrinsics(fileio.read_text(given), given)
+            return parse_camera_text(fileio.read_text(given), given)
         if video.groundtruth_dir:
             candidate = fileio.join(video.groundtruth_dir, "intrinsics.txt")
             if fileio.exists(candidate):
-                return parse_intrinsics(fileio.read_text(candidate), candidate)
-        return None
+                return parse_camera_text(fileio.read_text(candidate), candidate)
+        return None, None
 
     def process(self, video: VideoInput):
         local, temporary = video.path, None
@@ -90,17 +91,18 @@ class DecodeVideo(beam.DoFn):
                 yield _reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "missing or zero-byte file"))
                 return
             try:
-                intrinsics = self._intrinsics(video)
+                intrinsics, distortion = self._intrinsics(video)
             except (ValueError, OSError) as error:
                 code = records.BAD_CALIBRATION if isinstance(error, ValueError) else records.MISSING_CALIBRATION
                 yield _reject(dead_letter(video.source, video.path, code, str(error)))
                 return
-            yield from self._decode(video, local, intrinsics)
+            yield from self._decode(video, local, intrinsics, distortion)
         finally:
             if temporary:
                 os.unlink(temporary)
 
-    def _decode(self, video: VideoInput, local: str, intrinsics: Optional[np.ndarray]):
+    def _decode(self, video: VideoInput, local: str, intrinsics: Optional[np.ndarray],
+                distortion: Optional[np.ndarray] = None):
         capture = cv2.VideoCapture(local, cv2.CAP_FFMPEG)
         if not capture.isOpened():
             yield _reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "OpenCV cannot open the container"))
@@ -153,7 +155,8 @@ class DecodeVideo(beam.DoFn):
                     continue
                 _counter("frames_read").inc()
                 yield frame_from_bgr(image, video.source, video.sequence, sample, frame_id, timestamp, intrinsics,
-                                     self.config.size, "none", self.keep_native, video.groundtruth_dir, number, segment)
+                                     self.config.size, "none", self.keep_native, video.groundtruth_dir, number, segment,
+                                     distortion)
                 sample += 1
             if grabbed == 0:
                 yield _reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "no decodable frame"))

@@ -172,3 +172,30 @@ def test_malformed_intrinsics_file_is_a_dead_letter_not_a_guess(tmp_path):
     preprocess("image_folder", tmp_path / "frames", output)
     assert reasons(output) == [(str(folder / "intrinsics.txt"), "bad_calibration")]
     assert {folder for folder, _ in records_of(output)} == {"run"}
+
+
+# --- issue 13 §3: lens distortion undistorted before the resize, K exact ---------------------------------
+
+def test_image_folder_with_distortion_gives_straight_frames_and_exact_K(tmp_path):
+    import cv2
+
+    from formats.camera import scale_intrinsics
+    from tests.formats.test_distortion import DIST, K, SIZE, corners, distorted, ideal_checkerboard, max_line_residual
+
+    bent = distorted(ideal_checkerboard(*SIZE))
+    colour = np.stack([bent, (bent * 0.8 + 20).astype(np.uint8), bent], axis=-1)   # BGR, not grey
+    folder = tmp_path / "frames" / "board"
+    for k in range(3):
+        write_png(folder / f"{k}.png", colour)
+    (folder / "intrinsics.txt").write_text(",".join(repr(float(v)) for v in K.reshape(-1)) + "\n"
+                                           + " ".join(repr(float(v)) for v in DIST) + "\n")
+    output = tmp_path / "out"
+    preprocess("image_folder", tmp_path / "frames", output, width=320, height=240)
+    frames, _, intrinsics = struct2depth.read_record(output, "board", "0000000001")
+    np.testing.assert_array_equal(intrinsics, scale_intrinsics(K, 0.5, 0.5))
+    assert max_line_residual(corners(cv2.cvtColor(frames[1], cv2.COLOR_RGB2GRAY))) < 0.5
+    # without the distortion line the same frames stay bent: the check above can fail
+    (folder / "intrinsics.txt").write_text(",".join(repr(float(v)) for v in K.reshape(-1)) + "\n")
+    preprocess("image_folder", tmp_path / "frames", output, width=320, height=240)
+    frames, _, _ = struct2depth.read_record(output, "board", "0000000001")
+    assert max_line_residual(corners(cv2.cvtColor(frames[1], cv2.COLOR_RGB2GRAY))) > 1.0
