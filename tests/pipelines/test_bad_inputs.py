@@ -199,3 +199,34 @@ def test_image_folder_with_distortion_gives_straight_frames_and_exact_K(tmp_path
     preprocess("image_folder", tmp_path / "frames", output, width=320, height=240)
     frames, _, _ = struct2depth.read_record(output, "board", "0000000001")
     assert max_line_residual(corners(cv2.cvtColor(frames[1], cv2.COLOR_RGB2GRAY))) > 1.0
+
+
+def test_ground_truth_and_detectron2_masks_follow_the_undistortion():
+    from formats.distortion import undistort_mask
+    from pipelines.geometry import mask_to_frame, transform_mask
+    from pipelines.sources import frame_from_bgr
+    from tests.formats.test_distortion import DIST, K, SIZE
+
+    native = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    native[..., 0] = 50
+    frame = frame_from_bgr(native, "image_folder", "s", 0, "f", 0.0, K, (320, 240), "none", False, None, 0, 0,
+                           tuple(DIST))
+    ids = np.zeros((SIZE[1], SIZE[0]), np.uint8)
+    ids[:40, :60] = 3                                     # an object in the (strongly distorted) corner
+    expected = transform_mask(undistort_mask(ids, K, DIST), (320, 240))
+    np.testing.assert_array_equal(mask_to_frame(frame, ids), expected)
+    assert not np.array_equal(expected, transform_mask(ids, (320, 240)))
+
+
+def test_video_with_malformed_camera_file_is_a_dead_letter(tmp_path):
+    from tests.pipelines.fixtures import make_video
+
+    make_video(tmp_path / "videos" / "clip.avi", 12, fourcc="MJPG")
+    camera = tmp_path / "camera.txt"
+    camera.write_text("120,0,47.5,0,118,23.25,0,0,1\n-0.2 0.1\n")    # 2 distortion values: not a model
+    output = tmp_path / "out"
+    from pipelines.ownership import NoRecordsError
+
+    with pytest.raises(NoRecordsError, match="bad_calibration 1"):
+        preprocess("video", tmp_path / "videos" / "clip.avi", output, video={"intrinsics_file": str(camera)})
+    assert not (output / "train.txt").exists()
