@@ -62,6 +62,8 @@ class Job:
             raise ValueError(f"unknown path {self.path!r}; choose one of {', '.join(PATHS)}")
         self.wild_camera.validate()
         self.wild_path.validate()
+        for sequence in range(int(self.num_sequences)):  # every frame size and K is valid before anything is written
+            sequence_camera(self, sequence)
         for name in ("num_sequences", "frames_per_sequence", "supersampling", "workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

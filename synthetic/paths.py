@@ -154,7 +154,7 @@ def _speed_knots(rng: np.random.Generator, duration: float, ranges: PathRanges) 
     knots = [(0.0, v0)]
     rest = None
     if rng.random() < ranges.stop_probability:
-        brake = rng.uniform(0.1, 0.45) * duration
+        brake = max(rng.uniform(0.1, 0.45) * duration, 1e-3)   # knots strictly increasing, even for 1 frame
         stopped = brake + v0 / rng.uniform(2.5, 4.5)
         moving = stopped + rng.uniform(0.4, 1.2)
         v1 = rng.uniform(ranges.speed_min, ranges.speed_max)
@@ -162,7 +162,7 @@ def _speed_knots(rng: np.random.Generator, duration: float, ranges: PathRanges) 
         knots += [(brake, v0), (stopped, 0.0), (moving, 0.0), (cruising, v1)]
         rest = stopped
     else:
-        start = rng.uniform(0.05, 0.4) * duration
+        start = max(rng.uniform(0.05, 0.4) * duration, 1e-3)
         v1 = rng.uniform(ranges.speed_min, ranges.speed_max)
         reached = start + abs(v1 - v0) / rng.uniform(1.5, 3.5) + 1e-3
         second = max(reached + 1e-3, rng.uniform(0.5, 0.8) * duration)

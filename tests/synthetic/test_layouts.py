@@ -147,6 +147,7 @@ def test_video_bytes_are_deterministic(tmp_path_factory):
     (["--world", "wild", "--wild_camera.fps", "10,-5"], "positive frame rates"),
     (["--world", "wild", "--wild_path.stop_probability", "1.5"], "stop_probability must be in [0, 1]"),
     (["--world", "wild", "--wild_path.turn_max_deg", "10"], "turn_min_deg <= turn_max_deg"),
+    (["--world", "wild", "--width", "10"], "too small"),
 ])
 def test_bad_arguments_give_clear_errors(tmp_path, argv, message, capsys):
     with pytest.raises(StageError) as error:

@@ -448,3 +448,9 @@ def test_tall_sky_continues_the_clouds_above_the_backdrop_for_wide_angle_cameras
     assert spreads[True] > 3.0 * spreads[False], spreads    # measured 8.2 vs 1.8 grey levels
     assert not build_scene(2, 0, 96, 64, K, 10.0, 1).tall_sky                  # the original world: as before
     assert build_scene(2, 0, 96, 64, K, 10.0, 2, path=paths.PathRanges()).tall_sky
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_very_short_wild_drives_are_well_formed(frames):
+    drive = camera_drive(1, 0, 10.0, frames, path=paths.PathRanges())
+    assert np.all(np.diff(drive.plan.knot_t) > 0) and np.all(np.isfinite(drive.poses))
