@@ -234,3 +234,12 @@ def test_stage_reports_user_errors_in_one_line_with_exit_2(tmp_path):
     assert len(errors) == 1 and "overlaps the input" in errors[0]
     assert "Traceback" not in result.stderr
     assert len(list(frames.iterdir())) == 3
+
+
+def test_frames_but_no_triplet_fails_and_leaves_the_earlier_output(earlier_output, tmp_path):
+    output = copy_of(earlier_output, tmp_path)
+    before = tree_bytes(output)
+    make_kitti_drive(tmp_path / "short_kitti", DATE, 1, 2)             # two frames: decoded, but no triplet
+    with pytest.raises(ownership.NoRecordsError, match="2 frames read"):
+        preprocess("kitti_raw", tmp_path / "short_kitti", output)
+    assert tree_bytes(output) == before
