@@ -52,9 +52,11 @@ def main() -> None:
             worlds[name].append(constant_velocity_errors(poses))
         if index < args.sequences:
             plan = drive.plan
+            manoeuvres = (f"{fps:g} fps, turn {np.degrees(plan.turn_angle):+.1f} deg, "
+                          f"{'stop' if plan.stops else 'speed changes'}, "
+                          f"{'lane change' if plan.lane_from != plan.lane_to else 'no lane change'}")
             print(f"test drive {index}: original ATE-5 {worlds['original'][-1][0]:.4f} m, full ATE "
-                  f"{worlds['original'][-1][1]:.3f} m | wild ({fps:g} fps, turn {np.degrees(plan.turn_angle):+.1f} deg, "
-                  f"{'stop' if plan.stops else 'speed changes'}, {'lane change' if plan.lane_from != plan.lane_to else 'no lane change'}) "
+                  f"{worlds['original'][-1][1]:.3f} m | wild ({manoeuvres}) "
                   f"ATE-5 {worlds['wild'][-1][0]:.4f} m, full ATE {worlds['wild'][-1][1]:.3f} m")
     for name, values in worlds.items():
         values = np.array(values)

@@ -76,7 +76,8 @@ class CameraRanges:
             raise ValueError(f"wild_camera: need 1 <= hfov_min_deg <= hfov_max_deg < 179, got "
                              f"{self.hfov_min_deg}..{self.hfov_max_deg}")
         if not 0.0 <= self.principal_point_offset < 0.5:
-            raise ValueError(f"wild_camera.principal_point_offset must be in [0, 0.5), got {self.principal_point_offset}")
+            raise ValueError("wild_camera.principal_point_offset must be in [0, 0.5), got "
+                             f"{self.principal_point_offset}")
         if not self.sizes:
             raise ValueError("wild_camera.sizes is empty")
         for size in self.sizes:

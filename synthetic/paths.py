@@ -148,7 +148,8 @@ def integrate_speed(knot_t: np.ndarray, knot_v: np.ndarray, t) -> np.ndarray:
     return np.where(inside, within, beyond)
 
 
-def _speed_knots(rng: np.random.Generator, duration: float, ranges: PathRanges) -> Tuple[np.ndarray, np.ndarray, Optional[float]]:
+def _speed_knots(rng: np.random.Generator, duration: float,
+                 ranges: PathRanges) -> Tuple[np.ndarray, np.ndarray, Optional[float]]:
     """Knots of v(t) covering [0, duration + 1] and the time the camera comes to rest (None: no stop)."""
     v0 = rng.uniform(max(ranges.speed_min, 0.5 * (ranges.speed_min + ranges.speed_max) - 3.0), ranges.speed_max)
     knots = [(0.0, v0)]

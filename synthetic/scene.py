@@ -507,4 +507,5 @@ def build_scene(seed: int, index: int, width: int, height: int, intrinsics: np.n
     return Scene(width, height, np.asarray(intrinsics, np.float64), timestamps, poses, road, static, movers,
                  camera_s, center, radius, tile_u,
                  _ground_raster(road, s_lo - 5.0, s_hi + 5.0, nearest=plan is not None), plan,
-                 () if plan is None else (drives.LANE_DIVIDER,), plan is not None if tall_sky is None else bool(tall_sky))
+                 () if plan is None else (drives.LANE_DIVIDER,),
+                 plan is not None if tall_sky is None else bool(tall_sky))

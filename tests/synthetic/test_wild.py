@@ -169,7 +169,8 @@ def layout_calibration(job: Job, sequence: int):
         drive = layouts.kitti_raw_drive(root, sequence, camera_per_sequence=True)
         assert drive.parent.name == date and drive.name.startswith(date)
         times = kitti.parse_raw_timestamps((drive / "image_02" / "timestamps.txt").read_text())
-        frames = [cv2.imread(str(drive / "image_02" / "data" / f"{i:010d}.png")) for i in range(job.frames_per_sequence)]
+        frames = [cv2.imread(str(drive / "image_02" / "data" / f"{i:010d}.png"))
+                  for i in range(job.frames_per_sequence)]
     elif job.layout == "kitti_odometry":
         folder = root / "sequences" / f"{sequence:02d}"
         K = kitti.intrinsics_from_projection(
@@ -202,7 +203,8 @@ def layout_calibration(job: Job, sequence: int):
         capture.release()
         size = frames[0].shape[1::-1]
         times = np.arange(len(frames)) / fps
-    assert len(frames) == job.frames_per_sequence and all(f is not None and f.shape[1::-1] == tuple(size) for f in frames)
+    assert len(frames) == job.frames_per_sequence
+    assert all(f is not None and f.shape[1::-1] == tuple(size) for f in frames)
     return K, tuple(size), times
 
 
