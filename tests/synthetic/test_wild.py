@@ -456,3 +456,27 @@ def test_tall_sky_continues_the_clouds_above_the_backdrop_for_wide_angle_cameras
 def test_very_short_wild_drives_are_well_formed(frames):
     drive = camera_drive(1, 0, 10.0, frames, path=paths.PathRanges())
     assert np.all(np.diff(drive.plan.knot_t) > 0) and np.all(np.isfinite(drive.poses))
+
+
+@pytest.mark.slow
+def test_preprocessing_reads_each_kitti_drives_own_camera(tmp_path):
+    """One date folder per camera: the project's KITTI raw source gives every drive's records its own K."""
+    from formats import struct2depth
+    from tests.pipelines.helpers import preprocess
+
+    job = wild_job("kitti_raw", tmp_path / "world", seed=21, sequences=2, frames=3)
+    run(job, progress=False)
+    preprocess("kitti_raw", job.output, tmp_path / "records", width=64, height=32, segmenter="ground_truth",
+               kitti_raw={"exclude_eigen_test_scenes": False})
+    entries = sorted(struct2depth.read_list(tmp_path / "records" / "train.txt")
+                     + struct2depth.read_list(tmp_path / "records" / "val.txt"))
+    assert [folder for folder, _ in entries] == [
+        f"{layouts.kitti_raw_date(i, True)}_drive_{i + 1:04d}_sync_02" for i in range(2)]
+    seen = []
+    for sequence, (folder, record_id) in enumerate(entries):
+        camera = generate.sequence_camera(job, sequence)
+        _, _, intrinsics = struct2depth.read_record(tmp_path / "records", folder, record_id)
+        expected = scale_intrinsics(camera.intrinsics, 64 / camera.width, 32 / camera.height)
+        np.testing.assert_allclose(intrinsics, expected, rtol=1e-5)
+        seen.append(intrinsics)
+    assert not np.allclose(seen[0], seen[1])
