@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 
-import cv2
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,5 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cv2.setNumThreads(cv2.getNumThreads())
     main()

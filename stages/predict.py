@@ -492,7 +492,8 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
 
     inputs, input_letters = footage.find_inputs(str(params["input"]))
     output = Path(params["output"])
-    check_output(output, [item.path for item in inputs] + [path for item in inputs for path in item.files])
+    named = [str(params["input"])] if os.path.isdir(str(params["input"])) else []  # a folder of videos too
+    check_output(output, named + [item.path for item in inputs] + [path for item in inputs for path in item.files])
     if params.get("intrinsics"):  # named: must exist and parse, never a silent fallback to the guess
         from formats.struct2depth import parse_intrinsics
         path = Path(params["intrinsics"])

@@ -192,6 +192,16 @@ def test_foreign_folder_and_the_input_are_never_written(tmp_path, capsys):
     assert not (frames / "depth").exists()
 
 
+def test_output_inside_a_folder_of_videos_is_refused(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"not a video")
+    code = run([f"--input={videos}", f"--output={videos / 'predictions'}", "--checkpoint_path=fake", "--quiet"],
+               FakeModel())
+    assert code == 2 and "inside the input" in capsys.readouterr().err
+    assert sorted(path.name for path in videos.iterdir()) == ["clip.mp4"]
+
+
 def test_rerun_into_its_own_output_removes_only_its_own_stale_files(tmp_path):
     frames = frame_folder(tmp_path / "frames", truncated=-1)
     output = tmp_path / "out"
