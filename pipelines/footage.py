@@ -78,7 +78,8 @@ def find_inputs(pattern: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
     - a folder: its frame sequences (the folder itself and each immediate sub-folder that holds images, as
       the ``image_folder`` source); a folder without images but with files (videos) is taken as ``FOLDER/*``;
     - a video file, or a glob of video files (every non-image file it matches is tried as a video);
-    - a glob of image files: one sequence per folder, in natural name order;
+    - a glob of image files: one sequence per folder, in natural name order (a subset of a folder that has a
+      ``timestamps.txt``, one line per image of the folder, is refused: its lines would not match);
     - a glob of folders: each folder as above.
     Raises ValueError for a glob that matches both images and other files, FileNotFoundError if nothing matches.
     Names are made unique (``_2``, ``_3`` ... appended in order).
@@ -102,6 +103,10 @@ def find_inputs(pattern: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
                 groups[fileio.dirname(path)].append(path)
             for folder in sorted(groups):
                 paths = sorted(groups[folder], key=lambda p: natural_key(fileio.basename(p)))
+                everything = [path for path in fileio.glob(fileio.join(folder, "*")) if _is_image(path)]
+                if len(paths) < len(everything) and fileio.exists(fileio.join(folder, "timestamps.txt")):
+                    raise ValueError(f"{pattern} selects {len(paths)} of the {len(everything)} images of {folder}, "
+                                     "whose timestamps.txt has one line per image: give the folder instead")
                 inputs.append(FootageInput(IMAGE_FOLDER, _sanitize(fileio.basename(folder)), folder, tuple(paths)))
         elif files:
             inputs, letters = _video_inputs(pattern)

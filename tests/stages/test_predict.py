@@ -313,6 +313,10 @@ def test_inputs_from_folders_globs_and_errors(tmp_path):
     inputs, _ = footage.find_inputs(str(tmp_path / "*" / "frame00[01].png"))
     assert [(item.name, [p.rsplit("/", 1)[-1] for p in item.files]) for item in inputs] == [
         ("b", ["frame000.png", "frame001.png"]), (safe_a, ["frame000.png", "frame001.png"])]
+    (tmp_path / "b" / "timestamps.txt").write_text("0.0\n0.1\n")
+    footage.find_inputs(str(tmp_path / "b" / "*.png"))  # all of the folder's images: fine
+    with pytest.raises(ValueError, match="selects 1 of the 2 images"):
+        footage.find_inputs(str(tmp_path / "b" / "frame001.png"))
     inputs, _ = footage.find_inputs(str(tmp_path / "*"))  # a glob of folders: each folder
     assert sorted(item.name for item in inputs) == ["b", safe_a]
     (a / "notes.txt").write_text("x")
