@@ -131,11 +131,14 @@ def _entries(output: str) -> List[str]:
     return [fileio.basename(path) for path in fileio.glob(fileio.join(output, "*"))]
 
 
-def claim_output(output: str) -> None:
+def claim_output(output: str) -> Tuple[bool, bool]:
     """Make sure a run may write to ``output`` before any work: create it if missing, refuse a non-empty
-    folder that is not wilddepth's, and (re)write the marker, which also proves the folder writable."""
+    folder that is not wilddepth's, and (re)write the marker, which also proves the folder writable.
+    Returns (created the folder, created the marker)."""
     remote = fileio.is_remote(output)
+    created_folder = False
     if not remote:
+        created_folder = not os.path.lexists(output)
         if os.path.lexists(output) and not os.path.isdir(output):
             raise OutputFolderError(f"--output {output!r} exists and is not a folder")
         try:
@@ -143,7 +146,8 @@ def claim_output(output: str) -> None:
         except OSError as error:
             raise OutputFolderError(f"--output {output!r} cannot be created: {error.strerror or error}") from None
     marker = fileio.join(output, MARKER)
-    if not fileio.exists(marker):
+    created_marker = not fileio.exists(marker)
+    if created_marker:
         entries = _entries(output)
         legacy = MANIFEST in entries and _is_wilddepth_manifest(fileio.join(output, MANIFEST))
         if entries and not legacy:
@@ -156,6 +160,18 @@ def claim_output(output: str) -> None:
         fileio.write_text(marker, MARKER_TEXT)
     except OSError as error:
         raise OutputFolderError(f"--output {output!r} is not writable: {error.strerror or error}") from None
+    return created_folder, created_marker
+
+
+def release_output(output: str, created_folder: bool, created_marker: bool) -> None:
+    """After a run that wrote nothing: take back the marker (and the folder) this run created, if nothing
+    else is in the folder, so a failed first run leaves no trace."""
+    if fileio.is_remote(output) or not os.path.isdir(output):
+        return
+    if created_marker and os.listdir(output) == [MARKER]:
+        os.unlink(os.path.join(output, MARKER))
+    if created_folder and not os.listdir(output):
+        os.rmdir(output)
 
 
 def park_manifest(output: str) -> None:
@@ -256,14 +272,16 @@ def prune_records(output: str, previous: Iterable[Tuple[str, str]], written: Ite
     return removed
 
 
-def prepare(source: str, input_path: str, output: str) -> None:
+def prepare(source: str, input_path: str, output: str) -> Tuple[bool, bool]:
     """Every check before a run, in order: the input exists, output and input do not overlap, the output
-    is new, empty or wilddepth's and writable; then park its manifest and remove own temporaries."""
+    is new, empty or wilddepth's and writable; then park its manifest and remove own temporaries.
+    Returns :func:`claim_output`'s (created the folder, created the marker)."""
     inputs = input_paths(source, input_path)
     check_not_overlapping(inputs, output)
-    claim_output(output)
+    created = claim_output(output)
     park_manifest(output)
     remove_own_temporaries(output, {sequence for sequence, _ in listed_records(output)})
+    return created
 
 
 def written_sequences(written: Iterable[Tuple[str, str]]) -> Set[str]:

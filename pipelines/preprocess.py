@@ -134,13 +134,14 @@ def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional
             "manifest": manifest}
 
 
-def prepare_output(output: str, source: str = "", input_path: str = "") -> None:
+def prepare_output(output: str, source: str = "", input_path: str = ""):
     """Before any work (``pipelines/ownership.py``): the input exists, the output neither is, holds nor lies
     inside the input, and is new, empty or a wilddepth output, and writable (the marker is (re)written);
     then the complete output's manifest is parked (an output without a manifest is incomplete) and the
     temporaries of wilddepth's own writes that a killed run left are removed. Raises OutputFolderError /
-    NoInputError (exit 2) without touching anything otherwise."""
-    ownership.prepare(source, input_path, output)
+    NoInputError (exit 2) without touching anything otherwise. Returns (created the folder, created the
+    marker), for :func:`ownership.release_output` after a run that wrote nothing."""
+    return ownership.prepare(source, input_path, output)
 
 
 def local_runner(options: PipelineOptions):
@@ -178,13 +179,13 @@ def run(config: PreprocessConfig, beam_args: Sequence[str] = (), wait: bool = Tr
         raise FileNotFoundError(f"intrinsics file {config.intrinsics_file!r} not found (named by "
                                 "video.intrinsics_file / image_folder.intrinsics_file)")
     options = PipelineOptions(list(beam_args))
-    prepare_output(config.output, config.source, config.input)
+    created = prepare_output(config.output, config.source, config.input)
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
     build(pipeline, config)
     result = pipeline.run()
     if wait:
         result.wait_until_finish()
-        _check_records_written(config, result)
+        _check_records_written(config, result, created)
     return result
 
 
@@ -203,7 +204,7 @@ def _counters(result) -> Dict[str, int]:
     return values
 
 
-def _check_records_written(config: PreprocessConfig, result) -> None:
+def _check_records_written(config: PreprocessConfig, result, created=(False, False)) -> None:
     """After a local run: no manifest means no record was written (Finalize writes nothing then)."""
     if fileio.is_remote(config.output):
         return
@@ -211,6 +212,7 @@ def _check_records_written(config: PreprocessConfig, result) -> None:
         ownership.drop_parked_manifest(config.output)
         return
     restored = ownership.restore_manifest(config.output)
+    ownership.release_output(config.output, *created)
     counters = _counters(result)
     reasons = ", ".join(f"{name[len('rejected_'):]} {count}" for name, count in sorted(counters.items())
                         if name.startswith("rejected_") and count)

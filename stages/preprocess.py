@@ -18,7 +18,7 @@ import logging
 import sys
 from typing import List, Mapping, Optional, Sequence
 
-from stages.common import parse_stage_args, run_stage
+from stages.common import StageError, parse_stage_args, run_stage
 
 
 def beam_arguments(defaults: Mapping, unknown: Sequence[str]) -> List[str]:
@@ -46,6 +46,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pipelines.preprocess import read_manifest, run
 
     config = config_from_params(params)
+    if config.segmenter == "detectron2":  # a missing optional install is the user's to fix: exit 2, one line
+        from pipelines.masking import make_segmenter
+
+        try:
+            make_segmenter(config.segmenter, dict(config.segmenter_options))
+        except RuntimeError as error:
+            raise StageError(str(error)) from None
     arguments = beam_arguments(params.get("beam") or {}, unknown)
     logging.info("preprocess %s %s -> %s with Beam options %s", config.source, config.input, config.output, arguments)
     result = run(config, arguments)

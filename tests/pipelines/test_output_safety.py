@@ -243,3 +243,14 @@ def test_frames_but_no_triplet_fails_and_leaves_the_earlier_output(earlier_outpu
     with pytest.raises(ownership.NoRecordsError, match="2 frames read"):
         preprocess("kitti_raw", tmp_path / "short_kitti", output)
     assert tree_bytes(output) == before
+
+
+def test_failed_first_run_leaves_no_trace_but_keeps_a_users_empty_folder(tmp_path):
+    (tmp_path / "empty_kitti").mkdir()
+    with pytest.raises(ownership.NoRecordsError, match="nothing was written"):
+        preprocess("kitti_raw", tmp_path / "empty_kitti", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "users_empty").mkdir()
+    with pytest.raises(ownership.NoRecordsError):
+        preprocess("kitti_raw", tmp_path / "empty_kitti", tmp_path / "users_empty")
+    assert (tmp_path / "users_empty").is_dir() and not list((tmp_path / "users_empty").iterdir())
