@@ -254,3 +254,17 @@ def test_failed_first_run_leaves_no_trace_but_keeps_a_users_empty_folder(tmp_pat
     with pytest.raises(ownership.NoRecordsError):
         preprocess("kitti_raw", tmp_path / "empty_kitti", tmp_path / "users_empty")
     assert (tmp_path / "users_empty").is_dir() and not list((tmp_path / "users_empty").iterdir())
+
+
+def test_list_lines_never_lead_outside_the_output(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "0000000001.png").write_bytes(b"keep")
+    (output / "etc").mkdir()
+    (output / "train.txt").write_text("../victim 0000000001\n/abs 0000000001\n.. 0000000001\nok 12\n"
+                                      "a b 0000000001\n")
+    assert ownership.listed_records(str(output)) == set()
+    assert ownership.prune_records(str(output), {("../victim", "0000000001"), ("..", "0000000001")}, set()) == 0
+    assert (victim / "0000000001.png").read_bytes() == b"keep"
