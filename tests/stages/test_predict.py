@@ -352,3 +352,37 @@ def test_trajectory_top_view_puts_start_and_end_where_the_path_goes():
     assert tuple(start) == (0, 160, 0) and tuple(end) == (0, 0, 220)  # BGR: green start, red end
     with pytest.raises(ValueError):
         top_view(np.zeros((0, 4, 4)))
+
+
+def test_a_long_video_streams_through_a_bounded_queue(tmp_path, monkeypatch):
+    """The reader runs at most the queue (2 batches) and one frame ahead of the networks."""
+    from pipelines import footage
+    from pipelines.records import Frame
+
+    produced = {"count": 0}
+    intrinsics = np.array([[96.0, 0, 47.5], [0, 96.0, 31.5], [0, 0, 1]])
+
+    def long_stream(item, config):
+        for number in range(200):
+            produced["count"] += 1
+            yield Frame(source="video", sequence=item.name, index=number, frame_id=f"long.mp4@{number}",
+                        timestamp=number / 10.0, image=np.full((HEIGHT, WIDTH, 3), number % 250, np.uint8),
+                        intrinsics=intrinsics, raw_index=number, native_size=(WIDTH, HEIGHT))
+
+    monkeypatch.setattr(footage, "stream_frames", long_stream)
+    monkeypatch.setattr(footage, "find_inputs", lambda pattern: (
+        [footage.FootageInput("video", "long", str(tmp_path / "long.mp4"))], []))
+
+    class Watching(FakeModel):
+        seen = lead = 0
+
+        def predict_depth(self, images, flip_augment=True):
+            self.seen += len(images)
+            self.lead = max(self.lead, produced["count"] - self.seen)
+            return super().predict_depth(images, flip_augment)
+
+    model = Watching()
+    assert run([f"--input={tmp_path / 'long.mp4'}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake",
+                "--quiet", "--batch_size=4", "--nopreview_video"], model) == 0
+    assert model.seen == 200 and 0 < model.lead <= 2 * 4 + 1
+    assert len(np.loadtxt(tmp_path / "out" / "long" / "poses_kitti.txt")) == 200
