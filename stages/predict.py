@@ -432,6 +432,10 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
     head = predictor.head_intrinsics()
     learned = model.intrinsics_source == "learned"  # model.inference.intrinsics_source: one decision
     reader_k = np.asarray(state["reader_K"], dtype=np.float64)
+    guess = scale_intrinsics(footage.guessed_intrinsics((native_w, native_h)), width / float(native_w),
+                             height / float(native_h))
+    if provenance == footage.GUESSED and not np.allclose(reader_k, guess):
+        provenance = "unknown"  # the readers found a K this label did not expect: never call it a guess
     info: Dict[str, Any] = {"image_size": [height, width], "native_image_size": [native_h, native_w],
                             "reader": {"source": provenance, "file": provenance_file, "K": reader_k.tolist()}}
     if learned and head is not None:
