@@ -104,6 +104,26 @@ def run_stage(main: Callable[..., Any], argv: Optional[Sequence[str]] = None, na
     return EXIT_OK
 
 
+def details_path(metrics_file: os.PathLike) -> Path:
+    """Where the full document of a headline metrics file goes: ``<folder>/details/<name>``."""
+    metrics_file = Path(metrics_file)
+    return metrics_file.parent / "details" / metrics_file.name
+
+
+def write_metrics(metrics_file: os.PathLike, headline: Mapping[str, Any], document: Mapping[str, Any]) -> Path:
+    """Write the ``headline`` figures to ``metrics_file`` (what `dvc metrics show` prints) and the full
+    ``document`` to :func:`details_path` (per-sequence and per-term details); both atomically. Returns the
+    details path."""
+    import json
+
+    from formats import atomic
+
+    details = details_path(metrics_file)
+    atomic.write_text(details, json.dumps(document, indent=2) + "\n")
+    atomic.write_text(metrics_file, json.dumps(dict(headline), indent=2) + "\n")
+    return details
+
+
 def load_params(section: str, path: os.PathLike | None = None) -> Dict[str, Any]:
     """The ``section`` mapping of ``params.yaml`` (``$WILDDEPTH_PARAMS`` or the repository's file)."""
     path = Path(path or os.environ.get("WILDDEPTH_PARAMS", DEFAULT_PARAMS))

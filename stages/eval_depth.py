@@ -14,14 +14,13 @@ The protocol is documented in ``evaluation/depth_metrics.py`` and ``docs/evaluat
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from evaluation import depth_evaluation
+from evaluation import depth_evaluation, headline
 from formats import atomic
-from stages.common import StageError, parse_stage_args, run_stage
+from stages.common import StageError, parse_stage_args, run_stage, write_metrics
 
 
 def _extra_arguments(parser) -> None:
@@ -75,7 +74,7 @@ def run(params: dict, predictor, metrics_file: Path, plots_dir: Path, progress: 
                              if params["dataset"] == "synthetic" else str(params.get("object_masks_dir"))),
             "averaging": "per image, over the images with valid pixels in the region (others skipped, counted)",
             "scaling": "the whole image's median scale"}
-    atomic.write_text(metrics_file, json.dumps(document, indent=2) + "\n")
+    write_metrics(metrics_file, headline.depth(document), document)
     atomic.write_text(Path(plots_dir) / "error_by_distance.csv", depth_evaluation.by_distance_csv(result["by_distance"]))
     atomic.write_text(Path(plots_dir) / "per_image.csv", depth_evaluation.per_image_csv(result["per_image"]))
     return document

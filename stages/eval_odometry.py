@@ -21,14 +21,13 @@ Definitions: ``evaluation/odometry_metrics.py`` and ``docs/evaluation.md``.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from evaluation import odometry_evaluation, trajectory
+from evaluation import headline, odometry_evaluation, trajectory
 from formats import atomic
-from stages.common import StageError, parse_stage_args, run_stage
+from stages.common import StageError, parse_stage_args, run_stage, write_metrics
 
 
 def _extra_arguments(parser) -> None:
@@ -78,7 +77,7 @@ def run(params: dict, trajectory_dir: Optional[Path], metrics_file: Path, plots_
             Path(prediction), params.get("gt_poses"), params.get("gt_poses_dir"), params.get("gt_times"), fmt,
             max_time_diff, tolerance)
         result = odometry_evaluation.evaluate(matched, snippet_length, segment_lengths, segment_step)
-    atomic.write_text(metrics_file, json.dumps(result["document"], indent=2) + "\n")
+    write_metrics(metrics_file, headline.odometry(result["document"]), result["document"])
     for name, rows in result["trajectory_rows"].items():
         atomic.write_text(Path(plots_dir) / f"trajectory_{name}.csv", odometry_evaluation.trajectory_csv(rows))
     atomic.write_text(Path(plots_dir) / "ate_snippets.csv",

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from evaluation import intrinsics_evaluation, odometry_inference, trajectory
+from evaluation import headline, intrinsics_evaluation, odometry_inference, trajectory
 from formats import atomic, kitti
 from stages import common
 
@@ -122,7 +122,7 @@ def run(test_set_dir: Path, output_dir: Path, predictor, options: dict,
     atomic.write_text(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if intrinsics_metrics_file is not None:
         report = intrinsics_evaluation.report(records, source)
-        atomic.write_text(intrinsics_metrics_file, json.dumps(report, indent=2) + "\n")
+        common.write_metrics(intrinsics_metrics_file, headline.intrinsics(report), report)
     return manifest
 
 

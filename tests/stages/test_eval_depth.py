@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from evaluation import depth_evaluation
+from evaluation import depth_evaluation, headline
 from formats import groundtruth
 from stages import eval_depth
 from tests.evaluation.fakes import FakePredictor, make_kitti_raw_world
@@ -22,7 +22,10 @@ def test_eval_depth_end_to_end_with_constant_baseline(world, tmp_path):
     metrics_file, plots = tmp_path / "metrics" / "depth.json", tmp_path / "plots" / "depth"
     document = eval_depth.main([f"--data_dir={world}", "--batch_size=3", f"--metrics_file={metrics_file}",
                                 f"--plots_dir={plots}", "--num_images=2"], predictor=predictor)
-    assert json.loads(metrics_file.read_text()) == document
+    # dvc metrics show: a compact headline; the full document beside it in details/
+    assert json.loads(metrics_file.read_text()) == headline.depth(document)
+    assert json.loads((metrics_file.parent / "details" / "depth.json").read_text()) == document
+    assert len(json.loads(metrics_file.read_text())) <= 12
     assert document["num_images"] == 8 and document["dataset"] == "synthetic"
     # batches of 3, 3, 2 at the model's size, with the release's flip option passed through
     assert [shape for shape, _ in predictor.depth_calls] == [(3, 32, 96, 3), (3, 32, 96, 3), (2, 32, 96, 3)]
@@ -149,7 +152,8 @@ def test_regions_separate_moving_objects_from_static_pixels(tmp_path):
     document = eval_depth.main([f"--data_dir={world}", f"--metrics_file={metrics_file}",
                                 f"--plots_dir={tmp_path / 'plots'}", "--num_images=0"],
                                predictor=WrongOnTheLeftPredictor(image_size=(32, 96)))
-    assert json.loads(metrics_file.read_text()) == document
+    assert json.loads((metrics_file.parent / "details" / metrics_file.name).read_text()) == document
+    assert json.loads(metrics_file.read_text()) == headline.depth(document)
     moving, static = document["regions"]["moving_objects"], document["regions"]["static"]
     # the second drive has no object pixel: skipped and counted, not scored as a perfect 0
     assert (moving["num_images"], moving["num_images_without_pixels"]) == (4, 4)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from evaluation import odometry_inference, trajectory
+from evaluation import headline, odometry_inference, trajectory
 from formats import kitti, struct2depth
 from stages import trajectory_inference
 from stages.common import StageError, run_stage
@@ -164,7 +164,8 @@ def test_learned_intrinsics_median_over_pairs_vs_the_true_k_and_the_report(world
         for key, value in expected_errors.items():
             assert record["errors"][key] == pytest.approx(value, abs=1e-6), key
         assert record["K_source"][0][0] == pytest.approx(fx * 300 / 96, rel=1e-5)
-    report = json.loads(metrics_file.read_text())
+    report = json.loads((metrics_file.parent / "details" / metrics_file.name).read_text())
+    assert json.loads(metrics_file.read_text()) == headline.intrinsics(report)
     assert report["learned_intrinsics_available"] is True and report["image_size"] == [32, 96]
     entry = report["sequences"][sorted(poses_by_drive)[0]]
     assert entry["learned"]["fx"] == pytest.approx(fx, abs=1e-4) and entry["true"]["fy"] == pytest.approx(true["fy"])
@@ -182,7 +183,8 @@ def test_untrained_head_reports_only_the_true_k(world, tmp_path):
     metrics_file = tmp_path / "intrinsics.json"
     trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path / 'out'}",
                                f"--intrinsics_metrics_file={metrics_file}"], predictor=predictor)
-    report = json.loads(metrics_file.read_text())
+    report = json.loads((metrics_file.parent / "details" / metrics_file.name).read_text())
+    assert json.loads(metrics_file.read_text()) == headline.intrinsics(report)
     assert report["learned_intrinsics_available"] is False and report["source"] == "records"
     assert "summary" not in report
     for name in sorted(poses_by_drive):
@@ -224,6 +226,6 @@ def test_calibration_of_kitti_layouts_and_triplet_folders(world, real_data, tmp_
     predictor.__class__ = LearnedIntrinsicsFake
     trajectory_inference.main([f"--odometry_test_set_dir={tmp_path / 'release'}", f"--output_dir={tmp_path / 'o'}",
                                f"--intrinsics_metrics_file={tmp_path / 'i.json'}"], predictor=predictor)
-    report = json.loads((tmp_path / "i.json").read_text())
+    report = json.loads((tmp_path / "details" / "i.json").read_text())
     assert report["sequences"]["09-image_2"]["true"] is None
     assert report["summary"] == {"num_sequences": 0, "num_sequences_without_truth": 1}
