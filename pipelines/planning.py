@@ -37,8 +37,8 @@ class FrameMeta:
 
     ``intrinsics`` are the 9 row-major values of K at working resolution (pixels); ``native_size`` is
     (width, height) of the raw frame; ``histogram`` the ``HISTOGRAM_BINS`` grey-level counts of the
-    working-resolution frame (``grey_histogram``); ``pixels`` where the frame's RGB + mask are stored
-    (``pipelines.triplets``).
+    working-resolution frame (``grey_histogram``). The frame's RGB + mask are stored apart, under
+    (sequence, index) (``pipelines.triplets.stored_frame_path``).
     """
 
     source: str
@@ -51,7 +51,6 @@ class FrameMeta:
     native_size: Tuple[int, int]
     intrinsics: Tuple[float, ...]
     histogram: Tuple[float, ...]
-    pixels: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +69,8 @@ class SizeRejection:
 
 @dataclasses.dataclass(frozen=True)
 class TripletPlan:
-    """One planned record: three consecutive kept frames of ``sequence``, written as ``record_id``."""
+    """One planned record: three consecutive kept frames of ``sequence``, written as ``record_id``. The
+    frames' histograms are dropped (``()``): they serve planning only, and a plan should stay small."""
 
     sequence: str
     record_id: str
@@ -131,7 +131,7 @@ def plan_sequence(frames: Sequence[FrameMeta], max_gap_factor: float,
                               max_gap_factor, breaks)
     triplets = []
     for window in windows:
-        triplet = tuple(kept[p] for p in window)
+        triplet = tuple(dataclasses.replace(kept[p], histogram=()) for p in window)
         triplets.append(TripletPlan(frames[0].sequence, sample_id(triplet[1].raw_index), triplet))
     summary = {
         "sequence": frames[0].sequence,

@@ -6,10 +6,12 @@ Graph (see ``pipelines.preprocess.build``)::
     masked Frame --StoreFrames--> FrameMeta          (pixels -> <output>/.wilddepth-frames/<sequence>/<index>.npy)
     FrameMeta --GroupByKey(sequence)--> PlanTriplets  (pipelines.planning: sizes, cuts, gaps; no pixels)
     TripletPlan --Reshuffle--> AssembleTriplets       (reads 3 stored frames: static rule, mask alignment)
-    Triplet --WriteRecords--> (sequence, record id) --> Finalize; then the stored frames are removed
+    Triplet --WriteRecords--> (sequence, record id) --> frame store removed --> Finalize
 
-No element that crosses a shuffle holds pixels, so memory per worker does not grow with the length of a
-sequence (on Beam's local runner, where every shuffle is held in memory, as on Dataflow).
+No element that crosses a shuffle holds pixels: an element holds at most the three frames of one
+triplet, inside one fused step. Memory therefore grows with a sequence's length only by its metadata
+(about 1 kB per frame for the plan of a sequence), also on Beam's local runner, which holds every
+shuffle in memory.
 
 Record id (documented choice): the raw index of the triplet's *middle* frame (KITTI file number, video
 frame number, Cityscapes frame number, position in an image folder), zero-padded to 10 digits, as in
@@ -88,7 +90,7 @@ class StoreFrames(beam.DoFn):
             frame_id=frame.frame_id, timestamp=float(frame.timestamp), segment=int(frame.segment),
             native_size=tuple(int(v) for v in (frame.native_size or (frame.image.shape[1], frame.image.shape[0]))),
             intrinsics=tuple(float(v) for v in np.asarray(frame.intrinsics, np.float64).reshape(-1)),
-            histogram=grey_histogram(frame.image), pixels=path)
+            histogram=grey_histogram(frame.image))
 
 
 class PlanTriplets(beam.DoFn):
@@ -122,7 +124,8 @@ class AssembleTriplets(beam.DoFn):
     def process(self, plan: TripletPlan):
         frames, masks = [], []
         for meta in plan.frames:
-            image, mask = decode_stored_frame(fileio.read_bytes(meta.pixels))
+            path = stored_frame_path(self.config.output, meta.sequence, meta.index)
+            image, mask = decode_stored_frame(fileio.read_bytes(path))
             frames.append(Frame(source=meta.source, sequence=meta.sequence, index=meta.index,
                                 frame_id=meta.frame_id, timestamp=meta.timestamp, image=image,
                                 intrinsics=np.array(meta.intrinsics, np.float64).reshape(3, 3), mask=mask,

@@ -13,7 +13,7 @@ from pipelines.config import config_from_params
 from pipelines.planning import FrameMeta, grey_histogram, histogram_correlation, majority_size, plan_sequence
 from pipelines.records import Frame
 from pipelines.triplets import (FRAME_STORE, StoreFrames, decode_stored_frame, encode_stored_frame,
-                                remove_frame_store)
+                                remove_frame_store, stored_frame_path)
 from tests.pipelines.fixtures import frame_image, make_kitti_drive, write_png
 from tests.pipelines.helpers import dead_letters, preprocess
 
@@ -24,8 +24,7 @@ def meta(index, size=(96, 48), timestamp=None, segment=0, histogram=FLAT, raw_in
     return FrameMeta(source="kitti_raw", sequence="s", index=index,
                      raw_index=index if raw_index is None else raw_index, frame_id=f"f{index}",
                      timestamp=0.1 * index if timestamp is None else timestamp, segment=segment,
-                     native_size=size, intrinsics=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), histogram=histogram,
-                     pixels=f"/store/{index}.npy")
+                     native_size=size, intrinsics=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), histogram=histogram)
 
 
 def ids(plan):
@@ -70,7 +69,10 @@ def test_gaps_segments_and_scene_cuts_from_metadata():
     assert ids(plan_sequence(frames, 1.5, 0.5)) == ["0000000001", "0000000002", "0000000005", "0000000006"]
     assert len(plan_sequence(frames, 1.5, 0.0).triplets) == 6  # 0 = scene-cut rule off
     frames = [meta(k, raw_index=10 * k) for k in (0, 1, 2)]    # record id = raw index of the middle frame
-    assert ids(plan_sequence(frames, 1.5, 0.5)) == ["0000000010"]
+    plan = plan_sequence(frames, 1.5, 0.5)
+    assert ids(plan) == ["0000000010"]
+    assert [f.index for f in plan.triplets[0].frames] == [0, 1, 2]
+    assert all(f.histogram == () for f in plan.triplets[0].frames)   # plans stay small
 
 
 def test_histogram_correlation_from_metadata_equals_the_one_on_images():
@@ -95,11 +97,12 @@ def test_stored_frames_round_trip_exactly_and_metadata_holds_no_pixels(tmp_path)
                   intrinsics=np.array([[200.0, 0, 207.5], [0, 190.0, 63.5], [0, 0, 1]]), mask=mask, raw_index=7,
                   segment=1, native_size=(1242, 375))
     stored, = StoreFrames(config).process(frame)
-    assert stored.pixels == str(tmp_path / FRAME_STORE / "seq" / "0000000005.npy")
+    path = tmp_path / FRAME_STORE / "seq" / "0000000005.npy"
+    assert stored_frame_path(str(tmp_path), "seq", 5) == str(path)
     assert (stored.index, stored.raw_index, stored.native_size, stored.segment) == (5, 7, (1242, 375), 1)
     assert stored.intrinsics == (200.0, 0.0, 207.5, 0.0, 190.0, 63.5, 0.0, 0.0, 1.0)
     assert len(pickle.dumps(stored)) < 1500  # what crosses a shuffle: metadata, not the 160 kB frame
-    np.testing.assert_array_equal(decode_stored_frame(Path(stored.pixels).read_bytes())[0], image)
+    np.testing.assert_array_equal(decode_stored_frame(path.read_bytes())[0], image)
 
 
 def _npy(array):
