@@ -10,6 +10,15 @@ For each size it prints (medians over --steps timed steps, after warm-up):
 - ``input``: examples/s of the tf.data pipeline alone (decode, augment, batch) on generated records;
 - with ``--xla`` the same step with ``jit_compile=True``.
 The CPU is shared: repeat and compare ratios rather than absolute times.
+
+``--compare_precision`` instead builds a float32 trainer and a ``mixed_precision`` (bfloat16 compute) trainer
+in one process and times them in ``--repeats`` interleaved rounds of ``--steps`` training steps each (fresh
+batches from each trainer's own input pipeline), so both see the same machine load. It prints, per
+precision: the median step, steps/s, examples/s, the median bare forward+backward and the ratio
+step / fwd+bwd, the peak GPU memory when a GPU is used, and the bfloat16 / float32 step-time ratio
+(< 1: bfloat16 is faster). ``benchmarks/gpu_check.sh`` runs this at 416x128 with the release's widths.
+
+    python benchmarks/train_step.py --compare_precision --sizes 64x224 --steps 5 --repeats 4
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -104,6 +114,140 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
               f"({input_rate / batch_size * results['step']:.0f}x what the step consumes)", flush=True)
 
 
+def _gpu_peak_bytes() -> Optional[int]:
+    """Peak bytes allocated on GPU:0 since the last reset, or None without a GPU."""
+    if not tf.config.list_logical_devices("GPU"):
+        return None
+    return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
+
+def _reset_gpu_peak() -> None:
+    if tf.config.list_logical_devices("GPU"):
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def compare_precision(height: int, width: int, batch_size: int, steps: int, repeats: int, params: dict) -> dict:
+    """float32 against mixed_bfloat16 training steps, interleaved in one process; prints and returns the figures.
+
+    Times are seconds per optimizer step, medians over all timed steps of all rounds; the first two steps of
+    each trainer (tracing) are not timed. Peak GPU memory (bytes) is the highest peak over the rounds of that
+    precision, reset before each round.
+    """
+    import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        write_records(root / "data", height, width, count=max(16, 2 * batch_size))
+        data_config = data.DataConfig(str(root / "data"), img_height=height, img_width=width, batch_size=batch_size)
+        model_config = ModelConfig.from_params({**params, "img_height": height, "img_width": width})
+        runs = {}
+        for name, mixed in (("float32", False), ("bfloat16", True)):
+            _reset_gpu_peak()
+            try:
+                trainer = Trainer(model_config, data_config, TrainerConfig(
+                    str(root / f"ckpt_{name}"), learning_rate=1e-4, progress=False, mixed_precision=mixed))
+            except (tf.errors.OpError, TypeError, ValueError) as error:
+                message = " ".join(str(error).split())[:300]
+                print(f"  {name}: the trainer cannot be built: {type(error).__name__}: {message}", flush=True)
+                continue
+            finally:
+                keras.mixed_precision.set_global_policy("float32")  # the next trainer decides its own policy
+            iterator = iter(trainer.dataset)
+            for _ in range(2):  # trace (the second call still retraces once)
+                trainer.train_step(next(iterator))["applied"].numpy()
+            model, variables = trainer.model, trainer.model.trainable_variables
+
+            def forward_backward(batch, model=model, variables=variables):
+                with tf.GradientTape() as tape:
+                    total = tf.cast(model.compute_loss(batch, tf.constant(0, tf.int64), training=True)["total"],
+                                    tf.float32)
+                return total, tape.gradient(total, variables)
+
+            plain = tf.function(forward_backward)
+            plain_batch = next(iter(trainer.reader.build()))
+            for _ in range(2):
+                plain(plain_batch)
+            runs[name] = {"trainer": trainer, "iterator": iterator, "plain": plain, "plain_batch": plain_batch,
+                          "step": [], "fwd_bwd": [], "peak": 0, "loss": None}
+        for _ in range(repeats):
+            for name, run in runs.items():
+                trainer, iterator = run["trainer"], run["iterator"]
+                _reset_gpu_peak()
+                for _ in range(steps):
+                    batch = next(iterator)
+                    began = time.perf_counter()
+                    outputs = trainer.train_step(batch)
+                    if not bool(outputs["applied"].numpy()):
+                        raise RuntimeError(f"{name}: non-finite loss or gradient at step {trainer.step + 1}")
+                    run["step"].append(time.perf_counter() - began)
+                run["loss"] = float(outputs["total"])
+                run["peak"] = max(run["peak"], _gpu_peak_bytes() or 0)
+                for _ in range(max(2, steps // 4)):
+                    began = time.perf_counter()
+                    run["plain"](run["plain_batch"])[0].numpy()
+                    run["fwd_bwd"].append(time.perf_counter() - began)
+        widths = f"widths depth {model_config.depth_network_width} motion {model_config.motion_network_width}"
+        print(f"{height}x{width} batch {batch_size}, {widths}: {repeats} interleaved rounds of {steps} steps",
+              flush=True)
+        figures = {}
+        for name, run in runs.items():
+            step = statistics.median(run["step"])
+            fwd_bwd = statistics.median(run["fwd_bwd"])
+            peak = f", peak GPU memory {run['peak'] / 2**30:.2f} GiB" if _gpu_peak_bytes() is not None else ""
+            figures[name] = {"step_s": step, "fwd_bwd_s": fwd_bwd, "peak_gpu_bytes": run["peak"] or None}
+            print(f"  {name:8s}: step {step:.4f} s ({1 / step:.2f} steps/s, {batch_size / step:.1f} examples/s), "
+                  f"fwd+bwd {fwd_bwd:.4f} s, ratio step/fwd+bwd {step / fwd_bwd:.2f}{peak}; "
+                  f"loss at step {run['trainer'].step}: {run['loss']:.4f}", flush=True)
+        if len(runs) == 2:
+            ratio = figures["bfloat16"]["step_s"] / figures["float32"]["step_s"]
+            print(f"  bfloat16 / float32 training step time: {ratio:.2f} (< 1: bfloat16 faster)", flush=True)
+            figures["ratio_bf16_fp32"] = ratio
+        figures["depth_network"] = compare_depth_network(height, width, batch_size, steps, repeats,
+                                                         model_config.depth_network_width)
+        return figures
+
+
+def compare_depth_network(height: int, width: int, batch_size: int, steps: int, repeats: int,
+                          network_width: float) -> dict:
+    """The bare depth network's forward+backward in float32 against mixed_bfloat16, interleaved.
+
+    The part of the step that bfloat16 can speed up (convolutions; on CPUs with AMX-BF16 oneDNN runs them on
+    AMX tiles), measured even when the full model does not run in mixed precision. Returns median seconds.
+    """
+    import keras
+
+    from model.networks import DepthNetwork
+
+    images = tf.random.stateless_uniform([batch_size, height, width, 3], seed=[0, 1])
+    functions = {}
+    for name, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+        keras.mixed_precision.set_global_policy(policy)
+        network = DepthNetwork(width=network_width)
+        network(images)
+        keras.mixed_precision.set_global_policy("float32")
+
+        def forward_backward(images, network=network):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.cast(network(images, training=True), tf.float32))
+            return loss, tape.gradient(loss, network.trainable_variables)
+
+        functions[name] = tf.function(forward_backward)
+        for _ in range(2):
+            functions[name](images)
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            for _ in range(steps):
+                began = time.perf_counter()
+                function(images)[0].numpy()
+                times[name].append(time.perf_counter() - began)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    ratio = medians["bfloat16"] / medians["float32"]
+    print(f"  depth network alone (width {network_width}) fwd+bwd: float32 {medians['float32']:.4f} s, "
+          f"bfloat16 {medians['bfloat16']:.4f} s, ratio {ratio:.2f}", flush=True)
+    return {**medians, "ratio": ratio}
+
+
 def main() -> None:
     params = load_params("train")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +256,10 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--xla", action="store_true", help="also time the step with jit_compile=True")
+    parser.add_argument("--compare_precision", action="store_true",
+                        help="time float32 against mixed_precision (bfloat16) training steps, interleaved")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved rounds of --steps steps per precision (--compare_precision)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train: parameter, e.g. --set motion_network_width=1.0 (repeatable)")
     args = parser.parse_args()
@@ -120,7 +268,10 @@ def main() -> None:
         params[key] = type(params[key])(value) if key in params else value
     for size in args.sizes.split(","):
         height, width = (int(value) for value in size.split("x"))
-        benchmark(height, width, args.batch_size, args.steps, args.xla, params)
+        if args.compare_precision:
+            compare_precision(height, width, args.batch_size, args.steps, args.repeats, params)
+        else:
+            benchmark(height, width, args.batch_size, args.steps, args.xla, params)
 
 
 if __name__ == "__main__":
