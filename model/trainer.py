@@ -23,6 +23,8 @@ Around the step:
   error names the newest checkpoint on disk whose weights are finite;
 - progress bar (tqdm); dvclive metrics (loss terms, learned intrinsics fx/fy/cx/cy, step time) every
   ``summary_freq`` steps; TensorBoard scalars and depth images in ``<checkpoint_dir>/tensorboard``;
+- with several workers (``TF_CONFIG``) only the chief (``is_chief``) writes checkpoints, TensorBoard, dvclive
+  and ``model_config.json``; every worker resumes from the chief's ``checkpoint_dir`` (shared storage);
 - ``<checkpoint_dir>/model_config.json`` holds the model configuration that ``model/inference.py`` needs to
   rebuild the network for any checkpoint of the directory.
 """
@@ -34,6 +36,8 @@ import logging
 import math
 import os
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -133,6 +137,22 @@ def select_strategy() -> tf.distribute.Strategy:
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files (checkpoints, model_config.json, TensorBoard, dvclive).
+
+    True without a cluster; with ``TF_CONFIG``, only for the task of type ``chief``, or ``worker`` 0 when the
+    cluster has no ``chief`` task (TensorFlow's convention). Other workers still take part in every save (it
+    may run collective ops) but write to a private temporary folder that is deleted at once.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and int(resolver.task_id) == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def clip_per_tensor(gradients, clip_norm: float):
@@ -355,6 +375,7 @@ class Trainer:
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
         self.strategy = select_strategy()
+        self.is_chief = is_chief(self.strategy)
         self.reader.check_readable()
         self.steps_per_epoch = max(1, len(self.reader) // data_config.batch_size)
         self.checkpoint_freq = config.checkpoint_freq or self.steps_per_epoch
@@ -372,7 +393,11 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.checkpoint_dir), max_to_keep=config.keep_checkpoints,
             checkpoint_name=CHECKPOINT_NAME)
-        self._step_function = tf.function(self._replica_step, jit_compile=config.jit_compile)
+        # strategy.run inside the tf.function, not a tf.function inside strategy.run: Adam's gradient aggregation
+        # is a merge_call, which TensorFlow refuses inside a nested function when there are several replicas
+        # (MultiWorkerMirroredStrategy, MirroredStrategy over GPUs): "merge_call called while defining a new graph".
+        replica_step = tf.function(self._replica_step, jit_compile=True) if config.jit_compile else self._replica_step
+        self._step_function = tf.function(lambda batch: self.strategy.run(replica_step, args=(batch,)))
 
     # --- one step ----------------------------------------------------------------------------------------
 
@@ -417,7 +442,7 @@ class Trainer:
         """Run one step on every replica; returns the first replica's outputs (losses, K, depth, applied,
         weights_finite). The batch's ``position`` entry (stream bookkeeping) is not passed to the model."""
         distributed_batch = {key: value for key, value in distributed_batch.items() if key != "position"}
-        per_replica = self.strategy.run(self._step_function, args=(distributed_batch,))
+        per_replica = self._step_function(distributed_batch)
         return {key: self.strategy.experimental_local_results(value)[0] for key, value in per_replica.items()}
 
     # --- start, resume -----------------------------------------------------------------------------------
@@ -429,7 +454,8 @@ class Trainer:
         A checkpoint to resume from must hold finite weights: NonFiniteLossError (naming the newest finite
         one) otherwise. Checkpoints written before the stream position was saved resume the stream at
         step x batch_size (exact when no record was skipped)."""
-        remove_stale_checkpoint_temporaries(self.checkpoint_dir)
+        if self.is_chief:
+            remove_stale_checkpoint_temporaries(self.checkpoint_dir)
         latest = self.manager.latest_checkpoint
         if latest:
             bad = non_finite_tensors(latest)
@@ -457,7 +483,8 @@ class Trainer:
             report = load_imagenet_encoder(self.model, self.config.imagenet_ckpt)
             LOGGER.info("depth encoder initialised from %s: %d variables restored, %d in the file unused",
                         self.config.imagenet_ckpt, len(report.restored), len(report.unused))
-        write_model_config(self.checkpoint_dir, self.model_config)
+        if self.is_chief:
+            write_model_config(self.checkpoint_dir, self.model_config)
         return self.step
 
     def non_finite_variables(self) -> List[str]:
@@ -473,6 +500,13 @@ class Trainer:
             raise NonFiniteLossError(
                 f"not saving step {self.step}: {len(bad)} variables hold NaN or Inf (e.g. {bad[0]}); "
                 f"{self._last_finite_text()}. Lower --learning_rate or inspect the data, then rerun to resume.")
+        if not self.is_chief:  # take part in the save (collectives), keep nothing
+            scratch = tempfile.mkdtemp(prefix="wilddepth-worker-checkpoint-")
+            try:
+                self.checkpoint.write(os.path.join(scratch, CHECKPOINT_NAME))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return ""
         path = self.manager.save(checkpoint_number=self.step)
         LOGGER.info("saved %s", path)
         return path
@@ -505,7 +539,8 @@ class Trainer:
         if position:
             self.dataset = self.strategy.experimental_distribute_dataset(self.reader.build(position))
         live = self._open_dvclive(resumed=start > 0)
-        writer = tf.summary.create_file_writer(str(self.checkpoint_dir / "tensorboard"))
+        writer = (tf.summary.create_file_writer(str(self.checkpoint_dir / "tensorboard")) if self.is_chief
+                  else tf.summary.create_noop_writer())
         iterator = iter(self.dataset)
         scalars: Dict[str, float] = {}
         step_times = []
@@ -572,7 +607,7 @@ class Trainer:
         return scalars
 
     def _open_dvclive(self, resumed: bool):
-        if not self.config.metrics_dir:
+        if not self.config.metrics_dir or not self.is_chief:
             return None
         from dvclive import Live  # optional dependency of the training extra
         return Live(self.config.metrics_dir, resume=resumed, save_dvc_exp=False, dvcyaml=False)
