@@ -65,6 +65,19 @@ class NonFiniteLossError(RuntimeError):
     exit_code = 3
 
 
+class WorkerLostError(RuntimeError):
+    """Multi-worker training (``TF_CONFIG``): a peer stopped (killed, crashed, unreachable) during a step.
+
+    The step's update is lost on every worker and nothing was saved for it; the newest checkpoint in
+    ``checkpoint_dir`` is the last good state. Restart every worker with the same command to resume.
+    """
+
+
+# What a collective op raises when a peer is gone or the cluster's coordination service aborts it.
+PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                 tf.errors.AbortedError, tf.errors.FailedPreconditionError, tf.errors.InternalError)
+
+
 MAX_LEARNING_RATE = 1.0   # Adam moves every weight by about the learning rate per step: above 1 is a typo
 
 
@@ -551,8 +564,18 @@ class Trainer:
                 batch = next(iterator)
                 positions = self.strategy.experimental_local_results(batch["position"])
                 began = time.perf_counter()
-                outputs = self.train_step(batch)
-                applied = bool(outputs["applied"].numpy())   # waits for the step to finish
+                try:
+                    outputs = self.train_step(batch)
+                    applied = bool(outputs["applied"].numpy())   # waits for the step to finish
+                except PEER_FAILURES as error:
+                    if not os.environ.get("TF_CONFIG"):
+                        raise
+                    first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+                    raise WorkerLostError(
+                        f"step {self.step + 1} failed: a worker of the cluster stopped or became unreachable "
+                        f"({type(error).__name__}: {first_line}); the step was not applied and nothing was "
+                        f"saved for it. Last checkpoint: {self.manager.latest_checkpoint or 'none'}. Restart every "
+                        "worker with the same TF_CONFIG and --checkpoint_dir to resume.") from error
                 elapsed = time.perf_counter() - began
                 if not applied:
                     raise NonFiniteLossError(self._non_finite_message(outputs))
