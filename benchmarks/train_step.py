@@ -251,7 +251,8 @@ def compare_depth_network(height: int, width: int, batch_size: int, steps: int, 
 def main() -> None:
     params = load_params("train")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default=f"128x416,{params['img_height']}x{params['img_width']}",
+    frame = load_params("preprocess")  # the default run's frame size (training takes it from the records)
+    parser.add_argument("--sizes", default=f"128x416,{frame['height']}x{frame['width']}",
                         help="comma-separated HxW list")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
