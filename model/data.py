@@ -229,6 +229,8 @@ def _manifest_size(data_dir: Path) -> Optional[Tuple[int, int, str]]:
     try:
         parameters = json.loads(path.read_text()).get("parameters") or {}
         height, width = int(parameters["height"]), int(parameters["width"])
+        if height <= 0 or width <= 0:
+            raise ValueError(f"size {width}x{height} is not positive")
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         LOGGER.warning("%s gives no frame size (%s); reading the images instead", path, error)
         return None

@@ -220,6 +220,8 @@ def test_frame_size_from_the_images_or_the_manifest(tmp_path):
     resolved = data.resolve_frame_size(data.DataConfig(str(tmp_path)))
     assert (resolved.img_height, resolved.img_width) == (HEIGHT, WIDTH)
     assert data.resolve_frame_size(data.DataConfig(str(tmp_path), img_width=WIDTH)).img_height == HEIGHT
+    (tmp_path / "manifest.json").write_text('{"parameters": {"width": 0, "height": 0}}')
+    assert data.resolve_frame_size(data.DataConfig(str(tmp_path))).img_width == WIDTH, "no usable size: the images"
     (tmp_path / "manifest.json").write_text('{"parameters": {"width": 416, "height": 128}}')
     resolved = data.resolve_frame_size(data.DataConfig(str(tmp_path)))
     assert (resolved.img_height, resolved.img_width) == (128, 416), "the manifest comes first"
