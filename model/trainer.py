@@ -436,11 +436,25 @@ class Trainer:
         failures = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
         all_finite = failures < 0.5
 
-        def apply():
-            self.optimizer.apply_gradients([(gradient, variable) for gradient, (_, variable) in zip(clipped, pairs)])
-            return tf.constant(True)
+        grads_and_vars = [(gradient, variable) for gradient, (_, variable) in zip(clipped, pairs)]
 
-        applied = tf.cond(all_finite, apply, lambda: tf.constant(False))
+        def apply_on_replica(grads_and_vars):
+            self.optimizer.apply_gradients(grads_and_vars)
+
+        def apply_if_finite(strategy, all_finite, grads_and_vars):
+            """Cross-replica: the cond around the update, which (with its gradient all-reduce) runs on every
+            replica. TensorFlow refuses the update's merge_call inside a cond taken in replica context when
+            there are several replicas (MultiWorkerMirrored, multi-GPU); this is the pattern of Keras 2's
+            LossScaleOptimizer. ``all_finite`` is the same on every replica (all-reduced above)."""
+            finite = strategy.experimental_local_results(all_finite)[0]
+
+            def apply():
+                strategy.extended.call_for_each_replica(apply_on_replica, args=(grads_and_vars,))
+                return tf.constant(True)
+
+            return tf.cond(finite, apply, lambda: tf.constant(False))
+
+        applied = replica_context.merge_call(apply_if_finite, args=(all_finite, grads_and_vars))
         # The weights after the update (a finite step can still overflow a weight, e.g. an absurd rate).
         weights_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(variable))
                                                  for variable in self.model.variables
