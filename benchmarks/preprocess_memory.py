@@ -69,22 +69,29 @@ _PIPELINE_CHILD = textwrap.dedent("""
     config = config_from_params({"source": "kitti_raw", "input": data, "output": output, "width": int(width),
                                  "height": int(height), "segmenter": "none",
                                  "kitti_raw": {"exclude_eigen_test_scenes": False}})
-    start = time.perf_counter()
+    def cpu():
+        return sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                   for field in ("ru_utime", "ru_stime"))
+    start, start_cpu = time.perf_counter(), cpu()
     run(config, ["--direct_running_mode=" + mode, "--direct_num_workers=" + workers])
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    seconds, cpu_seconds = time.perf_counter() - start, cpu() - start_cpu
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """)
 
 _LOOP_CHILD = textwrap.dedent("""
-    import json, sys, time
+    import json, resource, sys, time
     sys.path.insert(0, sys.argv[1])
     sys.path.insert(0, sys.argv[1] + "/benchmarks")
     import preprocess_throughput
     preprocess_throughput.SIZE = (int(sys.argv[4]), int(sys.argv[5]))
-    start = time.perf_counter()
+    def cpu():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    start, start_cpu = time.perf_counter(), cpu()
     frames = preprocess_throughput.opencv_loop(sys.argv[2], sys.argv[3])
-    print(json.dumps({"seconds": time.perf_counter() - start, "frames": frames}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": cpu() - start_cpu, "frames": frames}))
 """)
 
 
@@ -110,11 +117,12 @@ def _size(text: str):
 
 
 def measure(code: str, label: str, long_root: str, short_root: str, frames: dict, size, scratch: str,
-            loop_seconds: float, throughput: bool) -> None:
+            loop: dict, throughput: bool) -> None:
     short = pipeline_run(code, short_root, os.path.join(scratch, "out_short"), size)
     long = pipeline_run(code, long_root, os.path.join(scratch, "out_long"), size)
     print(f"[{label}] peak RSS, in_memory runner (one process): short drive ({frames['short']} frames) "
-          f"{short['self_kib'] / 1024:.0f} MiB, long drive ({frames['long']} frames) {long['self_kib'] / 1024:.0f} MiB, "
+          f"{short['self_kib'] / 1024:.0f} MiB, long drive ({frames['long']} frames) "
+          f"{long['self_kib'] / 1024:.0f} MiB, "
           f"ratio long/short {long['self_kib'] / short['self_kib']:.2f} (target <= 1.2)")
     if not throughput:
         return
@@ -122,9 +130,10 @@ def measure(code: str, label: str, long_root: str, short_root: str, frames: dict
     two = pipeline_run(code, long_root, os.path.join(scratch, "out_two"), size, "multi_processing", 2)
     count = frames["long"]
     print(f"[{label}] pipeline, 1 worker : {count / one['seconds']:7.1f} frames/s   ratio to loop "
-          f"{loop_seconds / one['seconds']:.2f} (target >= 0.8)")
+          f"{loop['seconds'] / one['seconds']:.2f} (target >= 0.8); CPU seconds per frame vs loop "
+          f"{loop['cpu_seconds'] / one['cpu_seconds']:.2f} (less sensitive to other load; excludes I/O waits)")
     print(f"[{label}] pipeline, 2 workers: {count / two['seconds']:7.1f} frames/s   ratio to loop "
-          f"{loop_seconds / two['seconds']:.2f} (target >= 1.6); peak RSS runner "
+          f"{loop['seconds'] / two['seconds']:.2f} (target >= 1.6); peak RSS runner "
           f"{two['self_kib'] / 1024:.0f} MiB, largest worker {two['children_kib'] / 1024:.0f} MiB")
 
 
@@ -147,13 +156,13 @@ def main() -> None:
         print(f"drives written in {time.perf_counter() - start:.0f} s: native {args.native[0]}x{args.native[1]}, "
               f"records {args.size[0]}x{args.size[1]}, {os.cpu_count()} CPUs "
               f"(load average {os.getloadavg()[0]:.1f}: on a shared machine every rate is polluted)")
-        loop_seconds = 0.0
+        loop = {}
         if not args.no_throughput:
             loop = _child(_LOOP_CHILD, REPO, long_root, os.path.join(scratch, "loop"), *args.size)
-            loop_seconds = loop["seconds"]
-            print(f"opencv loop (1 process): {loop['frames'] / loop_seconds:7.1f} frames/s")
+            print(f"opencv loop (1 process): {loop['frames'] / loop['seconds']:7.1f} frames/s "
+                  f"({loop['cpu_seconds'] / loop['frames'] * 1000:.1f} CPU ms per frame)")
         for label, code in [("this tree", REPO)] + [(code, code) for code in args.code]:
-            measure(code, label, long_root, short_root, frames, args.size, scratch, loop_seconds,
+            measure(code, label, long_root, short_root, frames, args.size, scratch, loop,
                     not args.no_throughput)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
