@@ -8,7 +8,8 @@ Slow tier: two ``python -m stages.train`` processes with ``TF_CONFIG`` on 127.0.
 - both finish; only the chief (worker 0) writes checkpoints, TensorBoard (event files carry the writer's pid)
   and dvclive (each worker is given its own ``--metrics_dir``; worker 1's must not exist);
 - the loss after N steps, evaluated in this process on one fixed batch with each run's final checkpoint,
-  matches a single-process run with the same global batch and seed within 5 % (relative). Not exact: the
+  matches a single-process run with the same global batch and seed within 1 % (relative; measured 0.012 %,
+  2.02994 against 2.03019, on 2 shared cores). Not exact: the
   release's batch norm normalises each replica's 2 examples instead of the batch's 4, each replica clips its
   own gradient share, and the all-reduce sums in another order;
 - a worker killed (SIGKILL) mid-run stops the other with WorkerLostError, the newest checkpoint restores, and
@@ -163,7 +164,7 @@ def test_two_workers_on_loopback_match_one_process_and_only_the_chief_writes(tmp
     one = loss_on_fixed_batch(str(tmp_path / "single-ckpt" / f"model-{STEPS}"), tmp_path / "data")
     print(f"loss after {STEPS} steps on a fixed batch: two workers {multi:.5f}, one process {one:.5f}, "
           f"relative difference {abs(multi - one) / abs(one):.4f}")
-    assert np.isfinite(multi) and abs(multi - one) <= 0.05 * abs(one)
+    assert np.isfinite(multi) and abs(multi - one) <= 0.01 * abs(one)
 
 
 @pytest.mark.slow
