@@ -1,7 +1,7 @@
 """Image plumbing shared by the evaluation stages: model inputs, prediction resizing, depth visualisations.
 
-Resize convention (the one wilddepth's evaluation uses everywhere, spec 6.1 / 1.5): the whole raw image (after
-an optional crop, e.g. Cityscapes' rows 256:768, columns 192:1856) is resized to the model's (H, W) with
+Resize convention (the one wilddepth's evaluation uses everywhere, docs/release.md §6.1 / 1.5): the whole raw
+image (after an optional crop, e.g. Cityscapes' rows 256:768, columns 192:1856) is resized to the model's (H, W) with
 OpenCV bilinear interpolation (``cv2.INTER_LINEAR``, pixel-centre aligned), no aspect-preserving crop. The
 predicted depth is resized back to the ground truth's size bilinearly, either the depth itself (``"depth"``,
 SfMLearner) or its inverse (``"disparity"``, Monodepth2), then median-scaled.

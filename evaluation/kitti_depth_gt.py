@@ -1,4 +1,4 @@
-"""KITTI raw ground-truth depth: Velodyne scans projected into a rectified camera (reference spec section 6.1).
+"""KITTI raw ground-truth depth: Velodyne scans projected into a rectified camera (docs/release.md §6.1).
 
 Protocol (as SfMLearner's and Monodepth2's ``export_gt_depth`` with ``vel_depth=True``):
 

@@ -1,4 +1,4 @@
-"""The Struct2depth training-record format (reference spec section 1).
+"""The Struct2depth training-record format (docs/release.md §1).
 
 A record ``<folder>/<id>`` consists of three files:
 - ``<id>.png``: three RGB frames side by side, t0 | t1 | t2, each ``height x width``;

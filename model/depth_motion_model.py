@@ -1,4 +1,4 @@
-"""The assembled depth / motion / intrinsics model and its training loss (reference spec 1.8, 2.4, 2.5, 3).
+"""The assembled depth / motion / intrinsics model and its training loss (docs/release.md §1.8, 2.4, 2.5, 3).
 
 Data flow of ``compute_loss`` for a triplet (t0, t1, t2):
 - depth of each frame from the ImageNet-normalised image (three separate calls, so batch-norm statistics come
@@ -6,8 +6,8 @@ Data flow of ``compute_loss`` for a triplet (t0, t1, t2):
 - for each adjacent pair (i, j) in {(0, 1), (1, 2)}: motion net (i, j) gives T_i_from_j, motion net (j, i)
   gives T_j_from_i; K = (K1 + K2) / 2 with learned intrinsics, else the given K;
 - translation fields T = t + residual * dilate(mask_j) on j's grid (and the reverse on i's grid);
-- frame j's depth is warped into camera i (and i's into j); the losses of spec 3.1-3.3 are summed over the
-  four directions and weighted (spec 3.4).
+- frame j's depth is warped into camera i (and i's into j); the losses of docs/release.md §3.1-3.3 are summed over the
+  four directions and weighted (docs/release.md §3.4).
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ FRAME_PAIRS = ((0, 1), (1, 2))
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Model and loss settings; field names are the ``train:`` keys of params.yaml (spec 3.4, 3.7 defaults)."""
+    """Model and loss settings; field names are the ``train:`` keys of params.yaml (docs/release.md §3.4, §3.7
+    defaults)."""
 
     img_height: int = 128
     img_width: int = 416
@@ -38,7 +39,7 @@ class ModelConfig:
     boxify: bool = True
     foreground_dilation: int = 8
     depth_normalization: str = "release"      # or "randomized_layer_norm"
-    motion_field_mode: str = "masked"         # or "mask_free" (spec 8)
+    motion_field_mode: str = "masked"         # or "mask_free" (docs/release.md §8)
     # Channel-width multipliers of the two networks. 1.0 = the release (and its TF1 checkpoints); the default
     # CPU run of params.yaml uses slimmer networks to fit its 2-core budget (docs/training.md).
     depth_network_width: float = 1.0
@@ -118,7 +119,7 @@ def inverse_motion(rotation: tf.Tensor, translation: tf.Tensor):
 
 
 def layer_norm_noise_stddev(step, rampup_steps: int) -> tf.Tensor:
-    """Spec 2.2 schedule: 0.5 * min(step / rampup_steps, 1)^2."""
+    """docs/release.md §2.2 schedule: 0.5 * min(step / rampup_steps, 1)^2."""
     progress = tf.minimum(tf.cast(step, tf.float32) / float(max(rampup_steps, 1)), 1.0)
     return 0.5 * tf.square(progress)
 
@@ -143,7 +144,7 @@ class DepthMotionModel(keras.Model):
     # --- training loss -------------------------------------------------------------------------------------
 
     def compute_loss(self, batch, step, training=True) -> Dict[str, tf.Tensor]:
-        """Weighted loss terms of spec 3.4 for a batch of triplets (see the interface in docs/model.md).
+        """Weighted loss terms of docs/release.md §3.4 for a batch of triplets (see the interface in docs/model.md).
 
         Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
         "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode)}, each
@@ -241,7 +242,7 @@ class DepthMotionModel(keras.Model):
 
     @staticmethod
     def _mask_free_field(background, refined_field):
-        """Spec 8 (DML) object motion without segmentation -> (full field, gated residual).
+        """docs/release.md §8 (DML) object motion without segmentation -> (full field, gated residual).
 
         The v1 network's refined field starts from the background translation, so the residual is taken as
         refined - background (deviation, see docs/model.md); DML's auto-mask keeps it only where its norm
@@ -259,7 +260,8 @@ class DepthMotionModel(keras.Model):
         """Depth [B, H, W, 1] of [0, 1] RGB images [B, H, W, 3]; no noise, batch norm on moving statistics.
 
         ImageNet normalisation is applied here (the evident intent of the release; its inference graph skipped
-        it by a feed quirk, spec 2.5). With ``flip_augment``: min(depth(x), flip(depth(flip(x)))), as released.
+        it by a feed quirk, docs/release.md §2.5). With ``flip_augment``: min(depth(x), flip(depth(flip(x)))), as
+        released.
         """
         images = tf.convert_to_tensor(images, tf.float32)
         depth = self.depth_net(imagenet_normalize(images), training=False)
@@ -272,13 +274,13 @@ class DepthMotionModel(keras.Model):
         """(R [B, 3, 3], t [B, 3], K [B, 3, 3]): the estimate of T_a_from_b and K = (K1 + K2) / 2 from the
         intrinsics head (meaningful only for a model trained with learned intrinsics).
 
-        The motion is the average of the (a, b) and the inverted (b, a) predictions (spec 2.5), except with
+        The motion is the average of the (a, b) and the inverted (b, a) predictions (docs/release.md §2.5), except with
         ``motion_pairing="inverse"``: training never used the background motion of the (later, earlier) order,
         so only the (a, b) prediction is returned, and image_a must be the earlier frame, as in training.
         ``flip_augment`` (not in the release) also predicts the mirrored pair and averages it, mirrored back
         (x -> -x: R -> S R S, t -> S t, cx -> W - 1 - cx with S = diag(-1, 1, 1)), with the unflipped
         estimate; this cancels a left/right bias of the network. R is then a mean of two rotations, as the
-        spec 2.5 average already is (trajectory inference projects it back onto SO(3)).
+        docs/release.md §2.5 average already is (trajectory inference projects it back onto SO(3)).
         """
         image_a = tf.convert_to_tensor(image_a, tf.float32)
         image_b = tf.convert_to_tensor(image_b, tf.float32)

@@ -1,4 +1,4 @@
-"""Warping geometry of the depth/motion model (reference spec section 4), pure TensorFlow, float32.
+"""Warping geometry of the depth/motion model (docs/release.md §4), pure TensorFlow, float32.
 
 Conventions (shared with ``formats/camera.py`` and ``docs/model.md``):
 - camera axes: x right, y down, z forward;
@@ -7,9 +7,9 @@ Conventions (shared with ``formats/camera.py`` and ``docs/model.md``):
 - a motion (R, T) named ``T_a_from_b`` maps 3D points of camera b into camera a: P_a = R P_b + T.
   The motion network given (frame a, frame b) predicts exactly this transform; T may be a per-pixel field
   on b's pixel grid (object motion);
-- rotation angles r = (rx, ry, rz) in radians give R = Rx(rx) Ry(ry) Rz(rz) (spec 4.1).
+- rotation angles r = (rx, ry, rz) in radians give R = Rx(rx) Ry(ry) Rz(rz) (docs/release.md §4.1).
 
-Warping frame b's depth into camera a (spec 4.2): for each pixel p = (x, y, 1) of b,
+Warping frame b's depth into camera a (docs/release.md §4.2): for each pixel p = (x, y, 1) of b,
 P_b = D_b(p) K^-1 p, P_a = R P_b + T(p), (X, Y, Z) = K P_a, and p maps to (X/Z, Y/Z) in image a with depth Z.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ class WarpResult:
 
     ``x``, ``y``: clamped pixel coordinates in the target image; ``depth``: the point's depth in the target
     camera; ``mask``: float32 1 where the point projects strictly inside the image (x < W-1, y < H-1), in
-    front of the camera and is not NaN (spec 4.3).
+    front of the camera and is not NaN (docs/release.md §4.3).
     """
 
     x: tf.Tensor
@@ -118,7 +118,7 @@ class WarpResult:
 
 
 def clamp_and_filter(x, y, z, height, width) -> WarpResult:
-    """Validity mask and clamping of projected coordinates (spec 4.3).
+    """Validity mask and clamping of projected coordinates (docs/release.md §4.3).
 
     Valid: x >= 0, y >= 0, x < W-1, y < H-1 (strict), z > 0, and neither x nor y NaN. NaNs become 0, then x is
     clipped to [0, W-1] and y to [0, H-1], so invalid points sample the border.
@@ -155,7 +155,8 @@ def warp(depth: tf.Tensor, rotation: tf.Tensor, translation: tf.Tensor, intrinsi
 def resample_bilinear(data: tf.Tensor, pixel_xy: tf.Tensor) -> tf.Tensor:
     """Bilinear sampling of data [B, H, W, C] at pixel_xy [B, H', W', 2] (x = column, y = row) -> [B, H', W', C].
 
-    Same semantics as TF1 ``tf.contrib.resampler`` (spec 4.4): the 4 neighbours floor(x), floor(x)+1 (same in y)
+    Same semantics as TF1 ``tf.contrib.resampler`` (docs/release.md §4.4): the 4 neighbours floor(x), floor(x)+1
+    (same in y)
     are blended; neighbours outside the image contribute 0. Gather-based, with gradients to ``data`` and to
     ``pixel_xy`` (through the interpolation weights).
     """
@@ -197,7 +198,7 @@ def compose(rotation_first, translation_first, rotation_second, translation_seco
 
 
 def average_bidirectional_motion(rotation_ab, translation_ab, rotation_ba, translation_ba):
-    """Spec 2.5/4.6 estimate of T_a_from_b from the forward (a<-b) and backward (b<-a) predictions.
+    """docs/release.md §2.5/4.6 estimate of T_a_from_b from the forward (a<-b) and backward (b<-a) predictions.
 
     R = (R_ab + R_ba^-1) / 2 (not re-orthonormalised, as released) and t = (t_ab - R t_ba) / 2.
     """

@@ -1,4 +1,4 @@
-"""ImageNet initialisation of the depth encoder from a user-supplied ResNet-18 file (reference spec 3.5).
+"""ImageNet initialisation of the depth encoder from a user-supplied ResNet-18 file (docs/release.md §3.5).
 
 Like the release's ``--imagenet_ckpt``, this restores every *trainable* encoder variable of the depth network
 (names ``depth_prediction/conv*``: conv kernels, normaliser gamma and beta) under its name with the

@@ -3,7 +3,7 @@
     model = InferenceModel.from_checkpoint("checkpoints/train")        # directory -> newest checkpoint
     model = InferenceModel.from_checkpoint("checkpoints/train/model-3000")
     depth = model.predict_depth(images)          # images [B, H, W, 3] float32 in [0, 1], (H, W) = model.image_size
-    R, t, K = model.predict_egomotion(image_a, image_b)   # T_a_from_b (spec 2.5), learned K
+    R, t, K = model.predict_egomotion(image_a, image_b)   # T_a_from_b (docs/release.md §2.5), learned K
 
 The network is rebuilt from ``model_config.json`` beside the checkpoint (written by ``model/trainer.py``), and
 only the model's variables are restored (optimizer state is ignored). Inference is deterministic: no

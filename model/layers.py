@@ -1,5 +1,5 @@
 """Small building blocks of the networks: randomized layer normalization, reflect-padded convolution, and the
-TF1 ``resize_bilinear`` used by the motion-field refinement (reference spec sections 2.2, 7.3)."""
+TF1 ``resize_bilinear`` used by the motion-field refinement (docs/release.md §2.2, 7.3)."""
 from __future__ import annotations
 
 import keras
@@ -9,7 +9,8 @@ LAYER_NORM_EPSILON = 1e-3
 
 
 class RandomizedLayerNormalization(keras.layers.Layer):
-    """Per-sample, per-channel normalization over H and W with multiplicative noise on the moments (spec 2.2).
+    """Per-sample, per-channel normalization over H and W with multiplicative noise on the moments
+    (docs/release.md §2.2).
 
     For x [B, H, W, C]: mean and variance over (H, W) per sample and channel ([B, 1, 1, C]). In training with
     ``noise_stddev`` > 0 they are multiplied by (1 + e1) and (1 + e2), e1, e2 ~ truncated normal (std
@@ -18,7 +19,7 @@ class RandomizedLayerNormalization(keras.layers.Layer):
     noise-free.
 
     ``noise_stddev`` is a call argument (a Python float or scalar tensor), so a training step can pass the
-    ramped value of spec 2.2 without retracing.
+    ramped value of docs/release.md §2.2 without retracing.
     """
 
     def __init__(self, epsilon: float = LAYER_NORM_EPSILON, **kwargs):
@@ -45,7 +46,7 @@ class RandomizedLayerNormalization(keras.layers.Layer):
 
 class ReflectPaddedConv2D(keras.layers.Conv2D):
     """A stride-1 Conv2D preceded by a REFLECT pad of kernel_size // 2 pixels and run with VALID padding
-    (the decoder convolutions of spec 2.1). Weights are those of ``keras.layers.Conv2D``."""
+    (the decoder convolutions of docs/release.md §2.1). Weights are those of ``keras.layers.Conv2D``."""
 
     def __init__(self, filters, kernel_size=3, **kwargs):
         super().__init__(filters, kernel_size, strides=1, padding="valid", **kwargs)

@@ -1,6 +1,6 @@
-"""Loss terms of the depth/motion model (reference spec sections 3.1-3.3 and the mask-free option of section 8).
+"""Loss terms of the depth/motion model (docs/release.md §3.1-3.3 and the mask-free option of section 8).
 
-Naming as in spec 3: frame 1 is the *source* (the frame whose pixels are warped and where every loss lives),
+Naming as in docs/release.md §3: frame 1 is the *source* (the frame whose pixels are warped and where every loss lives),
 frame 2 the *target*; a ``WarpResult`` (model/geometry.py) says where each frame-1 pixel lands in frame 2.
 Images are [B, H, W, 3] in [0, 1], depths [B, H, W, 1] (or [B, H, W]), translation fields [B, H, W, 3].
 All terms are unweighted scalars; ``DepthMotionModel`` applies the weights.
@@ -21,7 +21,7 @@ MOTION_NORMALIZER_EPSILON = 1e-12
 
 
 def weighted_ssim(x, y, weight, c1=float("inf"), c2=SSIM_C2, weight_epsilon=SSIM_WEIGHT_EPSILON):
-    """Weighted SSIM error of images x, y [B, H, W, C] with per-pixel weight [B, H, W] (spec 3.1).
+    """Weighted SSIM error of images x, y [B, H, W, C] with per-pixel weight [B, H, W] (docs/release.md §3.1).
 
     Every moment is a weighted 3x3 VALID average: avgpool(z (w + eps)) / (avgpool(w) + eps). With c1 = inf
     (the model's setting) only the contrast/structure factor (2 sxy + c2) / (sx + sy + c2) remains.
@@ -54,7 +54,7 @@ def weighted_ssim(x, y, weight, c1=float("inf"), c2=SSIM_C2, weight_epsilon=SSIM
 
 
 def rgbd_consistency_loss(warp: WarpResult, source_rgb, target_rgb, target_depth) -> Dict[str, tf.Tensor]:
-    """Photometric (L1 and weighted SSIM) and depth consistency of one warp direction (spec 3.1).
+    """Photometric (L1 and weighted SSIM) and depth consistency of one warp direction (docs/release.md §3.1).
 
     Occlusion-aware mask C = M and (warped depth < resampled target depth). Means run over all pixels (not
     normalised by sum(C)), as released. Also returns C (``mask``) for the motion cycle loss.
@@ -72,7 +72,7 @@ def rgbd_consistency_loss(warp: WarpResult, source_rgb, target_rgb, target_depth
     rgb_error = tf.reduce_mean(tf.abs(resampled_rgb - source_rgb) * mask[..., tf.newaxis])
 
     # Depth-proximity weight: pixels whose depths disagree much more than the image's RMS disagreement count
-    # little in SSIM. Gradient stopped (spec 3.1: training does not start otherwise).
+    # little in SSIM. Gradient stopped (docs/release.md §3.1: training does not start otherwise).
     squared_difference = tf.square(depth_difference)
     second_moment = tf.reduce_sum(squared_difference * mask, axis=[1, 2], keepdims=True) / (
         tf.reduce_sum(mask, axis=[1, 2], keepdims=True) + 1.0) + DEPTH_PROXIMITY_EPSILON
@@ -87,7 +87,7 @@ def rgbd_consistency_loss(warp: WarpResult, source_rgb, target_rgb, target_depth
 
 
 def motion_field_consistency_loss(warp: WarpResult, mask, rotation_1, translation_1, rotation_2, translation_2):
-    """Rotation and translation cycle consistency of a forward/backward motion pair (spec 3.2).
+    """Rotation and translation cycle consistency of a forward/backward motion pair (docs/release.md §3.2).
 
     (rotation_1, translation_1): T_2_from_1, the motion used to warp frame 1 (angles [B, 3] or matrices
     [B, 3, 3], field [B, H, W, 3] on frame 1's grid); (rotation_2, translation_2): T_1_from_2 (field on frame 2's
@@ -114,7 +114,7 @@ def motion_field_consistency_loss(warp: WarpResult, mask, rotation_1, translatio
 
 
 def depth_smoothness(depth, image) -> tf.Tensor:
-    """Edge-aware L1 smoothness of mean-normalised disparity (spec 3.3), forward differences.
+    """Edge-aware L1 smoothness of mean-normalised disparity (docs/release.md §3.3), forward differences.
 
     d = (1/depth) / mean(1/depth) per image; mean|dx d| exp(-mean_c|dx I|) + mean|dy d| exp(-mean_c|dy I|).
     """
@@ -146,7 +146,7 @@ def _total_variation(field, wrap_around: bool) -> tf.Tensor:
 
 
 def motion_field_smoothness(translation_field) -> tf.Tensor:
-    """Cyclic L1 total variation of the RMS-normalised translation field [B, H, W, 3] (spec 3.3).
+    """Cyclic L1 total variation of the RMS-normalised translation field [B, H, W, 3] (docs/release.md §3.3).
 
     The differences wrap around the image border on purpose: a translation gradient across the image cannot
     be absorbed there and is pushed into the rotation.
@@ -156,7 +156,7 @@ def motion_field_smoothness(translation_field) -> tf.Tensor:
 
 
 def motion_sparsity(residual_field, full_field) -> tf.Tensor:
-    """DML (spec 8) "sqrt sparsity" of the residual field normalised by the full field's RMS.
+    """DML (docs/release.md §8) "sqrt sparsity" of the residual field normalised by the full field's RMS.
 
     mean(2 m sqrt(|t| / m + 1)) with m = stop-gradient per-image, per-channel mean of |t|: L1-like near zero,
     sqrt-like far from zero, so the field tends to be zero except on a few compact regions.
@@ -168,5 +168,6 @@ def motion_sparsity(residual_field, full_field) -> tf.Tensor:
 
 
 def residual_field_smoothness(residual_field, full_field) -> tf.Tensor:
-    """DML (spec 8) L1 total variation of the residual field normalised by the full field's RMS, non-cyclic."""
+    """DML (docs/release.md §8) L1 total variation of the residual field normalised by the full field's RMS,
+    non-cyclic."""
     return _total_variation(residual_field / _rms_vector_norm(full_field), wrap_around=False)

@@ -1,4 +1,4 @@
-"""The "possibly mobile" object mask of spec 1.8, computed in TensorFlow from the ``-fseg`` ids.
+"""The "possibly mobile" object mask of docs/release.md §1.8, computed in TensorFlow from the ``-fseg`` ids.
 
 Per frame: every id != 0 whose pixel count is > ``min_object_area`` (20) becomes a mask, optionally replaced by
 its axis-aligned bounding box; the frame mask is the union over ids. The result gates the residual

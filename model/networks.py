@@ -1,8 +1,9 @@
-"""The depth network (ResNet-18 U-Net, spec 2.1) and the motion network with learned intrinsics (spec 2.3).
+"""The depth network (ResNet-18 U-Net, docs/release.md §2.1) and the motion network with learned intrinsics
+(docs/release.md §2.3).
 
 Both are Keras models whose layers are named after their TF1 variable scopes (``/`` replaced by ``_``, since
 Keras forbids ``/`` in names); ``tf1_scopes()`` returns the exact TF1 scope -> layer table used by
-``model/tf1_checkpoint.py`` (spec 7).
+``model/tf1_checkpoint.py`` (docs/release.md §7).
 """
 from __future__ import annotations
 
@@ -172,7 +173,8 @@ class DepthNetwork(keras.Model):
 
 
 class MinimumValue(keras.constraints.Constraint):
-    """v <- ReLU(v - minimum) + minimum, applied by the optimizer after each update (spec 2.3 ``Scales``)."""
+    """v <- ReLU(v - minimum) + minimum, applied by the optimizer after each update (docs/release.md §2.3
+    ``Scales``)."""
 
     def __init__(self, minimum: float):
         self.minimum = minimum
@@ -185,7 +187,8 @@ class MinimumValue(keras.constraints.Constraint):
 
 
 class MotionFieldRefinement(keras.layers.Layer):
-    """One refinement of the translation field with a feature layer L (c channels), n = max(4, c) (spec 2.3).
+    """One refinement of the translation field with a feature layer L (c channels), n = max(4, c)
+    (docs/release.md §2.3).
 
     u = legacy-bilinear resize of the field to L's size; z = [u, L]; A = conv3x3(z); B = conv3x3(conv3x3(z));
     out = u + conv1x1([A, B]) (3 channels, no bias). The three 3x3 convs (ReLU, SAME, bias) carry the TF1

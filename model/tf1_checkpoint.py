@@ -1,11 +1,11 @@
-"""Restore the published TF1 checkpoints of the release into the Keras networks (reference spec section 7).
+"""Restore the published TF1 checkpoints of the release into the Keras networks (docs/release.md §7).
 
 The name map is a table built from each network's ``tf1_scopes()`` (TF1 scope -> Keras layer) plus the
 per-variable suffix rules below. Layouts need no transposition: slim conv kernels are [kh, kw, in, out] and
 slim transposed-conv kernels [kh, kw, out, in], exactly the Keras Conv2D / Conv2DTranspose layouts.
 
 Motion ``MotionBottleneck`` 1x1 convs: the TF1 training graph created four unshared copies (one per motion-net
-call, spec 7.2 / GR#230); the Keras network has one set. ``bottleneck_set`` picks which copy is loaded:
+call, docs/release.md §7.2 / GR#230); the Keras network has one set. ``bottleneck_set`` picks which copy is loaded:
 0 = the pair-(0,1) forward call, which the release's own inference graph uses for net(img1, img2).
 """
 from __future__ import annotations

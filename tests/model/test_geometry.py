@@ -50,8 +50,9 @@ def test_identity_motion_gives_identity_warp():
     np.testing.assert_allclose(result.x.numpy(), np.broadcast_to(x, (2, HEIGHT, WIDTH)), atol=1e-3)
     np.testing.assert_allclose(result.y.numpy(), np.broadcast_to(y, (2, HEIGHT, WIDTH)), atol=1e-3)
     np.testing.assert_allclose(result.depth.numpy(), depth.numpy(), rtol=1e-5)
-    # The border rows/columns sit exactly on the validity bounds (0 and the strict W-1, H-1 of spec 4.3), where
-    # float32 round-off of +-1e-7 decides; test_clamp_and_filter_rules checks the bounds exactly.
+    # The border rows/columns sit exactly on the validity bounds (0 and the strict W-1, H-1 of
+    # docs/release.md §4.3), where float32 round-off of +-1e-7 decides; test_clamp_and_filter_rules checks the
+    # bounds exactly.
     assert np.all(result.mask.numpy()[:, 1:-1, 1:-1] == 1)
     image = tf.random.stateless_uniform([2, HEIGHT, WIDTH, 3], seed=[0, 1])
     np.testing.assert_allclose(geometry.resample_bilinear(image, result.pixel_xy).numpy(), image.numpy(), atol=1e-4)

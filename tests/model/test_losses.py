@@ -1,4 +1,4 @@
-"""Loss terms on hand-computed cases, invariants and NaN guards (spec 3.1-3.3, 8)."""
+"""Loss terms on hand-computed cases, invariants and NaN guards (docs/release.md §3.1-3.3, 8)."""
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,4 +1,4 @@
-"""Mobile-object mask of spec 1.8: ids != 0, area > 20 px, bounding boxes, union per frame, dilation."""
+"""Mobile-object mask of docs/release.md §1.8: ids != 0, area > 20 px, bounding boxes, union per frame, dilation."""
 import numpy as np
 import tensorflow as tf
 

@@ -1,4 +1,4 @@
-"""Network structure: activation shapes at 128 x 416 (spec 2.1 / 2.3 tables), normalizer layout, heads."""
+"""Network structure: activation shapes at 128 x 416 (docs/release.md §2.1 / 2.3 tables), normalizer layout, heads."""
 import numpy as np
 import pytest
 import tensorflow as tf

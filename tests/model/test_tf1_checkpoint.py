@@ -1,4 +1,4 @@
-"""The TF1 name map of spec 7 and restoring a TF1-style checkpoint written by the test itself."""
+"""The TF1 name map of docs/release.md §7 and restoring a TF1-style checkpoint written by the test itself."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +9,7 @@ from model.tf1_checkpoint import (CheckpointMismatchError, is_skipped, load_tf1_
 
 
 def _spec_table():
-    """Spec 7.1 / 7.2 written out independently of the code: TF1 name -> shape."""
+    """docs/release.md §7.1 / 7.2 written out independently of the code: TF1 name -> shape."""
     table = {"depth_prediction/conv1/conv/kernel": (7, 7, 3, 64),
              "depth_prediction/conv1/bn/beta": (64,), "depth_prediction/conv1/bn/gamma": (64,)}
     in_channels = 64

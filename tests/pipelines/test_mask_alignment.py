@@ -1,4 +1,4 @@
-"""Cross-frame alignment of id masks (reference spec section 1.3), on hand-made masks."""
+"""Cross-frame alignment of id masks (docs/release.md §1.3), on hand-made masks."""
 import numpy as np
 import pytest
 
