@@ -15,6 +15,7 @@ stopped on non-finite values (the last finite checkpoint is kept and named), 1 u
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Optional, Sequence
@@ -36,6 +37,9 @@ def _extra(parser) -> None:
                              "the optimizer starts fresh; a checkpoint already in --checkpoint_dir is resumed "
                              "instead")
     parser.add_argument("--metrics_dir", default=None, help="dvclive output folder (default: no dvclive)")
+    parser.add_argument("--metrics_file", default=None,
+                        help="headline JSON for `dvc metrics show` (final total loss, steps, seconds per step), "
+                             "e.g. metrics/train.json; every logged term stays in --metrics_dir")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -57,8 +61,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data_config = resolve_frame_size(DataConfig.from_params(args.data_dir, params))
     model_config = ModelConfig.from_params(
         {**params, "img_height": data_config.img_height, "img_width": data_config.img_width})
-    Trainer(model_config, data_config, trainer_config).train()
+    trainer = Trainer(model_config, data_config, trainer_config)
+    scalars = trainer.train()
+    if args.metrics_file and scalars:
+        from formats import atomic
+
+        atomic.write_text(args.metrics_file, json.dumps(training_headline(scalars, trainer.step), indent=2) + "\n")
     return 0
+
+
+def training_headline(scalars: dict, step: int) -> dict:
+    """The training figures `dvc metrics show` prints: the last logged total loss, the step reached and the
+    median seconds per step (all terms and curves stay in dvclive)."""
+    return {"loss": scalars.get("loss/total"), "steps": int(step), "step_s": scalars.get("time/step_s")}
 
 
 if __name__ == "__main__":

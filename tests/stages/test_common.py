@@ -115,6 +115,18 @@ def test_param_comments_follow_keys_nesting_and_continuations(tmp_path):
                         "sub": "nested options", "sub.seed": "world seed", "url": "quoted hash kept out"}
 
 
+def test_every_flag_of_every_stage_section_has_help():
+    """--help explains every flag: each key of params.yaml's stage sections carries a comment."""
+    import yaml
+
+    document = yaml.safe_load(common.DEFAULT_PARAMS.read_text())
+    missing = []
+    for section, values in document.items():
+        comments = common.param_comments(section)
+        missing += [f"{section}.{name}" for name, _ in common._flatten(values or {}) if name not in comments]
+    assert not missing, f"params.yaml keys without a comment (their --help would be empty): {missing}"
+
+
 def test_help_shows_the_comment(params_file, capsys):
     params_file.write_text("train:\n  train_steps: 10   # total optimizer updates\n")
     with pytest.raises(SystemExit):

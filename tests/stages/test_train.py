@@ -98,3 +98,22 @@ def test_debug_runs_one_step_and_dumps_tensors(tmp_path, capsys, caplog, monkeyp
     assert np.load(debug / "input_images.npy").shape == (2, HEIGHT, WIDTH, 9)
     assert np.load(debug / "depth.npy").shape == (2, HEIGHT, WIDTH, 1)
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("model-1")
+
+
+def test_metrics_file_holds_the_training_headline(tmp_path, monkeypatch):
+    import json
+
+    write_records(tmp_path / "data", count=4)
+    monkeypatch.setattr(trainer, "DepthMotionModel", TinyModel)
+    metrics_file = tmp_path / "metrics" / "train.json"
+    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--train_steps=2",
+                "--summary_freq=1", f"--metrics_file={metrics_file}", *SMALL])
+    assert code == 0
+    headline = json.loads(metrics_file.read_text())
+    assert set(headline) == {"loss", "steps", "step_s"} and headline["steps"] == 2
+    assert np.isfinite(headline["loss"])
+
+
+def test_training_headline_hand_case():
+    assert train.training_headline({"loss/total": 0.5, "time/step_s": 0.3, "loss/rgb": 0.1}, 3000) == {
+        "loss": 0.5, "steps": 3000, "step_s": 0.3}
