@@ -5,6 +5,7 @@ Both are Keras models whose layers are named after their TF1 variable scopes (``
 Keras forbids ``/`` in names); ``tf1_scopes()`` returns the exact TF1 scope -> layer table used by
 ``model/tf1_checkpoint.py`` (docs/release.md §7).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List
@@ -22,7 +23,7 @@ BATCH_NORM_EPSILON = 1e-3
 
 DECODER_FILTERS = (16, 32, 64, 128, 256)
 MOTION_ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)
-SCALE_INITIAL_VALUE = 0.01   # the release's init of the learned rotation / translation scales
+SCALE_INITIAL_VALUE = 0.01  # the release's init of the learned rotation / translation scales
 SCALE_MINIMUM = 0.001
 
 
@@ -100,8 +101,7 @@ class DepthNetwork(keras.Model):
     (the default synthetic run on 2 cores, docs/training.md).
     """
 
-    def __init__(self, normalization: str = "release", width: float = 1.0, name: str = "depth_prediction",
-                 **kwargs):
+    def __init__(self, normalization: str = "release", width: float = 1.0, name: str = "depth_prediction", **kwargs):
         super().__init__(name=name, **kwargs)
         if normalization not in DEPTH_NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {DEPTH_NORMALIZATIONS}, got {normalization!r}")
@@ -109,7 +109,12 @@ class DepthNetwork(keras.Model):
         self.width = float(width)
         stem_channels = scaled_channels(64, width)
         self.conv1_conv = keras.layers.Conv2D(
-            stem_channels, 7, strides=2, padding="same", use_bias=False, kernel_initializer=_encoder_initializer(),
+            stem_channels,
+            7,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=_encoder_initializer(),
             name="conv1_conv",
         )
         self.conv1_bn = RandomizedLayerNormalization(name="conv1_bn")
@@ -121,8 +126,11 @@ class DepthNetwork(keras.Model):
             for index in (1, 2):
                 block_name = f"conv{stage}_{index}"
                 strides = 2 if (index == 1 and stage > 2) else 1
-                kind = "batch_norm" if (normalization == "release" and block_name in RELEASE_BATCH_NORM_BLOCKS) \
+                kind = (
+                    "batch_norm"
+                    if (normalization == "release" and block_name in RELEASE_BATCH_NORM_BLOCKS)
                     else "randomized_layer_norm"
+                )
                 self.blocks.append(ResidualBlock(in_channels, filters, strides, kind, name=block_name))
                 self.block_names.append(block_name)
                 in_channels = filters
@@ -134,13 +142,15 @@ class DepthNetwork(keras.Model):
             self.upconvs[level] = keras.layers.Conv2DTranspose(
                 filters, 3, strides=2, padding="same", activation="relu", name=f"upconv{level}", **decoder_args
             )
-            self.iconvs[level] = ReflectPaddedConv2D(filters, 3, activation="relu", name=f"iconv{level}",
-                                                     **decoder_args)
+            self.iconvs[level] = ReflectPaddedConv2D(
+                filters, 3, activation="relu", name=f"iconv{level}", **decoder_args
+            )
         self.disp1 = ReflectPaddedConv2D(1, 3, activation="softplus", name="disp1", **decoder_args)
 
     def call(self, images, training=False, noise_stddev=0.0):
-        """images [B, H, W, 3] ImageNet-normalised -> depth [B, H, W, 1]. ``noise_stddev``: RLN noise (training)."""
-        return self.features(images, training=training, noise_stddev=noise_stddev)["disp1"]
+        """images [B, H, W, 3] ImageNet-normalised -> depth [B, H, W, 1] float32 (whatever the compute dtype).
+        ``noise_stddev``: RLN noise (training)."""
+        return tf.cast(self.features(images, training=training, noise_stddev=noise_stddev)["disp1"], tf.float32)
 
     def features(self, images, training=False, noise_stddev=0.0) -> Dict[str, tf.Tensor]:
         """All named activations: econv1, pool1, conv2_1 ... conv5_2, upconv5, iconv5, ..., iconv1, disp1."""
@@ -204,12 +214,14 @@ class MotionFieldRefinement(keras.layers.Layer):
         self.tower_a = keras.layers.Conv2D(width, 3, name=names[0], **conv_args)
         self.tower_b_1 = keras.layers.Conv2D(width, 3, name=names[1], **conv_args)
         self.tower_b_2 = keras.layers.Conv2D(width, 3, name=names[2], **conv_args)
-        self.bottleneck = keras.layers.Conv2D(3, 1, use_bias=False, kernel_initializer="glorot_uniform",
-                                              name="MotionBottleneck")
+        self.bottleneck = keras.layers.Conv2D(
+            3, 1, use_bias=False, kernel_initializer="glorot_uniform", name="MotionBottleneck"
+        )
 
     def call(self, field, features):
-        upsampled = resize_bilinear_legacy(field, tf.shape(features)[1:3])
-        inputs = tf.concat([upsampled, features], axis=-1)
+        # In the layer's compute dtype (bfloat16 under mixed precision; a no-op in float32).
+        upsampled = tf.cast(resize_bilinear_legacy(field, tf.shape(features)[1:3]), self.compute_dtype)
+        inputs = tf.concat([upsampled, tf.cast(features, self.compute_dtype)], axis=-1)
         tower_a = self.tower_a(inputs)
         tower_b = self.tower_b_2(self.tower_b_1(inputs))
         return upsampled + self.bottleneck(tf.concat([tower_a, tower_b], axis=-1))
@@ -230,20 +242,33 @@ class MotionNetwork(keras.Model):
     predicted motion can grow in a short run (docs/training.md).
     """
 
-    def __init__(self, width: float = 1.0, scale_initial_value: float = SCALE_INITIAL_VALUE,
-                 name: str = "MotionFieldNet", **kwargs):
+    def __init__(
+        self,
+        width: float = 1.0,
+        scale_initial_value: float = SCALE_INITIAL_VALUE,
+        name: str = "MotionFieldNet",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         if scale_initial_value < SCALE_MINIMUM:
             raise ValueError(f"scale_initial_value must be >= {SCALE_MINIMUM}, got {scale_initial_value}")
         self.width = float(width)
         encoder_filters = [scaled_channels(filters, width) for filters in MOTION_ENCODER_FILTERS]
         self.encoder = [
-            keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu",
-                                kernel_initializer="glorot_uniform", name=f"Conv{index}")
+            keras.layers.Conv2D(
+                filters,
+                3,
+                strides=2,
+                padding="same",
+                activation="relu",
+                kernel_initializer="glorot_uniform",
+                name=f"Conv{index}",
+            )
             for index, filters in enumerate(encoder_filters, start=1)
         ]
-        self.background_motion = keras.layers.Conv2D(6, 1, use_bias=False, kernel_initializer="glorot_uniform",
-                                                     name="background_motion")
+        self.background_motion = keras.layers.Conv2D(
+            6, 1, use_bias=False, kernel_initializer="glorot_uniform", name="background_motion"
+        )
         # Refinements in order Conv7, Conv6, ..., Conv1, then the input images (6 channels).
         refinement_channels = list(reversed(encoder_filters)) + [6]
         self.refinement_sources = [f"Conv{index}" for index in range(7, 0, -1)] + ["images"]
@@ -251,12 +276,13 @@ class MotionNetwork(keras.Model):
             MotionFieldRefinement(channels, index, name=f"refine_{source}")
             for index, (channels, source) in enumerate(zip(refinement_channels, self.refinement_sources))
         ]
-        self.foci = keras.layers.Conv2D(2, 1, activation="softplus", kernel_initializer="glorot_uniform",
-                                        name="foci")
-        self.offsets = keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="glorot_uniform",
-                                           name="offsets")
-        scale_args = dict(shape=(), initializer=keras.initializers.Constant(scale_initial_value),
-                          constraint=MinimumValue(SCALE_MINIMUM))
+        self.foci = keras.layers.Conv2D(2, 1, activation="softplus", kernel_initializer="glorot_uniform", name="foci")
+        self.offsets = keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="glorot_uniform", name="offsets")
+        scale_args = dict(
+            shape=(),
+            initializer=keras.initializers.Constant(scale_initial_value),
+            constraint=MinimumValue(SCALE_MINIMUM),
+        )
         self.rotation_scale = self.add_weight(name="rotation", **scale_args)
         self.translation_scale = self.add_weight(name="translation", **scale_args)
 
@@ -276,26 +302,30 @@ class MotionNetwork(keras.Model):
         for refinement, feature in zip(self.refinements, list(reversed(features)) + [images]):
             field = refinement(field, feature)
 
-        rotation_scale = tf.convert_to_tensor(self.rotation_scale)
-        translation_scale = tf.convert_to_tensor(self.translation_scale)
+        # Outputs in float32 whatever the compute dtype (the warp and the losses run in float32).
+        rotation_scale = tf.cast(tf.convert_to_tensor(self.rotation_scale), tf.float32)
+        translation_scale = tf.cast(tf.convert_to_tensor(self.translation_scale), tf.float32)
         return (
-            rotation * rotation_scale,
-            translation * translation_scale,
-            field * translation_scale,
+            tf.cast(rotation, tf.float32) * rotation_scale,
+            tf.cast(translation, tf.float32) * translation_scale,
+            tf.cast(field, tf.float32) * translation_scale,
             self._intrinsics(bottleneck, tf.shape(images)[1], tf.shape(images)[2]),
         )
 
     def _intrinsics(self, bottleneck, height, width):
         """fx, fy = softplus(foci) * (W, H); cx, cy = (offsets + 0.5) * (W, H) (no softplus on offsets)."""
         size = tf.cast(tf.stack([width, height]), tf.float32)
-        focal = self.foci(bottleneck)[:, 0, 0, :] * size
-        centre = (self.offsets(bottleneck)[:, 0, 0, :] + 0.5) * size
+        focal = tf.cast(self.foci(bottleneck)[:, 0, 0, :], tf.float32) * size
+        centre = (tf.cast(self.offsets(bottleneck)[:, 0, 0, :], tf.float32) + 0.5) * size
         zero, one = tf.zeros_like(focal[:, 0]), tf.ones_like(focal[:, 0])
-        return tf.stack([
-            tf.stack([focal[:, 0], zero, centre[:, 0]], axis=-1),
-            tf.stack([zero, focal[:, 1], centre[:, 1]], axis=-1),
-            tf.stack([zero, zero, one], axis=-1),
-        ], axis=-2)
+        return tf.stack(
+            [
+                tf.stack([focal[:, 0], zero, centre[:, 0]], axis=-1),
+                tf.stack([zero, focal[:, 1], centre[:, 1]], axis=-1),
+                tf.stack([zero, zero, one], axis=-1),
+            ],
+            axis=-2,
+        )
 
     def tf1_scopes(self) -> Dict[str, keras.layers.Layer]:
         """TF1 scope (below ``MotionFieldNet/``) -> Keras layer, for everything except the ``MotionBottleneck``
@@ -312,5 +342,4 @@ class MotionNetwork(keras.Model):
 
     def bottleneck_layers(self) -> Dict[str, keras.layers.Layer]:
         """Refinement source ("Conv7" ... "Conv1", "images") -> its MotionBottleneck 1x1 conv."""
-        return {source: refinement.bottleneck
-                for source, refinement in zip(self.refinement_sources, self.refinements)}
+        return {source: refinement.bottleneck for source, refinement in zip(self.refinement_sources, self.refinements)}

@@ -1,12 +1,19 @@
 """The assembled model: config parsing, compute_loss on the real Struct2depth example, inference helpers."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from formats.struct2depth import read_record
 from model import geometry
-from model.depth_motion_model import (DepthMotionModel, ModelConfig, antisymmetric_pair, imagenet_normalize,
-                                      inverse_motion, layer_norm_noise_stddev)
+from model.depth_motion_model import (
+    DepthMotionModel,
+    ModelConfig,
+    antisymmetric_pair,
+    imagenet_normalize,
+    inverse_motion,
+    layer_norm_noise_stddev,
+)
 
 HEIGHT, WIDTH = 64, 96
 
@@ -36,8 +43,9 @@ def model():
 
 
 def test_from_params_ignores_unrelated_keys():
-    config = ModelConfig.from_params({"img_width": 224, "img_height": 64, "batch_size": 4, "learning_rate": 5e-4,
-                                      "foreground_dilation": 3})
+    config = ModelConfig.from_params(
+        {"img_width": 224, "img_height": 64, "batch_size": 4, "learning_rate": 5e-4, "foreground_dilation": 3}
+    )
     assert (config.img_width, config.img_height, config.foreground_dilation) == (224, 64, 3)
     assert config.ssim_weight == 3.0 and config.motion_smoothing_weight == 1e-3
     with pytest.raises(ValueError):
@@ -47,12 +55,19 @@ def test_from_params_ignores_unrelated_keys():
 
 
 def test_motion_scale_initial_value_reaches_the_motion_network():
-    config = ModelConfig.from_params({"img_width": 96, "img_height": 64, "motion_scale_initial_value": 0.1,
-                                      "depth_network_width": 0.25, "motion_network_width": 0.25})
+    config = ModelConfig.from_params(
+        {
+            "img_width": 96,
+            "img_height": 64,
+            "motion_scale_initial_value": 0.1,
+            "depth_network_width": 0.25,
+            "motion_network_width": 0.25,
+        }
+    )
     model = DepthMotionModel(config)
     assert float(model.motion_net.rotation_scale) == pytest.approx(0.1)
     assert float(model.motion_net.translation_scale) == pytest.approx(0.1)
-    assert ModelConfig().motion_scale_initial_value == 0.01   # the release's value stays the library default
+    assert ModelConfig().motion_scale_initial_value == 0.01  # the release's value stays the library default
 
 
 def test_noise_ramp():
@@ -71,8 +86,15 @@ def test_compute_loss_on_real_example_has_finite_gradients(real_data, model):
     assert batch["segmentation"].max() > 0, "the example crop should contain objects"
     with tf.GradientTape() as tape:
         result = model.compute_loss(batch, tf.constant(2000, tf.int64), training=True)
-    names = ["rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
-             "rotation_consistency", "translation_consistency"]
+    names = [
+        "rgb",
+        "ssim",
+        "depth_consistency",
+        "depth_smoothing",
+        "motion_smoothing",
+        "rotation_consistency",
+        "translation_consistency",
+    ]
     for name in names + ["total"]:
         assert result[name].shape == () and np.isfinite(result[name].numpy()), name
     assert float(result["total"]) == pytest.approx(sum(float(result[name]) for name in names), rel=1e-5)
@@ -88,8 +110,9 @@ def test_compute_loss_on_real_example_has_finite_gradients(real_data, model):
 
 
 def test_given_intrinsics_are_used_without_learning(real_data):
-    model = DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False,
-                                         motion_field_mode="mask_free"))
+    model = DepthMotionModel(
+        ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False, motion_field_mode="mask_free")
+    )
     batch = _example_batch(real_data)
     result = model.compute_loss(batch, tf.constant(0, tf.int64))
     np.testing.assert_allclose(result["intrinsics"].numpy(), batch["intrinsics"], rtol=1e-6)
@@ -107,24 +130,34 @@ def test_antisymmetric_pair_keeps_the_odd_part():
 def loss_with_motion(real_data):
     """compute_loss of one slim model with its motion net replaced: ``motion_of_order(is_first_order)`` ->
     (angles [3], t [3]) for the (i, j) half and the (j, i) half of the stacked pair batch."""
-    model = DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False,
-                                         depth_network_width=0.25, motion_network_width=0.25))
+    model = DepthMotionModel(
+        ModelConfig(
+            img_height=HEIGHT,
+            img_width=WIDTH,
+            learn_intrinsics=False,
+            depth_network_width=0.25,
+            motion_network_width=0.25,
+        )
+    )
     batch = _example_batch(real_data)
-    batch["segmentation"] = np.zeros_like(batch["segmentation"])    # background motion only
+    batch["segmentation"] = np.zeros_like(batch["segmentation"])  # background motion only
 
     def compute(pairing, motion_of_order):
         def motion(images, training=False):
             count = images.shape[0]
             pairs = [motion_of_order(index < count // 2) for index in range(count)]
-            angles = tf.constant([angles for angles, _ in pairs], tf.float32)   # [B, 3] angles or [B, 3, 3]
+            angles = tf.constant([angles for angles, _ in pairs], tf.float32)  # [B, 3] angles or [B, 3, 3]
             translation = tf.constant([t for _, t in pairs], tf.float32)[:, None, None, :]
             field = tf.broadcast_to(translation, [count, HEIGHT, WIDTH, 3])
             return angles, translation, field, tf.zeros([count, 3, 3])
 
         model.config.motion_pairing = pairing
         model.motion_net.call = motion
-        return {key: float(value) for key, value in model.compute_loss(batch, 0, training=False).items()
-                if value.shape.rank == 0}
+        return {
+            key: float(value)
+            for key, value in model.compute_loss(batch, 0, training=False).items()
+            if value.shape.rank == 0
+        }
 
     return compute
 
@@ -139,7 +172,8 @@ def test_antisymmetric_pairing_cancels_a_motion_that_ignores_the_input_order(los
     assert cancelled["rgb"] == pytest.approx(loss_with_motion("antisymmetric", still)["rgb"], rel=1e-6)
     assert cancelled["rgb"] != pytest.approx(loss_with_motion("independent", constant)["rgb"], rel=1e-3)
     assert loss_with_motion("antisymmetric", odd)["rgb"] == pytest.approx(
-        loss_with_motion("independent", odd)["rgb"], rel=1e-6)
+        loss_with_motion("independent", odd)["rgb"], rel=1e-6
+    )
 
 
 def test_inverse_pairing_uses_the_inverse_of_the_temporal_order(loss_with_motion):
@@ -149,8 +183,9 @@ def test_inverse_pairing_uses_the_inverse_of_the_temporal_order(loss_with_motion
     translation = np.array([0.05, -0.02, 0.3])
     rotation = geometry.matrix_from_angles(tf.constant(angles, tf.float32)).numpy()
     garbage = lambda first: (list(angles), list(translation)) if first else ([0.3, 0.0, 0.0], [1.0, 1.0, 1.0])
-    exact = lambda first: (rotation.tolist(), list(translation)) if first else (
-        rotation.T.tolist(), list(-rotation.T @ translation))
+    exact = lambda first: (
+        (rotation.tolist(), list(translation)) if first else (rotation.T.tolist(), list(-rotation.T @ translation))
+    )
     inverse = loss_with_motion("inverse", garbage)
     reference = loss_with_motion("independent", exact)
     for name in ("rgb", "ssim", "depth_consistency"):
@@ -158,11 +193,13 @@ def test_inverse_pairing_uses_the_inverse_of_the_temporal_order(loss_with_motion
     assert inverse["rgb"] != pytest.approx(loss_with_motion("independent", garbage)["rgb"], rel=1e-2)
     assert inverse["rotation_consistency"] == pytest.approx(0.0, abs=1e-9)
 
-    inverse_rotation, inverse_translation = inverse_motion(tf.constant(rotation[None], tf.float32),
-                                                           tf.constant(translation.reshape(1, 1, 1, 3), tf.float32))
+    inverse_rotation, inverse_translation = inverse_motion(
+        tf.constant(rotation[None], tf.float32), tf.constant(translation.reshape(1, 1, 1, 3), tf.float32)
+    )
     np.testing.assert_allclose(inverse_rotation[0].numpy() @ rotation, np.eye(3), atol=1e-6)
-    np.testing.assert_allclose(inverse_rotation[0].numpy() @ translation + inverse_translation.numpy().reshape(3),
-                               np.zeros(3), atol=1e-6)
+    np.testing.assert_allclose(
+        inverse_rotation[0].numpy() @ translation + inverse_translation.numpy().reshape(3), np.zeros(3), atol=1e-6
+    )
 
 
 def test_predict_depth_flip_is_min_of_both(model):
@@ -214,8 +251,9 @@ def test_predict_egomotion_flip_augment_is_mirror_symmetric_and_averages(model):
         return tf.reverse(image, [2])
 
     rotation, translation, intrinsics = (x.numpy() for x in model.predict_egomotion(image_a, image_b, True))
-    rotation_m, translation_m, intrinsics_m = (x.numpy() for x in model.predict_egomotion(
-        flipped(image_a), flipped(image_b), True))
+    rotation_m, translation_m, intrinsics_m = (
+        x.numpy() for x in model.predict_egomotion(flipped(image_a), flipped(image_b), True)
+    )
     np.testing.assert_allclose(rotation_m, mirror @ rotation @ mirror, atol=1e-6)
     np.testing.assert_allclose(translation_m, translation @ mirror, atol=1e-6)
     np.testing.assert_allclose(intrinsics_m[:, 0, 2], WIDTH - 1 - intrinsics[:, 0, 2], rtol=1e-5)
@@ -225,10 +263,39 @@ def test_predict_egomotion_flip_augment_is_mirror_symmetric_and_averages(model):
     of_mirrored = [x.numpy() for x in model.predict_egomotion(flipped(image_a), flipped(image_b))]
     np.testing.assert_allclose(rotation, 0.5 * (plain[0] + mirror @ of_mirrored[0] @ mirror), atol=1e-6)
     np.testing.assert_allclose(translation, 0.5 * (plain[1] + of_mirrored[1] @ mirror), atol=1e-6)
-    assert not np.allclose(plain[1], translation, atol=1e-6)    # a random net is not mirror-symmetric
+    assert not np.allclose(plain[1], translation, atol=1e-6)  # a random net is not mirror-symmetric
 
 
 def test_compute_loss_in_tf_function(model, real_data):
     batch = {k: tf.convert_to_tensor(v) for k, v in _example_batch(real_data).items()}
     compiled = tf.function(lambda b, s: model.compute_loss(b, s)["total"])
     assert np.isfinite(float(compiled(batch, tf.constant(10, tf.int64))))
+
+
+def test_mixed_bfloat16_builds_trains_and_returns_float32():
+    """mixed_precision: the networks compute in bfloat16 but hand float32 to the warp and the losses."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = DepthMotionModel(
+            ModelConfig(
+                img_height=64, img_width=96, depth_network_width=0.25, motion_network_width=0.25, learn_intrinsics=True
+            )
+        )
+        images = np.random.default_rng(0).uniform(size=(2, 64, 96, 9)).astype(np.float32)
+        batch = {
+            "images": images,
+            "images_normalized": images,
+            "segmentation": np.zeros((2, 64, 96, 9), np.uint8),
+            "intrinsics": np.tile(np.array([[50, 0, 48], [0, 50, 32], [0, 0, 1]], np.float32), (2, 1, 1)),
+        }
+        with tf.GradientTape() as tape:
+            outputs = model.compute_loss(batch, tf.constant(0, tf.int64))
+        gradients = tape.gradient(outputs["total"], model.trainable_variables)
+        assert outputs["total"].dtype == tf.float32 and np.isfinite(outputs["total"].numpy())
+        assert all(gradient is not None for gradient in gradients)
+        assert model.predict_depth(images[..., :3]).dtype == tf.float32
+        assert all(x.dtype == tf.float32 for x in model.predict_egomotion(images[..., :3], images[..., 3:6]))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
