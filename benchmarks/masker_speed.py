@@ -6,6 +6,7 @@ Measures the RunInference handler's forward pass (load excluded) on the real KIT
 and at native resolution (1242x375), with batch sizes 1 and 4. Weights are random: detection count,
 hence mask pasting time, differs from a trained model; the backbone and heads cost the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from formats import struct2depth
@@ -37,16 +37,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "random.pth"
         from detectron2.modeling import build_model
+
         torch.manual_seed(0)
         torch.save({"model": build_model(masker.build_config(masker.Detectron2Options())).state_dict()}, weights)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(natives)} frames, "
-              f"score_threshold {args.score_threshold}")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(natives)} frames, "
+            f"score_threshold {args.score_threshold}"
+        )
         for batch_size in (1, 4):
-            handler = masker.Detectron2ModelHandler(masker.Detectron2Options(
-                weights=str(weights), batch_size=batch_size, score_threshold=args.score_threshold))
+            handler = masker.Detectron2ModelHandler(
+                masker.Detectron2Options(
+                    weights=str(weights), batch_size=batch_size, score_threshold=args.score_threshold
+                )
+            )
             model = handler.load_model()
             for name, images in (("working", working), ("native", natives)):
-                batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+                batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
                 handler.run_inference(batches[0], model)  # warm-up
                 start = time.perf_counter()
                 for _ in range(args.repeats):

@@ -8,6 +8,7 @@ For the test world's drives (seed and number of sequences of params.yaml's ``syn
 ``evaluation.odometry_metrics`` exactly as ``eval_odometry`` scores its constant-velocity baseline. Only the
 poses are built (no rendering), so this takes seconds. Printed, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def main() -> None:
     params = load_params("synthesize")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=int(params["test"]["seed"]), help="world seed")
-    parser.add_argument("--sequences", type=int, default=int(params["test"]["num_sequences"]),
-                        help="test drives printed one by one")
+    parser.add_argument(
+        "--sequences", type=int, default=int(params["test"]["num_sequences"]), help="test drives printed one by one"
+    )
     parser.add_argument("--more", type=int, default=40, help="further drives in the summary")
     parser.add_argument("--frames", type=int, default=int(params["frames_per_sequence"]), help="frames per drive")
     args = parser.parse_args()
@@ -52,17 +54,23 @@ def main() -> None:
             worlds[name].append(constant_velocity_errors(poses))
         if index < args.sequences:
             plan = drive.plan
-            manoeuvres = (f"{fps:g} fps, turn {np.degrees(plan.turn_angle):+.1f} deg, "
-                          f"{'stop' if plan.stops else 'speed changes'}, "
-                          f"{'lane change' if plan.lane_from != plan.lane_to else 'no lane change'}")
-            print(f"test drive {index}: original ATE-5 {worlds['original'][-1][0]:.4f} m, full ATE "
-                  f"{worlds['original'][-1][1]:.3f} m | wild ({manoeuvres}) "
-                  f"ATE-5 {worlds['wild'][-1][0]:.4f} m, full ATE {worlds['wild'][-1][1]:.3f} m")
+            manoeuvres = (
+                f"{fps:g} fps, turn {np.degrees(plan.turn_angle):+.1f} deg, "
+                f"{'stop' if plan.stops else 'speed changes'}, "
+                f"{'lane change' if plan.lane_from != plan.lane_to else 'no lane change'}"
+            )
+            print(
+                f"test drive {index}: original ATE-5 {worlds['original'][-1][0]:.4f} m, full ATE "
+                f"{worlds['original'][-1][1]:.3f} m | wild ({manoeuvres}) "
+                f"ATE-5 {worlds['wild'][-1][0]:.4f} m, full ATE {worlds['wild'][-1][1]:.3f} m"
+            )
     for name, values in worlds.items():
         values = np.array(values)
-        print(f"{name:8s} over {len(values)} drives (seed {args.seed}): constant-velocity ATE-5 mean "
-              f"{values[:, 0].mean():.4f} m (median {np.median(values[:, 0]):.4f}), full-trajectory ATE mean "
-              f"{values[:, 1].mean():.3f} m")
+        print(
+            f"{name:8s} over {len(values)} drives (seed {args.seed}): constant-velocity ATE-5 mean "
+            f"{values[:, 0].mean():.4f} m (median {np.median(values[:, 0]):.4f}), full-trajectory ATE mean "
+            f"{values[:, 1].mean():.3f} m"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ since other processes on the machine disturb single timings.
 
     python benchmarks/predict_throughput.py [--fps 10] [--batch_size 8] [--rounds 2] [--sizes 224x64,416x128]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,13 @@ WIDTHS = {(224, 64): 0.5, (416, 128): 1.0}
 
 
 def checkpoint(folder: str, size, width_multiplier: float) -> InferenceModel:
-    config = ModelConfig(img_height=size[1], img_width=size[0], depth_network_width=width_multiplier,
-                         motion_network_width=width_multiplier, learn_intrinsics=True)
+    config = ModelConfig(
+        img_height=size[1],
+        img_width=size[0],
+        depth_network_width=width_multiplier,
+        motion_network_width=width_multiplier,
+        learn_intrinsics=True,
+    )
     write_model_config(folder, config)
     make_checkpoint(DepthMotionModel(config)).save(os.path.join(folder, "model"))
     return InferenceModel.from_checkpoint(folder)
@@ -50,8 +56,13 @@ def checkpoint(folder: str, size, width_multiplier: float) -> InferenceModel:
 
 def sampled_frames(model: InferenceModel, fps: float) -> np.ndarray:
     """The frames predict sees (same reader), as float32 [N, H, W, 3] in memory."""
-    params = {"input": CLIP, "output": "unused", "video": {"fps": fps}, "intrinsics": None,
-              "image_folder": {"stride": 1, "fps": 10.0}}
+    params = {
+        "input": CLIP,
+        "output": "unused",
+        "video": {"fps": fps},
+        "intrinsics": None,
+        "image_folder": {"stride": 1, "fps": 10.0},
+    }
     config = predict.preprocess_config(params, model.image_size)
     item = footage.find_inputs(CLIP)[0][0]
     frames = [frame.image for frame in footage.stream_frames(item, config) if hasattr(frame, "image")]
@@ -61,11 +72,11 @@ def sampled_frames(model: InferenceModel, fps: float) -> np.ndarray:
 def bare(model: InferenceModel, images: np.ndarray, batch: int, motion: bool) -> float:
     start = time.perf_counter()
     for first in range(0, len(images), batch):
-        chunk = images[first:first + batch]
+        chunk = images[first : first + batch]
         model.predict_depth(chunk, flip_augment=True)
         if motion:
-            previous = images[max(first - 1, 0):first + len(chunk) - 1]
-            following = images[max(first, 1):first + len(chunk)]
+            previous = images[max(first - 1, 0) : first + len(chunk) - 1]
+            following = images[max(first, 1) : first + len(chunk)]
             if len(previous):
                 model.predict_egomotion(previous, following)
     return len(images) / (time.perf_counter() - start)
@@ -73,9 +84,15 @@ def bare(model: InferenceModel, images: np.ndarray, batch: int, motion: bool) ->
 
 def staged(model: InferenceModel, output: str, fps: float, batch: int, trajectory: bool) -> float:
     shutil.rmtree(output, ignore_errors=True)
-    argv = [f"--checkpoint_path={model.checkpoint_path}", f"--input={CLIP}", f"--output={output}",
-            f"--video.fps={fps}", f"--batch_size={batch}", "--quiet",
-            "--trajectory" if trajectory else "--notrajectory"]
+    argv = [
+        f"--checkpoint_path={model.checkpoint_path}",
+        f"--input={CLIP}",
+        f"--output={output}",
+        f"--video.fps={fps}",
+        f"--batch_size={batch}",
+        "--quiet",
+        "--trajectory" if trajectory else "--notrajectory",
+    ]
     start = time.perf_counter()
     manifest = predict.main(argv, model=model)
     return manifest["counts"]["frames"] / (time.perf_counter() - start)
@@ -97,26 +114,36 @@ def main() -> None:
             folder = os.path.join(scratch, f"ckpt_{text}")
             model = checkpoint(folder, size, WIDTHS.get(size, 1.0))
             images = sampled_frames(model, args.fps)
-            bare(model, images[:2 * args.batch_size], args.batch_size, True)  # trace both networks
+            bare(model, images[: 2 * args.batch_size], args.batch_size, True)  # trace both networks
             timings = {"bare_depth": [], "predict_depth": [], "bare_full": [], "predict_full": []}
             for _ in range(args.rounds):
                 timings["bare_depth"].append(bare(model, images, args.batch_size, False))
-                timings["predict_depth"].append(staged(model, os.path.join(scratch, "out"), args.fps,
-                                                       args.batch_size, False))
+                timings["predict_depth"].append(
+                    staged(model, os.path.join(scratch, "out"), args.fps, args.batch_size, False)
+                )
                 timings["bare_full"].append(bare(model, images, args.batch_size, True))
-                timings["predict_full"].append(staged(model, os.path.join(scratch, "out"), args.fps,
-                                                      args.batch_size, True))
+                timings["predict_full"].append(
+                    staged(model, os.path.join(scratch, "out"), args.fps, args.batch_size, True)
+                )
             best = {key: max(values) for key, values in timings.items()}
-            row = {"size": f"{size[0]}x{size[1]}", "network_width": WIDTHS.get(size, 1.0), "frames": len(images),
-                   "batch_size": args.batch_size, "fps": {k: round(v, 2) for k, v in best.items()},
-                   "ratio_depth": round(best["predict_depth"] / best["bare_depth"], 3),
-                   "ratio_full": round(best["predict_full"] / best["bare_full"], 3),
-                   "all_rounds": {k: [round(v, 2) for v in values] for k, values in timings.items()}}
+            row = {
+                "size": f"{size[0]}x{size[1]}",
+                "network_width": WIDTHS.get(size, 1.0),
+                "frames": len(images),
+                "batch_size": args.batch_size,
+                "fps": {k: round(v, 2) for k, v in best.items()},
+                "ratio_depth": round(best["predict_depth"] / best["bare_depth"], 3),
+                "ratio_full": round(best["predict_full"] / best["bare_full"], 3),
+                "all_rounds": {k: [round(v, 2) for v in values] for k, values in timings.items()},
+            }
             results.append(row)
-            print(f"{row['size']} (width {row['network_width']}, {row['frames']} frames, batch {args.batch_size}): "
-                  f"bare depth {best['bare_depth']:.1f} f/s, predict --notrajectory {best['predict_depth']:.1f} f/s, "
-                  f"ratio {row['ratio_depth']:.2f}; bare depth+motion {best['bare_full']:.1f} f/s, "
-                  f"predict (default) {best['predict_full']:.1f} f/s, ratio {row['ratio_full']:.2f}", flush=True)
+            print(
+                f"{row['size']} (width {row['network_width']}, {row['frames']} frames, batch {args.batch_size}): "
+                f"bare depth {best['bare_depth']:.1f} f/s, predict --notrajectory {best['predict_depth']:.1f} f/s, "
+                f"ratio {row['ratio_depth']:.2f}; bare depth+motion {best['bare_full']:.1f} f/s, "
+                f"predict (default) {best['predict_full']:.1f} f/s, ratio {row['ratio_full']:.2f}",
+                flush=True,
+            )
     print(json.dumps({"cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "results": results}))
 
 

@@ -14,6 +14,7 @@ shared machine they are polluted by the other load, so read the ratios, not the 
     python benchmarks/preprocess_memory.py [--long 2400] [--short 60] [--native 640x192] [--size 416x128]
         [--code DIR]   # also measure another source tree (e.g. `git archive` of an earlier commit)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,8 +100,9 @@ def _child(script: str, code: str, *args) -> dict:
     """Run ``script`` in a fresh interpreter whose imports (and those of Beam's worker processes, which
     start in the working directory) come from the source tree ``code``; returns its last JSON line."""
     environment = dict(os.environ, PYTHONPATH=code)
-    result = subprocess.run([sys.executable, "-c", script, code, *map(str, args)], capture_output=True, text=True,
-                            cwd=code, env=environment)
+    result = subprocess.run(
+        [sys.executable, "-c", script, code, *map(str, args)], capture_output=True, text=True, cwd=code, env=environment
+    )
     if result.returncode:
         raise RuntimeError(f"benchmark child failed:\n{result.stderr[-4000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -116,25 +118,40 @@ def _size(text: str):
     return width, height
 
 
-def measure(code: str, label: str, long_root: str, short_root: str, frames: dict, size, scratch: str,
-            loop: dict, throughput: bool) -> None:
+def measure(
+    code: str,
+    label: str,
+    long_root: str,
+    short_root: str,
+    frames: dict,
+    size,
+    scratch: str,
+    loop: dict,
+    throughput: bool,
+) -> None:
     short = pipeline_run(code, short_root, os.path.join(scratch, "out_short"), size)
     long = pipeline_run(code, long_root, os.path.join(scratch, "out_long"), size)
-    print(f"[{label}] peak RSS, in_memory runner (one process): short drive ({frames['short']} frames) "
-          f"{short['self_kib'] / 1024:.0f} MiB, long drive ({frames['long']} frames) "
-          f"{long['self_kib'] / 1024:.0f} MiB, "
-          f"ratio long/short {long['self_kib'] / short['self_kib']:.2f} (target <= 1.2)")
+    print(
+        f"[{label}] peak RSS, in_memory runner (one process): short drive ({frames['short']} frames) "
+        f"{short['self_kib'] / 1024:.0f} MiB, long drive ({frames['long']} frames) "
+        f"{long['self_kib'] / 1024:.0f} MiB, "
+        f"ratio long/short {long['self_kib'] / short['self_kib']:.2f} (target <= 1.2)"
+    )
     if not throughput:
         return
     one = long  # the long in_memory run above is the 1-worker timing
     two = pipeline_run(code, long_root, os.path.join(scratch, "out_two"), size, "multi_processing", 2)
     count = frames["long"]
-    print(f"[{label}] pipeline, 1 worker : {count / one['seconds']:7.1f} frames/s   ratio to loop "
-          f"{loop['seconds'] / one['seconds']:.2f} (target >= 0.8); CPU seconds per frame vs loop "
-          f"{loop['cpu_seconds'] / one['cpu_seconds']:.2f} (less sensitive to other load; excludes I/O waits)")
-    print(f"[{label}] pipeline, 2 workers: {count / two['seconds']:7.1f} frames/s   ratio to loop "
-          f"{loop['seconds'] / two['seconds']:.2f} (target >= 1.6); peak RSS runner "
-          f"{two['self_kib'] / 1024:.0f} MiB, largest worker {two['children_kib'] / 1024:.0f} MiB")
+    print(
+        f"[{label}] pipeline, 1 worker : {count / one['seconds']:7.1f} frames/s   ratio to loop "
+        f"{loop['seconds'] / one['seconds']:.2f} (target >= 0.8); CPU seconds per frame vs loop "
+        f"{loop['cpu_seconds'] / one['cpu_seconds']:.2f} (less sensitive to other load; excludes I/O waits)"
+    )
+    print(
+        f"[{label}] pipeline, 2 workers: {count / two['seconds']:7.1f} frames/s   ratio to loop "
+        f"{loop['seconds'] / two['seconds']:.2f} (target >= 1.6); peak RSS runner "
+        f"{two['self_kib'] / 1024:.0f} MiB, largest worker {two['children_kib'] / 1024:.0f} MiB"
+    )
 
 
 def main() -> None:
@@ -143,8 +160,12 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=60, help="frames of the short drive")
     parser.add_argument("--native", type=_size, default=(640, 192), help="native frame size WxH")
     parser.add_argument("--size", type=_size, default=(416, 128), help="record frame size WxH")
-    parser.add_argument("--code", action="append", default=[],
-                        help="another source tree to measure the same way (repeatable), e.g. an earlier commit")
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        help="another source tree to measure the same way (repeatable), e.g. an earlier commit",
+    )
     parser.add_argument("--no_throughput", action="store_true", help="memory figures only")
     args = parser.parse_args()
     scratch = tempfile.mkdtemp(prefix="wilddepth-membench-")
@@ -153,17 +174,20 @@ def main() -> None:
         long_root = write_drive(os.path.join(scratch, "long"), args.long, args.native)
         short_root = write_drive(os.path.join(scratch, "short"), args.short, args.native)
         frames = {"long": args.long, "short": args.short}
-        print(f"drives written in {time.perf_counter() - start:.0f} s: native {args.native[0]}x{args.native[1]}, "
-              f"records {args.size[0]}x{args.size[1]}, {os.cpu_count()} CPUs "
-              f"(load average {os.getloadavg()[0]:.1f}: on a shared machine every rate is polluted)")
+        print(
+            f"drives written in {time.perf_counter() - start:.0f} s: native {args.native[0]}x{args.native[1]}, "
+            f"records {args.size[0]}x{args.size[1]}, {os.cpu_count()} CPUs "
+            f"(load average {os.getloadavg()[0]:.1f}: on a shared machine every rate is polluted)"
+        )
         loop = {}
         if not args.no_throughput:
             loop = _child(_LOOP_CHILD, REPO, long_root, os.path.join(scratch, "loop"), *args.size)
-            print(f"opencv loop (1 process): {loop['frames'] / loop['seconds']:7.1f} frames/s "
-                  f"({loop['cpu_seconds'] / loop['frames'] * 1000:.1f} CPU ms per frame)")
+            print(
+                f"opencv loop (1 process): {loop['frames'] / loop['seconds']:7.1f} frames/s "
+                f"({loop['cpu_seconds'] / loop['frames'] * 1000:.1f} CPU ms per frame)"
+            )
         for label, code in [("this tree", REPO)] + [(code, code) for code in args.code]:
-            measure(code, label, long_root, short_root, frames, args.size, scratch, loop,
-                    not args.no_throughput)
+            measure(code, label, long_root, short_root, frames, args.size, scratch, loop, not args.no_throughput)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -7,6 +7,7 @@ pipeline its atomic ones. Prints frames per second and the ratios pipeline / loo
 
     python benchmarks/preprocess_throughput.py [--data DIR] [--sequences 4] [--frames 40] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def opencv_loop(data: str, output: str) -> int:
             count += 1
         zeros = np.zeros((SIZE[1], 3 * SIZE[0], 3), np.uint8)
         for middle in range(1, len(small) - 1):
-            triplet = cv2.cvtColor(np.concatenate(small[middle - 1:middle + 2], axis=1), cv2.COLOR_RGB2BGR)
+            triplet = cv2.cvtColor(np.concatenate(small[middle - 1 : middle + 2], axis=1), cv2.COLOR_RGB2BGR)
             stem = os.path.join(folder, f"{middle:010d}")
             with open(stem + ".png", "wb") as handle:
                 handle.write(cv2.imencode(".png", triplet, PNG_PARAMS)[1].tobytes())
@@ -54,9 +55,17 @@ def opencv_loop(data: str, output: str) -> int:
 
 
 def pipeline(data: str, output: str, workers: int) -> None:
-    config = config_from_params({"source": "kitti_raw", "input": data, "output": output, "width": SIZE[0],
-                                 "height": SIZE[1], "segmenter": "none",
-                                 "kitti_raw": {"exclude_eigen_test_scenes": False}})
+    config = config_from_params(
+        {
+            "source": "kitti_raw",
+            "input": data,
+            "output": output,
+            "width": SIZE[0],
+            "height": SIZE[1],
+            "segmenter": "none",
+            "kitti_raw": {"exclude_eigen_test_scenes": False},
+        }
+    )
     mode = "in_memory" if workers == 1 else "multi_processing"
     run(config, [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"])
 
@@ -84,8 +93,21 @@ def main() -> None:
             from stages import synthesize
 
             data = os.path.join(scratch, "world")
-            synthesize.main(["--layout", "kitti_raw", "--output", data, "--num_sequences", str(args.sequences),
-                             "--frames_per_sequence", str(args.frames), "--seed", "1", "--quiet"])
+            synthesize.main(
+                [
+                    "--layout",
+                    "kitti_raw",
+                    "--output",
+                    data,
+                    "--num_sequences",
+                    str(args.sequences),
+                    "--frames_per_sequence",
+                    str(args.frames),
+                    "--seed",
+                    "1",
+                    "--quiet",
+                ]
+            )
         frames = len(glob.glob(os.path.join(data, "*", "*_drive_*_sync", "image_02", "data", "*.png")))
         out = lambda name: os.path.join(scratch, name)  # noqa: E731
         loop_time = best_time(lambda: opencv_loop(data, out("loop")), args.repeats)
@@ -94,8 +116,10 @@ def main() -> None:
         print(f"frames: {frames} ({os.cpu_count()} CPUs), record size {SIZE[0]}x{SIZE[1]}")
         print(f"opencv loop        : {frames / loop_time:7.1f} frames/s")
         print(f"pipeline, 1 worker : {frames / one_time:7.1f} frames/s   ratio to loop {loop_time / one_time:.2f}")
-        print(f"pipeline, 2 workers: {frames / two_time:7.1f} frames/s   ratio to loop {loop_time / two_time:.2f}"
-              f"   gain over 1 worker {one_time / two_time:.2f}")
+        print(
+            f"pipeline, 2 workers: {frames / two_time:7.1f} frames/s   ratio to loop {loop_time / two_time:.2f}"
+            f"   gain over 1 worker {one_time / two_time:.2f}"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

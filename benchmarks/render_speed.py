@@ -8,6 +8,7 @@ separately), megapixels/s, and the share of time spent in ray casting vs shading
 renders the wild world's sequences (each its own camera at its drawn native size, params.yaml's
 ``synthesize.wild_camera``/``wild_path``), so its cost per frame can be compared with the original world's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--supersampling", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--world", choices=("original", "wild"), default="original",
-                        help="original: KITTI camera, straight drive; wild: each sequence its own camera and drive")
+    parser.add_argument(
+        "--world",
+        choices=("original", "wild"),
+        default="original",
+        help="original: KITTI camera, straight drive; wild: each sequence its own camera and drive",
+    )
     parser.add_argument("--sequences", type=int, nargs="+", default=[0], help="sequence indices to render")
     args = parser.parse_args()
     for sequence in args.sequences:
@@ -54,8 +59,10 @@ def measure(args, sequence: int) -> None:
         fps, path = 10.0, None
     start = time.perf_counter()
     scene = build_scene(args.seed, sequence, width, height, intrinsics, fps, args.frames, path=path)
-    print(f"{args.world} sequence {sequence}: scene construction {time.perf_counter() - start:.2f} s "
-          f"({len(scene.static)} static boxes, {len(scene.movers)} movers)")
+    print(
+        f"{args.world} sequence {sequence}: scene construction {time.perf_counter() - start:.2f} s "
+        f"({len(scene.static)} static boxes, {len(scene.movers)} movers)"
+    )
     render.render_frame(scene, 0, 1)  # builds the texture atlas once
     timers = {"cast": 0.0, "shade": 0.0}
     original_cast, original_shade = render.cast, render.shade
@@ -67,6 +74,7 @@ def measure(args, sequence: int) -> None:
                 return function(*a, **k)
             finally:
                 timers[name] += time.perf_counter() - t0
+
         return wrapper
 
     render.cast, render.shade = timed("cast", original_cast), timed("shade", original_shade)
@@ -78,10 +86,12 @@ def measure(args, sequence: int) -> None:
         for frame in range(args.frames):
             render.render_frame(scene, frame, n, rays_cache=cache)
         elapsed = time.perf_counter() - start
-        print(f"{width}x{height}, supersampling {n}x{n}: {args.frames / elapsed:.2f} frames/s, "
-              f"{width * height * args.frames / elapsed / 1e6:.2f} Mpixel/s "
-              f"({1000 * elapsed / args.frames:.0f} ms/frame; ray casting {100 * timers['cast'] / elapsed:.0f} %, "
-              f"shading+texturing {100 * timers['shade'] / elapsed:.0f} %)")
+        print(
+            f"{width}x{height}, supersampling {n}x{n}: {args.frames / elapsed:.2f} frames/s, "
+            f"{width * height * args.frames / elapsed / 1e6:.2f} Mpixel/s "
+            f"({1000 * elapsed / args.frames:.0f} ms/frame; ray casting {100 * timers['cast'] / elapsed:.0f} %, "
+            f"shading+texturing {100 * timers['shade'] / elapsed:.0f} %)"
+        )
     render.cast, render.shade = original_cast, original_shade
 
 

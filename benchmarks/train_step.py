@@ -20,6 +20,7 @@ step / fwd+bwd, the peak GPU memory when a GPU is used, and the bfloat16 / float
 
     python benchmarks/train_step.py --compare_precision --sizes 64x224 --steps 5 --repeats 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def write_records(root: Path, height: int, width: int, count: int = 16) -> None:
         frames = [(rng.random((height, width, 3)) * 255).astype(np.uint8) for _ in range(3)]
         masks = [np.zeros((height, width), np.uint8) for _ in range(3)]
         record_id = struct2depth.sample_id(index)
-        struct2depth.write_record(root, "seq", record_id, frames, masks,
-                                  intrinsics_matrix(0.6 * width, 1.8 * height, width / 2, height / 2))
+        struct2depth.write_record(
+            root, "seq", record_id, frames, masks, intrinsics_matrix(0.6 * width, 1.8 * height, width / 2, height / 2)
+        )
         entries.append(("seq", record_id))
     struct2depth.write_list(root / "train.txt", entries)
 
@@ -72,8 +74,7 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
         root = Path(folder)
         write_records(root / "data", height, width)
         model_config = ModelConfig.from_params({**params, "img_height": height, "img_width": width})
-        data_config = data.DataConfig(str(root / "data"), img_height=height, img_width=width,
-                                      batch_size=batch_size)
+        data_config = data.DataConfig(str(root / "data"), img_height=height, img_width=width, batch_size=batch_size)
         reader = data.RecordDataset(data_config)
         dataset = reader.build()
         iterator = iter(dataset)
@@ -85,13 +86,17 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
         input_rate = count * batch_size / (time.perf_counter() - began)
 
         results = {}
-        for jit in ([False, True] if xla else [False]):
-            trainer = Trainer(model_config, data_config, TrainerConfig(
-                str(root / f"ckpt_{jit}"), learning_rate=1e-4, progress=False, jit_compile=jit))
+        for jit in [False, True] if xla else [False]:
+            trainer = Trainer(
+                model_config,
+                data_config,
+                TrainerConfig(str(root / f"ckpt_{jit}"), learning_rate=1e-4, progress=False, jit_compile=jit),
+            )
             batch = next(iter(trainer.dataset))
-            trainer.train_step(batch)["applied"].numpy()          # trace
-            results[f"step{' (XLA)' if jit else ''}"] = timed(lambda: trainer.train_step(batch)["applied"].numpy(),
-                                                             steps)
+            trainer.train_step(batch)["applied"].numpy()  # trace
+            results[f"step{' (XLA)' if jit else ''}"] = timed(
+                lambda: trainer.train_step(batch)["applied"].numpy(), steps
+            )
             if not jit:
                 model = trainer.model
                 variables = model.trainable_variables
@@ -109,9 +114,12 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
         ratio = results["step"] / results["fwd+bwd"]
         line = ", ".join(f"{name} {value:.3f} s" for name, value in results.items())
         widths = f"widths depth {model_config.depth_network_width} motion {model_config.motion_network_width}"
-        print(f"{height}x{width} batch {batch_size}, {widths} ({parameters / 1e6:.1f} M params): {line}; "
-              f"ratio step/fwd+bwd {ratio:.2f} (target <= 1.3); input {input_rate:.0f} examples/s "
-              f"({input_rate / batch_size * results['step']:.0f}x what the step consumes)", flush=True)
+        print(
+            f"{height}x{width} batch {batch_size}, {widths} ({parameters / 1e6:.1f} M params): {line}; "
+            f"ratio step/fwd+bwd {ratio:.2f} (target <= 1.3); input {input_rate:.0f} examples/s "
+            f"({input_rate / batch_size * results['step']:.0f}x what the step consumes)",
+            flush=True,
+        )
 
 
 def _gpu_peak_bytes() -> Optional[int]:
@@ -144,8 +152,13 @@ def compare_precision(height: int, width: int, batch_size: int, steps: int, repe
         for name, mixed in (("float32", False), ("bfloat16", True)):
             _reset_gpu_peak()
             try:
-                trainer = Trainer(model_config, data_config, TrainerConfig(
-                    str(root / f"ckpt_{name}"), learning_rate=1e-4, progress=False, mixed_precision=mixed))
+                trainer = Trainer(
+                    model_config,
+                    data_config,
+                    TrainerConfig(
+                        str(root / f"ckpt_{name}"), learning_rate=1e-4, progress=False, mixed_precision=mixed
+                    ),
+                )
             except (tf.errors.OpError, TypeError, ValueError) as error:
                 message = " ".join(str(error).split())[:300]
                 print(f"  {name}: the trainer cannot be built: {type(error).__name__}: {message}", flush=True)
@@ -159,16 +172,25 @@ def compare_precision(height: int, width: int, batch_size: int, steps: int, repe
 
             def forward_backward(batch, model=model, variables=variables):
                 with tf.GradientTape() as tape:
-                    total = tf.cast(model.compute_loss(batch, tf.constant(0, tf.int64), training=True)["total"],
-                                    tf.float32)
+                    total = tf.cast(
+                        model.compute_loss(batch, tf.constant(0, tf.int64), training=True)["total"], tf.float32
+                    )
                 return total, tape.gradient(total, variables)
 
             plain = tf.function(forward_backward)
             plain_batch = next(iter(trainer.reader.build()))
             for _ in range(2):
                 plain(plain_batch)
-            runs[name] = {"trainer": trainer, "iterator": iterator, "plain": plain, "plain_batch": plain_batch,
-                          "step": [], "fwd_bwd": [], "peak": 0, "loss": None}
+            runs[name] = {
+                "trainer": trainer,
+                "iterator": iterator,
+                "plain": plain,
+                "plain_batch": plain_batch,
+                "step": [],
+                "fwd_bwd": [],
+                "peak": 0,
+                "loss": None,
+            }
         for _ in range(repeats):
             for name, run in runs.items():
                 trainer, iterator = run["trainer"], run["iterator"]
@@ -187,28 +209,34 @@ def compare_precision(height: int, width: int, batch_size: int, steps: int, repe
                     run["plain"](run["plain_batch"])[0].numpy()
                     run["fwd_bwd"].append(time.perf_counter() - began)
         widths = f"widths depth {model_config.depth_network_width} motion {model_config.motion_network_width}"
-        print(f"{height}x{width} batch {batch_size}, {widths}: {repeats} interleaved rounds of {steps} steps",
-              flush=True)
+        print(
+            f"{height}x{width} batch {batch_size}, {widths}: {repeats} interleaved rounds of {steps} steps", flush=True
+        )
         figures = {}
         for name, run in runs.items():
             step = statistics.median(run["step"])
             fwd_bwd = statistics.median(run["fwd_bwd"])
             peak = f", peak GPU memory {run['peak'] / 2**30:.2f} GiB" if _gpu_peak_bytes() is not None else ""
             figures[name] = {"step_s": step, "fwd_bwd_s": fwd_bwd, "peak_gpu_bytes": run["peak"] or None}
-            print(f"  {name:8s}: step {step:.4f} s ({1 / step:.2f} steps/s, {batch_size / step:.1f} examples/s), "
-                  f"fwd+bwd {fwd_bwd:.4f} s, ratio step/fwd+bwd {step / fwd_bwd:.2f}{peak}; "
-                  f"loss at step {run['trainer'].step}: {run['loss']:.4f}", flush=True)
+            print(
+                f"  {name:8s}: step {step:.4f} s ({1 / step:.2f} steps/s, {batch_size / step:.1f} examples/s), "
+                f"fwd+bwd {fwd_bwd:.4f} s, ratio step/fwd+bwd {step / fwd_bwd:.2f}{peak}; "
+                f"loss at step {run['trainer'].step}: {run['loss']:.4f}",
+                flush=True,
+            )
         if len(runs) == 2:
             ratio = figures["bfloat16"]["step_s"] / figures["float32"]["step_s"]
             print(f"  bfloat16 / float32 training step time: {ratio:.2f} (< 1: bfloat16 faster)", flush=True)
             figures["ratio_bf16_fp32"] = ratio
-        figures["depth_network"] = compare_depth_network(height, width, batch_size, steps, repeats,
-                                                         model_config.depth_network_width)
+        figures["depth_network"] = compare_depth_network(
+            height, width, batch_size, steps, repeats, model_config.depth_network_width
+        )
         return figures
 
 
-def compare_depth_network(height: int, width: int, batch_size: int, steps: int, repeats: int,
-                          network_width: float) -> dict:
+def compare_depth_network(
+    height: int, width: int, batch_size: int, steps: int, repeats: int, network_width: float
+) -> dict:
     """The bare depth network's forward+backward in float32 against mixed_bfloat16, interleaved.
 
     The part of the step that bfloat16 can speed up (convolutions; on CPUs with AMX-BF16 oneDNN runs them on
@@ -243,8 +271,11 @@ def compare_depth_network(height: int, width: int, batch_size: int, steps: int, 
                 times[name].append(time.perf_counter() - began)
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians["bfloat16"] / medians["float32"]
-    print(f"  depth network alone (width {network_width}) fwd+bwd: float32 {medians['float32']:.4f} s, "
-          f"bfloat16 {medians['bfloat16']:.4f} s, ratio {ratio:.2f}", flush=True)
+    print(
+        f"  depth network alone (width {network_width}) fwd+bwd: float32 {medians['float32']:.4f} s, "
+        f"bfloat16 {medians['bfloat16']:.4f} s, ratio {ratio:.2f}",
+        flush=True,
+    )
     return {**medians, "ratio": ratio}
 
 
@@ -252,17 +283,27 @@ def main() -> None:
     params = load_params("train")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     frame = load_params("preprocess")  # the default run's frame size (training takes it from the records)
-    parser.add_argument("--sizes", default=f"128x416,{frame['height']}x{frame['width']}",
-                        help="comma-separated HxW list")
+    parser.add_argument(
+        "--sizes", default=f"128x416,{frame['height']}x{frame['width']}", help="comma-separated HxW list"
+    )
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--xla", action="store_true", help="also time the step with jit_compile=True")
-    parser.add_argument("--compare_precision", action="store_true",
-                        help="time float32 against mixed_precision (bfloat16) training steps, interleaved")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved rounds of --steps steps per precision (--compare_precision)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a train: parameter, e.g. --set motion_network_width=1.0 (repeatable)")
+    parser.add_argument(
+        "--compare_precision",
+        action="store_true",
+        help="time float32 against mixed_precision (bfloat16) training steps, interleaved",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved rounds of --steps steps per precision (--compare_precision)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train: parameter, e.g. --set motion_network_width=1.0 (repeatable)",
+    )
     args = parser.parse_args()
     for item in args.set:
         key, value = item.split("=", 1)

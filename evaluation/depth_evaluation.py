@@ -26,6 +26,7 @@ regions are named :data:`MOVING_REGIONS`. Masks given for KITTI / Cityscapes (``
 sample, ``<dir>/<sample name>.png``, nonzero = object, the input image's size) may include parked cars, so
 they are named :data:`OBJECT_REGIONS`.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,6 +66,7 @@ def _npy_loader(path: Path) -> Callable[[], np.ndarray]:
         if depth.ndim != 2:
             raise ValueError(f"{path}: ground-truth depth must be (H, W), got {depth.shape}")
         return np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0)
+
     return load
 
 
@@ -79,6 +81,7 @@ def _mask_loader(path: Path, crop_box: Optional[Sequence[int]] = None) -> Callab
             top, bottom, left, right = (int(v) for v in crop_box)
             mask = mask[top:bottom, left:right]
         return mask
+
     return load
 
 
@@ -89,10 +92,13 @@ def with_object_masks(samples: Sequence[DepthSample], masks_dir: Path) -> List[D
     paths = [masks_dir / f"{sample.name}.png" for sample in samples]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} object masks are missing below {masks_dir}, "
-                                f"e.g. {missing[:3]} (expected <object_masks_dir>/<sample name>.png)")
-    return [sample._replace(load_object_mask=_mask_loader(path, sample.crop_box))
-            for sample, path in zip(samples, paths)]
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} object masks are missing below {masks_dir}, "
+            f"e.g. {missing[:3]} (expected <object_masks_dir>/<sample name>.png)"
+        )
+    return [
+        sample._replace(load_object_mask=_mask_loader(path, sample.crop_box)) for sample, path in zip(samples, paths)
+    ]
 
 
 def synthetic_samples(data_dir: Path, frame_stride: int = 1) -> List[DepthSample]:
@@ -113,8 +119,14 @@ def synthetic_samples(data_dir: Path, frame_stride: int = 1) -> List[DepthSample
             for path, what in ((depth_path, "depth"), (mask_path, "object mask")):
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: ground-truth {what} missing for {image_path}")
-            samples.append(DepthSample(f"{drive.name}/{image_path.stem}", image_path, _npy_loader(depth_path),
-                                       load_object_mask=_mask_loader(mask_path)))
+            samples.append(
+                DepthSample(
+                    f"{drive.name}/{image_path.stem}",
+                    image_path,
+                    _npy_loader(depth_path),
+                    load_object_mask=_mask_loader(mask_path),
+                )
+            )
     return samples
 
 
@@ -153,8 +165,10 @@ def kitti_eigen_samples(data_dir: Path, split_file: Optional[Path] = None) -> Li
 
         samples.append(DepthSample(f"{drive}/{frame}", image_path, load))
     if missing:
-        raise FileNotFoundError(f"{len(missing)} files of the test list are missing below {data_dir}, e.g. "
-                                f"{missing[:3]}; a partial Eigen evaluation is not comparable")
+        raise FileNotFoundError(
+            f"{len(missing)} files of the test list are missing below {data_dir}, e.g. "
+            f"{missing[:3]}; a partial Eigen evaluation is not comparable"
+        )
     return samples
 
 
@@ -176,8 +190,12 @@ def cityscapes_depth(disparity_path: Path, camera_path: Path) -> np.ndarray:
     return depth
 
 
-def cityscapes_samples(data_dir: Path, split: str = "test", split_file: Optional[Path] = None,
-                       crop_box: Sequence[int] = CITYSCAPES_CROP_BOX) -> List[DepthSample]:
+def cityscapes_samples(
+    data_dir: Path,
+    split: str = "test",
+    split_file: Optional[Path] = None,
+    crop_box: Sequence[int] = CITYSCAPES_CROP_BOX,
+) -> List[DepthSample]:
     """Cityscapes frames (all of ``leftImg8bit/<split>`` or the relative paths listed in ``split_file``)."""
     data_dir = Path(data_dir)
     if split_file:
@@ -212,14 +230,17 @@ def build_samples(params: Dict) -> List[DepthSample]:
     masks_dir = params.get("object_masks_dir")
     if dataset == "synthetic":
         if masks_dir:
-            raise ValueError("object_masks_dir is for kitti_eigen / cityscapes: the synthetic world's masks are "
-                             "its ground truth (<drive>/groundtruth/masks)")
+            raise ValueError(
+                "object_masks_dir is for kitti_eigen / cityscapes: the synthetic world's masks are "
+                "its ground truth (<drive>/groundtruth/masks)"
+            )
         return synthetic_samples(Path(params["data_dir"]), int(params.get("frame_stride", 1)))
     if dataset == "kitti_eigen":
         samples = kitti_eigen_samples(Path(params["data_dir"]), params.get("split_file"))
     elif dataset == "cityscapes":
-        samples = cityscapes_samples(Path(params["data_dir"]), params.get("cityscapes_split", "test"),
-                                     params.get("split_file"))
+        samples = cityscapes_samples(
+            Path(params["data_dir"]), params.get("cityscapes_split", "test"), params.get("split_file")
+        )
     else:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     return with_object_masks(samples, Path(masks_dir)) if masks_dir else samples
@@ -238,11 +259,23 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     atomic.write_bytes(path, encoded.tobytes())
 
 
-def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, flip_augment: bool = True,
-             min_depth: float = depth_metrics.DEFAULT_MIN_DEPTH, max_depth: float = depth_metrics.DEFAULT_MAX_DEPTH,
-             crop: str = "garg", scaling: str = "median", resize: str = "depth", bin_width: float = 5.0,
-             num_images: int = 4, images_dir: Optional[Path] = None, progress: bool = False,
-             regions: Tuple[str, str] = MOVING_REGIONS) -> Dict:
+def evaluate(
+    samples: Sequence[DepthSample],
+    predictor,
+    *,
+    batch_size: int = 8,
+    flip_augment: bool = True,
+    min_depth: float = depth_metrics.DEFAULT_MIN_DEPTH,
+    max_depth: float = depth_metrics.DEFAULT_MAX_DEPTH,
+    crop: str = "garg",
+    scaling: str = "median",
+    resize: str = "depth",
+    bin_width: float = 5.0,
+    num_images: int = 4,
+    images_dir: Optional[Path] = None,
+    progress: bool = False,
+    regions: Tuple[str, str] = MOVING_REGIONS,
+) -> Dict:
     """Run the predictor on every sample and score it and the constant baseline.
 
     Returns ``{"model": means, "constant_baseline": means, "regions": {...} or None, "per_image": rows,
@@ -255,8 +288,10 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
         raise ValueError("no samples to evaluate")
     with_masks = [sample.load_object_mask is not None for sample in samples]
     if any(with_masks) and not all(with_masks):
-        raise ValueError(f"{with_masks.count(False)} of {len(samples)} samples have no object mask: "
-                         "region metrics need a mask for every image")
+        raise ValueError(
+            f"{with_masks.count(False)} of {len(samples)} samples have no object mask: "
+            "region metrics need a mask for every image"
+        )
     use_regions = all(with_masks)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -268,9 +303,10 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
     batches = range(0, len(samples), batch_size)
     if progress:
         from tqdm import tqdm
+
         batches = tqdm(batches, desc="eval_depth", unit="batch")
     for start in batches:
-        batch = samples[start:start + batch_size]
+        batch = samples[start : start + batch_size]
         rgbs = [read_rgb(sample.image_path) for sample in batch]
         inputs = np.stack([images.model_input(rgb, size_hw, sample.crop_box) for rgb, sample in zip(rgbs, batch)])
         predictions = np.asarray(predictor.predict_depth(inputs, flip_augment=flip_augment))
@@ -281,16 +317,22 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
             resized = images.resize_prediction(prediction, ground_truth.shape, resize)
             try:
                 gt_valid, pred_valid, valid, ratio = depth_metrics.align_prediction(
-                    ground_truth, resized, min_depth, max_depth, crop, scaling)
+                    ground_truth, resized, min_depth, max_depth, crop, scaling
+                )
                 _, constant_valid, _, _ = depth_metrics.align_prediction(
-                    ground_truth, np.ones_like(resized), min_depth, max_depth, crop, "median")
+                    ground_truth, np.ones_like(resized), min_depth, max_depth, crop, "median"
+                )
             except ValueError as error:
                 raise ValueError(f"{sample.name}: {error}") from error
             model_bins.add(gt_valid, pred_valid)
             baseline_bins.add(gt_valid, constant_valid)
-            row = {"name": sample.name, "scale_ratio": ratio, "valid_pixels": int(gt_valid.size),
-                   "model": depth_metrics.compute_depth_errors(gt_valid, pred_valid),
-                   "constant_baseline": depth_metrics.compute_depth_errors(gt_valid, constant_valid)}
+            row = {
+                "name": sample.name,
+                "scale_ratio": ratio,
+                "valid_pixels": int(gt_valid.size),
+                "model": depth_metrics.compute_depth_errors(gt_valid, pred_valid),
+                "constant_baseline": depth_metrics.compute_depth_errors(gt_valid, constant_valid),
+            }
             if use_regions:
                 try:
                     inside = depth_metrics.region_selectors(valid, sample.load_object_mask())
@@ -298,13 +340,18 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
                     raise ValueError(f"{sample.name}: {error}") from error
                 model_regions = depth_metrics.region_errors(gt_valid, pred_valid, inside)
                 constant_regions = depth_metrics.region_errors(gt_valid, constant_valid, inside)
-                row["regions"] = {name: {"model": model_regions[key], "constant_baseline": constant_regions[key]}
-                                  for name, key in zip(regions, ("objects", "rest"))}
+                row["regions"] = {
+                    name: {"model": model_regions[key], "constant_baseline": constant_regions[key]}
+                    for name, key in zip(regions, ("objects", "rest"))
+                }
             rows.append(row)
             if images_dir is not None and start + offset in shown:
                 scaled = np.clip(resized * ratio, min_depth, max_depth)
-                rgb_shown = rgb if sample.crop_box is None else rgb[sample.crop_box[0]:sample.crop_box[1],
-                                                                    sample.crop_box[2]:sample.crop_box[3]]
+                rgb_shown = (
+                    rgb
+                    if sample.crop_box is None
+                    else rgb[sample.crop_box[0] : sample.crop_box[1], sample.crop_box[2] : sample.crop_box[3]]
+                )
                 panel = images.comparison_panel(rgb_shown, scaled, ground_truth)
                 _write_png(Path(images_dir) / f"{start + offset:04d}_{sample.name.replace('/', '_')}.png", panel)
     model_table, baseline_table = model_bins.table(), baseline_bins.table()
@@ -313,9 +360,14 @@ def evaluate(samples: Sequence[DepthSample], predictor, *, batch_size: int = 8, 
         "constant_baseline": depth_metrics.mean_metrics(row["constant_baseline"] for row in rows),
         "regions": summarize_regions(rows, regions) if use_regions else None,
         "per_image": rows,
-        "by_distance": {"distance_m": model_table["distance_m"], "count": model_table["count"],
-                        "abs_rel_model": model_table["abs_rel"], "abs_rel_constant": baseline_table["abs_rel"],
-                        "rmse_model": model_table["rmse"], "rmse_constant": baseline_table["rmse"]},
+        "by_distance": {
+            "distance_m": model_table["distance_m"],
+            "count": model_table["count"],
+            "abs_rel_model": model_table["abs_rel"],
+            "abs_rel_constant": baseline_table["abs_rel"],
+            "rmse_model": model_table["rmse"],
+            "rmse_constant": baseline_table["rmse"],
+        },
     }
 
 
@@ -325,10 +377,19 @@ def summarize_regions(rows: Sequence[Dict], names: Sequence[str]) -> Dict[str, D
     for name in names:
         model, count, skipped = depth_metrics.mean_region_metrics(row["regions"][name]["model"] for row in rows)
         baseline, _, _ = depth_metrics.mean_region_metrics(row["regions"][name]["constant_baseline"] for row in rows)
-        summary[name] = {"model": model, "constant_baseline": baseline, "num_images": count,
-                         "num_images_without_pixels": skipped,
-                         "valid_pixels": int(sum(row["regions"][name]["model"]["valid_pixels"] for row in rows
-                                                 if row["regions"][name]["model"] is not None))}
+        summary[name] = {
+            "model": model,
+            "constant_baseline": baseline,
+            "num_images": count,
+            "num_images_without_pixels": skipped,
+            "valid_pixels": int(
+                sum(
+                    row["regions"][name]["model"]["valid_pixels"]
+                    for row in rows
+                    if row["regions"][name]["model"] is not None
+                )
+            ),
+        }
     return summary
 
 
@@ -351,11 +412,12 @@ def per_image_csv(rows: Sequence[Dict]) -> str:
     header += "".join(f",abs_rel_model_{name},abs_rel_constant_{name},valid_pixels_{name}" for name in names)
     lines = [header]
     for index, row in enumerate(rows):
-        line = (f"{index},{row['name']},{row['model']['abs_rel']:.6g},"
-                f"{row['constant_baseline']['abs_rel']:.6g},{row['scale_ratio']:.6g},{row['valid_pixels']}")
+        line = (
+            f"{index},{row['name']},{row['model']['abs_rel']:.6g},"
+            f"{row['constant_baseline']['abs_rel']:.6g},{row['scale_ratio']:.6g},{row['valid_pixels']}"
+        )
         for name in names:
             model, baseline = row["regions"][name]["model"], row["regions"][name]["constant_baseline"]
-            line += (f",{model['abs_rel']:.6g},{baseline['abs_rel']:.6g},{model['valid_pixels']}" if model
-                     else ",,,0")
+            line += f",{model['abs_rel']:.6g},{baseline['abs_rel']:.6g},{model['valid_pixels']}" if model else ",,,0"
         lines.append(line)
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ images without any are skipped and counted (:func:`mean_region_metrics`), not sc
 
 Depths are in metres (ground truth) and up to scale (predictions), as float arrays of shape (H, W).
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
@@ -42,8 +43,12 @@ def garg_crop_bounds(height: int, width: int) -> Tuple[int, int, int, int]:
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height} x {width}")
     top, bottom, left, right = GARG_CROP_FRACTIONS
-    return (int(np.floor(top * height)), int(np.floor(bottom * height)),
-            int(np.floor(left * width)), int(np.floor(right * width)))
+    return (
+        int(np.floor(top * height)),
+        int(np.floor(bottom * height)),
+        int(np.floor(left * width)),
+        int(np.floor(right * width)),
+    )
 
 
 def crop_mask(height: int, width: int, crop: str = "garg") -> np.ndarray:
@@ -59,8 +64,9 @@ def crop_mask(height: int, width: int, crop: str = "garg") -> np.ndarray:
     return mask
 
 
-def valid_mask(gt: np.ndarray, min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
-               crop: str = "garg") -> np.ndarray:
+def valid_mask(
+    gt: np.ndarray, min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH, crop: str = "garg"
+) -> np.ndarray:
     """Pixels with ``min_depth < gt < max_depth`` inside ``crop``; NaN or 0 ground truth is invalid."""
     gt = np.asarray(gt)
     if gt.ndim != 2:
@@ -102,18 +108,23 @@ def compute_depth_errors(gt: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
     difference = gt - pred
     return {
         "abs_rel": float(np.mean(np.abs(difference) / gt)),
-        "sq_rel": float(np.mean(difference ** 2 / gt)),
-        "rmse": float(np.sqrt(np.mean(difference ** 2))),
+        "sq_rel": float(np.mean(difference**2 / gt)),
+        "rmse": float(np.sqrt(np.mean(difference**2))),
         "rmse_log": float(np.sqrt(np.mean((np.log(gt) - np.log(pred)) ** 2))),
         "a1": float(np.mean(ratio < 1.25)),
-        "a2": float(np.mean(ratio < 1.25 ** 2)),
-        "a3": float(np.mean(ratio < 1.25 ** 3)),
+        "a2": float(np.mean(ratio < 1.25**2)),
+        "a3": float(np.mean(ratio < 1.25**3)),
     }
 
 
-def align_prediction(gt: np.ndarray, pred: np.ndarray, min_depth: float = DEFAULT_MIN_DEPTH,
-                     max_depth: float = DEFAULT_MAX_DEPTH, crop: str = "garg",
-                     scaling: str = "median") -> Tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def align_prediction(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    min_depth: float = DEFAULT_MIN_DEPTH,
+    max_depth: float = DEFAULT_MAX_DEPTH,
+    crop: str = "garg",
+    scaling: str = "median",
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Apply steps 2-4 of the protocol.
 
     Returns ``(gt_valid, pred_valid, mask, ratio)``: 1-D arrays of valid ground truth and scaled, clamped
@@ -136,9 +147,14 @@ def align_prediction(gt: np.ndarray, pred: np.ndarray, min_depth: float = DEFAUL
     return gt_valid, pred_valid, mask, ratio
 
 
-def evaluate_depth_map(gt: np.ndarray, pred: np.ndarray, min_depth: float = DEFAULT_MIN_DEPTH,
-                       max_depth: float = DEFAULT_MAX_DEPTH, crop: str = "garg",
-                       scaling: str = "median") -> Dict[str, float]:
+def evaluate_depth_map(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    min_depth: float = DEFAULT_MIN_DEPTH,
+    max_depth: float = DEFAULT_MAX_DEPTH,
+    crop: str = "garg",
+    scaling: str = "median",
+) -> Dict[str, float]:
     """The seven metrics of one image (steps 2-5 of the protocol); also ``scale_ratio`` and ``valid_pixels``."""
     gt_valid, pred_valid, mask, ratio = align_prediction(gt, pred, min_depth, max_depth, crop, scaling)
     metrics = compute_depth_errors(gt_valid, pred_valid)
@@ -157,8 +173,9 @@ def region_selectors(valid: np.ndarray, object_mask: np.ndarray) -> np.ndarray:
     return (object_mask != 0)[valid]
 
 
-def region_errors(gt_valid: np.ndarray, pred_valid: np.ndarray,
-                  inside: np.ndarray) -> Dict[str, Optional[Dict[str, float]]]:
+def region_errors(
+    gt_valid: np.ndarray, pred_valid: np.ndarray, inside: np.ndarray
+) -> Dict[str, Optional[Dict[str, float]]]:
     """Metrics of ``"all"`` valid pixels, of the ``"objects"`` ones (``inside`` True) and of the ``"rest"``, each
     with ``valid_pixels``; ``None`` for a region without pixels. Inputs as :func:`compute_depth_errors` gets
     them (masked, scaled, clamped) plus the 1-D ``inside`` of :func:`region_selectors`."""
@@ -177,9 +194,15 @@ def region_errors(gt_valid: np.ndarray, pred_valid: np.ndarray,
     return result
 
 
-def evaluate_depth_regions(gt: np.ndarray, pred: np.ndarray, object_mask: np.ndarray,
-                           min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
-                           crop: str = "garg", scaling: str = "median") -> Dict[str, Optional[Dict[str, float]]]:
+def evaluate_depth_regions(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    object_mask: np.ndarray,
+    min_depth: float = DEFAULT_MIN_DEPTH,
+    max_depth: float = DEFAULT_MAX_DEPTH,
+    crop: str = "garg",
+    scaling: str = "median",
+) -> Dict[str, Optional[Dict[str, float]]]:
     """:func:`region_errors` of one image and its object mask (nonzero = object), under steps 2-4 of the
     protocol; each region also carries the image's ``scale_ratio``.
 
@@ -194,8 +217,9 @@ def evaluate_depth_regions(gt: np.ndarray, pred: np.ndarray, object_mask: np.nda
     return result
 
 
-def mean_region_metrics(per_image: Iterable[Optional[Mapping[str, float]]]
-                        ) -> Tuple[Optional[Dict[str, float]], int, int]:
+def mean_region_metrics(
+    per_image: Iterable[Optional[Mapping[str, float]]],
+) -> Tuple[Optional[Dict[str, float]], int, int]:
     """``(means, num_images, num_skipped)``: each of :data:`METRIC_NAMES` averaged over the images whose region
     has valid pixels (rows that are ``None`` are skipped and counted); ``means`` is ``None`` if all are."""
     rows: List[Optional[Mapping[str, float]]] = list(per_image)

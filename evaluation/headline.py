@@ -4,6 +4,7 @@ documents, which stay in ``metrics/details/`` (tracked, but not DVC metrics).
 Pure functions: a full document in, a flat ``{name: number}`` out. Keys are stable across runs so that
 `dvc metrics diff` and `dvc exp show` compare them; a figure that a run cannot produce is ``None``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional

@@ -6,6 +6,7 @@ OpenCV bilinear interpolation (``cv2.INTER_LINEAR``, pixel-centre aligned), no a
 predicted depth is resized back to the ground truth's size bilinearly, either the depth itself (``"depth"``,
 SfMLearner) or its inverse (``"disparity"``, Monodepth2), then median-scaled.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -16,8 +17,7 @@ import numpy as np
 RESIZE_MODES = ("depth", "disparity")
 
 
-def model_input(rgb: np.ndarray, size_hw: Tuple[int, int],
-                crop_box: Optional[Sequence[int]] = None) -> np.ndarray:
+def model_input(rgb: np.ndarray, size_hw: Tuple[int, int], crop_box: Optional[Sequence[int]] = None) -> np.ndarray:
     """RGB uint8 (H0, W0, 3) -> float32 (H, W, 3) in [0, 1] at the model's size; ``crop_box`` = (t, b, l, r)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -60,8 +60,9 @@ def colorize_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.
     return colour
 
 
-def comparison_panel(rgb: np.ndarray, prediction: np.ndarray, ground_truth: np.ndarray,
-                     max_width: int = 640) -> np.ndarray:
+def comparison_panel(
+    rgb: np.ndarray, prediction: np.ndarray, ground_truth: np.ndarray, max_width: int = 640
+) -> np.ndarray:
     """BGR image: input RGB, predicted depth, ground truth stacked vertically (all at the ground truth's size).
 
     The colour range is shared: from the 5th percentile of the valid ground truth (near) to its maximum. Sparse
@@ -78,6 +79,7 @@ def comparison_panel(rgb: np.ndarray, prediction: np.ndarray, ground_truth: np.n
         shown_gt = cv2.dilate(ground_truth.astype(np.float32), np.ones((3, 3), np.uint8), iterations=2)
     panel = np.concatenate([image, colorize_depth(prediction, near, far), colorize_depth(shown_gt, near, far)])
     if width > max_width:
-        panel = cv2.resize(panel, (max_width, int(round(panel.shape[0] * max_width / width))),
-                           interpolation=cv2.INTER_AREA)
+        panel = cv2.resize(
+            panel, (max_width, int(round(panel.shape[0] * max_width / width))), interpolation=cv2.INTER_AREA
+        )
     return panel

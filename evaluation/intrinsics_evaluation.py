@@ -16,6 +16,7 @@ Provenance (:data:`SOURCES`, see ``model.inference.intrinsics_source``): a check
 record says ``"source": "records"`` and carries the sequence's calibration K (what its records would hold), and
 the report says ``"learned_intrinsics_available": false`` with the true K only, no errors.
 """
+
 from __future__ import annotations
 
 from itertools import combinations
@@ -41,8 +42,7 @@ def parameters(intrinsics: np.ndarray) -> Dict[str, float]:
     matrix = np.asarray(intrinsics, dtype=np.float64)
     if matrix.shape != (3, 3):
         raise ValueError(f"intrinsics must be 3x3, got {matrix.shape}")
-    return {"fx": float(matrix[0, 0]), "fy": float(matrix[1, 1]), "cx": float(matrix[0, 2]),
-            "cy": float(matrix[1, 2])}
+    return {"fx": float(matrix[0, 0]), "fy": float(matrix[1, 1]), "cx": float(matrix[0, 2]), "cy": float(matrix[1, 2])}
 
 
 def median_parameters(pair_intrinsics: np.ndarray) -> Dict[str, float]:
@@ -53,8 +53,9 @@ def median_parameters(pair_intrinsics: np.ndarray) -> Dict[str, float]:
     return parameters(np.median(stack, axis=0))
 
 
-def true_intrinsics_in_model_frame(intrinsics: np.ndarray, frame_size_hw: Sequence[int],
-                                   model_size_hw: Sequence[int]) -> np.ndarray:
+def true_intrinsics_in_model_frame(
+    intrinsics: np.ndarray, frame_size_hw: Sequence[int], model_size_hw: Sequence[int]
+) -> np.ndarray:
     """The true K of frames of size (H0, W0) in the frame of the model's input (H, W): the frames are resized
     whole, so K is scaled by (W / W0, H / H0) with the pixel-centre rule."""
     (frame_h, frame_w), (model_h, model_w) = (tuple(int(v) for v in size) for size in (frame_size_hw, model_size_hw))
@@ -63,16 +64,19 @@ def true_intrinsics_in_model_frame(intrinsics: np.ndarray, frame_size_hw: Sequen
     return scale_intrinsics(validate_intrinsics(intrinsics), model_w / frame_w, model_h / frame_h)
 
 
-def relative_errors(learned: Mapping[str, float], true: Mapping[str, float],
-                    size_hw: Sequence[int]) -> Dict[str, float]:
+def relative_errors(
+    learned: Mapping[str, float], true: Mapping[str, float], size_hw: Sequence[int]
+) -> Dict[str, float]:
     """Signed errors: fx, fy over the true focal length; cx over the width, cy over the height (model pixels)."""
     height, width = (float(v) for v in size_hw)
     if true["fx"] <= 0 or true["fy"] <= 0:
         raise ValueError(f"true focal lengths must be positive, got {true}")
-    return {"fx_rel_error": (learned["fx"] - true["fx"]) / true["fx"],
-            "fy_rel_error": (learned["fy"] - true["fy"]) / true["fy"],
-            "cx_rel_error": (learned["cx"] - true["cx"]) / width,
-            "cy_rel_error": (learned["cy"] - true["cy"]) / height}
+    return {
+        "fx_rel_error": (learned["fx"] - true["fx"]) / true["fx"],
+        "fy_rel_error": (learned["fy"] - true["fy"]) / true["fy"],
+        "cx_rel_error": (learned["cx"] - true["cx"]) / width,
+        "cy_rel_error": (learned["cy"] - true["cy"]) / height,
+    }
 
 
 def rank_agreement(learned: Sequence[float], true: Sequence[float], tolerance: float = 1e-6) -> Optional[float]:
@@ -89,8 +93,13 @@ def rank_agreement(learned: Sequence[float], true: Sequence[float], tolerance: f
     return agree / total if total else None
 
 
-def sequence_record(pair_intrinsics: np.ndarray, source: str, model_size_hw: Sequence[int],
-                    true_intrinsics: Optional[np.ndarray] = None, calibration: Optional[str] = None) -> Dict:
+def sequence_record(
+    pair_intrinsics: np.ndarray,
+    source: str,
+    model_size_hw: Sequence[int],
+    true_intrinsics: Optional[np.ndarray] = None,
+    calibration: Optional[str] = None,
+) -> Dict:
     """The intrinsics part of trajectory inference's ``<sequence>_intrinsics.json`` (model-input pixels).
 
     ``source="learned"``: ``K`` is the per-parameter median of the head's K over the pairs, with ``K_mean``,
@@ -103,26 +112,32 @@ def sequence_record(pair_intrinsics: np.ndarray, source: str, model_size_hw: Seq
     true_matrix = None if true_intrinsics is None else validate_intrinsics(true_intrinsics)
     record: Dict = {"image_size": [height, width], "calibration": calibration}
     if source == "given":
-        record.update({
-            "source": "records",
-            "note": "the checkpoint was trained with learn_intrinsics false: its intrinsics head is untrained and "
-                    "its output is not reported; K is the sequence's calibration (the K its records carry), "
-                    "or null when none was found",
-            "K": None if true_matrix is None else true_matrix.tolist()})
+        record.update(
+            {
+                "source": "records",
+                "note": "the checkpoint was trained with learn_intrinsics false: its intrinsics head is untrained and "
+                "its output is not reported; K is the sequence's calibration (the K its records carry), "
+                "or null when none was found",
+                "K": None if true_matrix is None else true_matrix.tolist(),
+            }
+        )
         return record
     stack = np.asarray(pair_intrinsics, dtype=np.float64)
     learned = median_parameters(stack)
     median_k = np.median(stack, axis=0)
-    record.update({
-        "source": "learned",
-        "K": median_k.tolist(),
-        "K_mean": stack.mean(axis=0).tolist(),
-        "K_std": stack.std(axis=0).tolist(),
-        "per_pair": [[parameters(k)[name] for name in PARAMETERS] for k in stack],
-        "K_true": None if true_matrix is None else true_matrix.tolist(),
-        "errors": (None if true_matrix is None
-                   else relative_errors(learned, parameters(true_matrix), (height, width))),
-    })
+    record.update(
+        {
+            "source": "learned",
+            "K": median_k.tolist(),
+            "K_mean": stack.mean(axis=0).tolist(),
+            "K_std": stack.std(axis=0).tolist(),
+            "per_pair": [[parameters(k)[name] for name in PARAMETERS] for k in stack],
+            "K_true": None if true_matrix is None else true_matrix.tolist(),
+            "errors": (
+                None if true_matrix is None else relative_errors(learned, parameters(true_matrix), (height, width))
+            ),
+        }
+    )
     return record
 
 
@@ -139,9 +154,12 @@ def report(records: Mapping[str, Mapping], source: str) -> Dict:
     sizes = {tuple(record["image_size"]) for record in records.values()}
     if len(sizes) != 1:
         raise ValueError(f"the sequences were inferred at different model sizes: {sorted(sizes)}")
-    document: Dict = {"learned_intrinsics_available": source == "learned",
-                      "source": "learned" if source == "learned" else "records",
-                      "image_size": list(sizes.pop()), "sequences": {}}
+    document: Dict = {
+        "learned_intrinsics_available": source == "learned",
+        "source": "learned" if source == "learned" else "records",
+        "image_size": list(sizes.pop()),
+        "sequences": {},
+    }
     if source == "given":
         for name, record in records.items():
             document["sequences"][name] = {"true": None if record["K"] is None else parameters(np.array(record["K"]))}
@@ -159,7 +177,8 @@ def report(records: Mapping[str, Mapping], source: str) -> Dict:
     if with_truth:
         for key in ("fx_rel_error", "fy_rel_error", "cx_rel_error", "cy_rel_error"):
             summary[f"{key}_abs_median"] = float(np.median([abs(errors[key]) for _, _, errors in with_truth]))
-        summary["fx_rank_agreement"] = rank_agreement([learned["fx"] for learned, _, _ in with_truth],
-                                                      [true["fx"] for _, true, _ in with_truth])
+        summary["fx_rank_agreement"] = rank_agreement(
+            [learned["fx"] for learned, _, _ in with_truth], [true["fx"] for _, true, _ in with_truth]
+        )
     document["summary"] = summary
     return document

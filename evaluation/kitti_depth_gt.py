@@ -10,6 +10,7 @@ Protocol (as SfMLearner's and Monodepth2's ``export_gt_depth`` with ``vel_depth=
 - several points on one pixel: the nearest (smallest depth) wins;
 - pixels without a point are 0. The map has the rectified image size ``S_rect_0c`` (about 375 x 1242).
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,10 @@ def project_to_depth_map(points: np.ndarray, projection: np.ndarray, image_size:
 def read_raw_calibration(date_dir: os.PathLike) -> Tuple[dict, dict]:
     """(cam_to_cam, velo_to_cam) parsed from a KITTI raw date folder (e.g. ``.../2011_09_26``)."""
     date_dir = Path(date_dir)
-    return (kitti.read_calibration(date_dir / "calib_cam_to_cam.txt"),
-            kitti.read_calibration(date_dir / "calib_velo_to_cam.txt"))
+    return (
+        kitti.read_calibration(date_dir / "calib_cam_to_cam.txt"),
+        kitti.read_calibration(date_dir / "calib_velo_to_cam.txt"),
+    )
 
 
 def kitti_raw_depth(date_dir: os.PathLike, drive: str, frame: str, camera: int = 2) -> np.ndarray:

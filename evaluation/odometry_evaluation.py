@@ -23,6 +23,7 @@ alignment each ATE applies to the model, so it uses no other ground truth). With
 numbers the baseline is placed at the frame numbers (camera at (0, 0, f - f_0)), and ATE-n counts only windows of
 n consecutive frame numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,9 @@ class MatchedTrajectory:
     """
 
     name: str
-    prediction: np.ndarray   # (N, 4, 4)
+    prediction: np.ndarray  # (N, 4, 4)
     ground_truth: np.ndarray  # (N, 4, 4): the matched ground-truth poses
-    frames: np.ndarray        # (N,) int64
+    frames: np.ndarray  # (N,) int64
     gt_total: int
     info: Dict = field(default_factory=dict)
 
@@ -66,8 +67,10 @@ def resolve_ground_truth(entry: Dict, gt_poses_dir: Optional[Path]) -> Path:
     for path in tried:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"sequence {entry['name']}: no ground-truth poses (tried {[str(p) for p in tried]}); "
-                            "set eval_odometry.gt_poses_dir for KITTI odometry test sets")
+    raise FileNotFoundError(
+        f"sequence {entry['name']}: no ground-truth poses (tried {[str(p) for p in tried]}); "
+        "set eval_odometry.gt_poses_dir for KITTI odometry test sets"
+    )
 
 
 def read_ground_truth(path: Path, rotation_tolerance: Optional[float]) -> trajectory.TrajectoryFile:
@@ -76,12 +79,17 @@ def read_ground_truth(path: Path, rotation_tolerance: Optional[float]) -> trajec
     if ground_truth.frames is not None:
         raise trajectory.TrajectoryFileError(
             f"{path}:{ground_truth.line_numbers[0]}: ground truth with a frame-number column (13 values); "
-            "ground-truth pose k is frame k, give 12 values a line")
+            "ground-truth pose k is frame k, give 12 values a line"
+        )
     return ground_truth
 
 
-def match_frames(prediction: trajectory.TrajectoryFile, ground_truth: trajectory.TrajectoryFile,
-                 gt_times: Optional[np.ndarray] = None, max_time_diff: float = DEFAULT_MAX_TIME_DIFF):
+def match_frames(
+    prediction: trajectory.TrajectoryFile,
+    ground_truth: trajectory.TrajectoryFile,
+    gt_times: Optional[np.ndarray] = None,
+    max_time_diff: float = DEFAULT_MAX_TIME_DIFF,
+):
     """Ground-truth frame numbers of the predicted poses and how they were found (rules: module docstring).
 
     ``gt_times`` (seconds, one per ground-truth pose) stands in for a KITTI ground truth's missing timestamps.
@@ -106,7 +114,8 @@ def match_frames(prediction: trajectory.TrajectoryFile, ground_truth: trajectory
             line = prediction.line_numbers[beyond[0]]
             raise trajectory.TrajectoryFileError(
                 f"{source}:{line}: frame number {frames[beyond[0]]} is beyond the ground truth's {total} poses "
-                f"(frames 0..{total - 1} of {ground_truth.source})")
+                f"(frames 0..{total - 1} of {ground_truth.source})"
+            )
         return frames.astype(np.int64), "frame_number", {}
     if prediction.timestamps is not None and times is not None:
         if not max_time_diff > 0:
@@ -122,21 +131,30 @@ def match_frames(prediction: trajectory.TrajectoryFile, ground_truth: trajectory
             raise trajectory.TrajectoryFileError(
                 f"{source}:{prediction.line_numbers[k]}: timestamp {float(stamps[k])!r} has no ground-truth pose "
                 f"within {max_time_diff:g} s (nearest: frame {nearest[k]} at {float(times[nearest[k]])!r}); "
-                f"{unmatched.size} of {stamps.size} poses unmatched")
+                f"{unmatched.size} of {stamps.size} poses unmatched"
+            )
         repeated = np.nonzero(np.diff(nearest) == 0)[0]
         if repeated.size:
             k = repeated[0]
             raise trajectory.TrajectoryFileError(
                 f"{source}:{prediction.line_numbers[k + 1]}: matches ground-truth frame {nearest[k]} (time "
-                f"{float(times[nearest[k]])!r}) like line {prediction.line_numbers[k]}; lower max_time_diff")
-        return nearest.astype(np.int64), "timestamp", {"max_time_diff_s": float(max_time_diff),
-                                                      "largest_time_diff_s": float(differences.max())}
+                f"{float(times[nearest[k]])!r}) like line {prediction.line_numbers[k]}; lower max_time_diff"
+            )
+        return (
+            nearest.astype(np.int64),
+            "timestamp",
+            {"max_time_diff_s": float(max_time_diff), "largest_time_diff_s": float(differences.max())},
+        )
     if prediction.num_poses != total:
-        how = ("number the poses (13 values a line, frame number first)" if prediction.format == "kitti" else
-               "give the ground truth's timestamps (a TUM ground truth, or gt_times)")
+        how = (
+            "number the poses (13 values a line, frame number first)"
+            if prediction.format == "kitti"
+            else "give the ground truth's timestamps (a TUM ground truth, or gt_times)"
+        )
         raise trajectory.TrajectoryFileError(
             f"{source}: {prediction.num_poses} poses but the ground truth {ground_truth.source} has {total}; "
-            f"to compare part of a sequence, {how}")
+            f"to compare part of a sequence, {how}"
+        )
     return np.arange(total, dtype=np.int64), "line_order", {}
 
 
@@ -155,17 +173,22 @@ def read_times(path: Path) -> np.ndarray:
         except ValueError:
             value = None
         if value is None or not np.isfinite(value):
-            raise trajectory.TrajectoryFileError(f"{path}:{number}: expected one finite number of seconds, "
-                                                 f"got {line.strip()[:40]!r}")
+            raise trajectory.TrajectoryFileError(
+                f"{path}:{number}: expected one finite number of seconds, got {line.strip()[:40]!r}"
+            )
         values.append(value)
     return np.array(values, dtype=np.float64)
 
 
-def file_trajectories(prediction: Path, gt_poses: Optional[Path] = None, gt_poses_dir: Optional[Path] = None,
-                      gt_times: Optional[Path] = None, fmt: str = "auto",
-                      max_time_diff: float = DEFAULT_MAX_TIME_DIFF,
-                      rotation_tolerance: Optional[float] = trajectory.DEFAULT_ROTATION_TOLERANCE
-                      ) -> List[MatchedTrajectory]:
+def file_trajectories(
+    prediction: Path,
+    gt_poses: Optional[Path] = None,
+    gt_poses_dir: Optional[Path] = None,
+    gt_times: Optional[Path] = None,
+    fmt: str = "auto",
+    max_time_diff: float = DEFAULT_MAX_TIME_DIFF,
+    rotation_tolerance: Optional[float] = trajectory.DEFAULT_ROTATION_TOLERANCE,
+) -> List[MatchedTrajectory]:
     """Prediction files matched to their ground truth.
 
     ``prediction`` is one file (ground truth ``gt_poses``, optional ``gt_times``) or a folder of ``*.txt``
@@ -174,13 +197,17 @@ def file_trajectories(prediction: Path, gt_poses: Optional[Path] = None, gt_pose
     prediction = Path(prediction)
     if prediction.is_dir():
         if gt_poses:
-            raise ValueError(f"{prediction} is a folder: gt_poses names one file; set gt_poses_dir (a folder with "
-                             "one ground-truth file of the same name per prediction) instead")
+            raise ValueError(
+                f"{prediction} is a folder: gt_poses names one file; set gt_poses_dir (a folder with "
+                "one ground-truth file of the same name per prediction) instead"
+            )
         if gt_times:
             raise ValueError("gt_times applies to a single prediction file, not a folder")
         if not gt_poses_dir:
-            raise ValueError(f"{prediction} is a folder of predictions: give --gt_poses_dir (ground truth "
-                             "<gt_poses_dir>/<same name>)")
+            raise ValueError(
+                f"{prediction} is a folder of predictions: give --gt_poses_dir (ground truth "
+                "<gt_poses_dir>/<same name>)"
+            )
         files = sorted(path for path in prediction.glob("*.txt") if not path.name.startswith("."))
         if not files:
             raise FileNotFoundError(f"{prediction}: no *.txt prediction files (and no manifest.json)")
@@ -202,17 +229,28 @@ def file_trajectories(prediction: Path, gt_poses: Optional[Path] = None, gt_pose
         predicted = trajectory.read_trajectory(path, fmt, rotation_tolerance)
         ground_truth = read_ground_truth(gt_path, rotation_tolerance)
         frames, matching, details = match_frames(predicted, ground_truth, times, max_time_diff)
-        info = {"prediction": str(path), "format": predicted.format, "gt_poses": str(gt_path),
-                "matching": matching, "first_gt_frame": int(frames[0]), "last_gt_frame": int(frames[-1])}
+        info = {
+            "prediction": str(path),
+            "format": predicted.format,
+            "gt_poses": str(gt_path),
+            "matching": matching,
+            "first_gt_frame": int(frames[0]),
+            "last_gt_frame": int(frames[-1]),
+        }
         info.update(details)
-        matched.append(MatchedTrajectory(path.stem, predicted.poses, ground_truth.poses[frames], frames,
-                                         ground_truth.num_poses, info))
+        matched.append(
+            MatchedTrajectory(
+                path.stem, predicted.poses, ground_truth.poses[frames], frames, ground_truth.num_poses, info
+            )
+        )
     return matched
 
 
-def manifest_trajectories(trajectory_dir: Path, gt_poses_dir: Optional[Path] = None,
-                          rotation_tolerance: Optional[float] = trajectory.DEFAULT_ROTATION_TOLERANCE
-                          ) -> List[MatchedTrajectory]:
+def manifest_trajectories(
+    trajectory_dir: Path,
+    gt_poses_dir: Optional[Path] = None,
+    rotation_tolerance: Optional[float] = trajectory.DEFAULT_ROTATION_TOLERANCE,
+) -> List[MatchedTrajectory]:
     """The sequences of a trajectory-inference output folder, each with the first N ground-truth poses.
 
     The predictions are read without the orthonormality check (``orthonormalize: false`` is a valid option of
@@ -231,15 +269,30 @@ def manifest_trajectories(trajectory_dir: Path, gt_poses_dir: Optional[Path] = N
         pred = trajectory.read_trajectory(trajectory_dir / entry["poses"], "kitti", None).poses
         gt_all = read_ground_truth(resolve_ground_truth(entry, gt_poses_dir), rotation_tolerance).poses
         if gt_all.shape[0] < pred.shape[0]:
-            raise ValueError(f"sequence {name}: {pred.shape[0]} predicted poses but only {gt_all.shape[0]} "
-                             "ground-truth poses")
-        matched.append(MatchedTrajectory(name, pred, gt_all[:pred.shape[0]], np.arange(pred.shape[0]),
-                                         gt_all.shape[0], {"matching": "first_poses"}))
+            raise ValueError(
+                f"sequence {name}: {pred.shape[0]} predicted poses but only {gt_all.shape[0]} ground-truth poses"
+            )
+        matched.append(
+            MatchedTrajectory(
+                name,
+                pred,
+                gt_all[: pred.shape[0]],
+                np.arange(pred.shape[0]),
+                gt_all.shape[0],
+                {"matching": "first_poses"},
+            )
+        )
     return matched
 
 
-def score(gt_poses: np.ndarray, pred_poses: np.ndarray, snippet_length: int, segment_lengths: Sequence[float],
-          segment_step: int, starts: Optional[Sequence[int]] = None) -> Dict:
+def score(
+    gt_poses: np.ndarray,
+    pred_poses: np.ndarray,
+    snippet_length: int,
+    segment_lengths: Sequence[float],
+    segment_step: int,
+    starts: Optional[Sequence[int]] = None,
+) -> Dict:
     """All odometry metrics of one predicted trajectory; ``snippet_ates`` is the per-snippet array.
 
     ``starts``: the first positions of the ATE-n windows (default: every window).
@@ -250,11 +303,18 @@ def score(gt_poses: np.ndarray, pred_poses: np.ndarray, snippet_length: int, seg
     se3 = odometry_metrics.aligned_ate(gt_poses, pred_poses, with_scale=False)
     relative = odometry_metrics.kitti_relative_errors(gt_poses, pred_poses, segment_lengths, segment_step)
     metrics = odometry_metrics.summarize_snippets(ates, snippet_length)
-    metrics.update({"ate_full_rmse": full["rmse"], "full_scale": full["scale"],
-                    "ate_sim3_rmse": sim3["rmse"], "sim3_scale": sim3["scale"], "ate_se3_rmse": se3["rmse"],
-                    "t_err_percent": relative["t_err_percent"],
-                    "r_err_deg_per_100m": relative["r_err_deg_per_100m"],
-                    "num_segments": relative["num_segments"]})
+    metrics.update(
+        {
+            "ate_full_rmse": full["rmse"],
+            "full_scale": full["scale"],
+            "ate_sim3_rmse": sim3["rmse"],
+            "sim3_scale": sim3["scale"],
+            "ate_se3_rmse": se3["rmse"],
+            "t_err_percent": relative["t_err_percent"],
+            "r_err_deg_per_100m": relative["r_err_deg_per_100m"],
+            "num_segments": relative["num_segments"],
+        }
+    )
     return {"metrics": metrics, "snippet_ates": ates, "scale": full["scale"]}
 
 
@@ -264,8 +324,11 @@ def _pool(blocks: List[Dict], all_ates: np.ndarray, snippet_length: int) -> Dict
         pooled[key] = float(np.mean([block[key] for block in blocks]))
     segments = sum(block["num_segments"] for block in blocks)
     for key in ("t_err_percent", "r_err_deg_per_100m"):
-        pooled[key] = (float(sum(block[key] * block["num_segments"] for block in blocks if block["num_segments"]))
-                       / segments) if segments else None
+        pooled[key] = (
+            (float(sum(block[key] * block["num_segments"] for block in blocks if block["num_segments"])) / segments)
+            if segments
+            else None
+        )
     pooled["num_segments"] = segments
     return pooled
 
@@ -281,9 +344,12 @@ def constant_velocity_at(frames: np.ndarray) -> np.ndarray:
     return odometry_metrics.constant_velocity_poses(int(frames[-1] - frames[0]) + 1)[frames - frames[0]]
 
 
-def evaluate(trajectories: Sequence[MatchedTrajectory], snippet_length: int = 5,
-             segment_lengths: Sequence[float] = odometry_metrics.KITTI_SEGMENT_LENGTHS,
-             segment_step: int = 10) -> Dict:
+def evaluate(
+    trajectories: Sequence[MatchedTrajectory],
+    snippet_length: int = 5,
+    segment_lengths: Sequence[float] = odometry_metrics.KITTI_SEGMENT_LENGTHS,
+    segment_step: int = 10,
+) -> Dict:
     """Metrics document and plot rows for matched trajectories (model and constant-velocity baseline)."""
     if not trajectories:
         raise ValueError("no trajectories to evaluate")
@@ -296,11 +362,15 @@ def evaluate(trajectories: Sequence[MatchedTrajectory], snippet_length: int = 5,
             raise ValueError(f"two trajectories named {name!r}")
         starts = odometry_metrics.consecutive_window_starts(item.frames, snippet_length)
         if starts.size == 0:
-            raise ValueError(f"sequence {name}: no {snippet_length} consecutive frames among its "
-                             f"{item.frames.size} matched poses, so no ATE-{snippet_length} snippet")
+            raise ValueError(
+                f"sequence {name}: no {snippet_length} consecutive frames among its "
+                f"{item.frames.size} matched poses, so no ATE-{snippet_length} snippet"
+            )
         candidates = {"model": item.prediction, "constant_velocity": constant_velocity_at(item.frames)}
-        scored = {key: score(item.ground_truth, poses, snippet_length, segment_lengths, segment_step, starts)
-                  for key, poses in candidates.items()}
+        scored = {
+            key: score(item.ground_truth, poses, snippet_length, segment_lengths, segment_step, starts)
+            for key, poses in candidates.items()
+        }
         sequences[name] = {"num_poses": int(item.prediction.shape[0]), "gt_poses_total": int(item.gt_total)}
         sequences[name].update(item.info)
         sequences[name].update({key: value["metrics"] for key, value in scored.items()})
@@ -311,28 +381,40 @@ def evaluate(trajectories: Sequence[MatchedTrajectory], snippet_length: int = 5,
         for key, poses in candidates.items():
             positions = scored[key]["scale"] * first_frame_positions(poses)
             trajectory_rows[key].extend((name, int(frame), x, z) for frame, (x, _, z) in zip(item.frames, positions))
-        for start, model_ate, baseline_ate in zip(starts, scored["model"]["snippet_ates"],
-                                                  scored["constant_velocity"]["snippet_ates"]):
+        for start, model_ate, baseline_ate in zip(
+            starts, scored["model"]["snippet_ates"], scored["constant_velocity"]["snippet_ates"]
+        ):
             snippet_rows.append((name, int(item.frames[start]), model_ate, baseline_ate))
     document = {"snippet_length": snippet_length}
     for key in TRAJECTORIES:
-        document[key] = _pool([sequences[name][key] for name in sequences], np.concatenate(pooled_ates[key]),
-                              snippet_length)
+        document[key] = _pool(
+            [sequences[name][key] for name in sequences], np.concatenate(pooled_ates[key]), snippet_length
+        )
     ate_key = f"ate{snippet_length}_mean"
     document[f"{ate_key}_over_constant_velocity"] = (
         document["model"][ate_key] / document["constant_velocity"][ate_key]
-        if document["constant_velocity"][ate_key] > 0 else None)
+        if document["constant_velocity"][ate_key] > 0
+        else None
+    )
     document["sequences"] = sequences
     return {"document": document, "trajectory_rows": trajectory_rows, "snippet_rows": snippet_rows}
 
 
-def evaluate_run(trajectory_dir: Path, gt_poses_dir: Optional[Path] = None, snippet_length: int = 5,
-                 segment_lengths: Sequence[float] = odometry_metrics.KITTI_SEGMENT_LENGTHS,
-                 segment_step: int = 10,
-                 rotation_tolerance: Optional[float] = trajectory.DEFAULT_ROTATION_TOLERANCE) -> Dict:
+def evaluate_run(
+    trajectory_dir: Path,
+    gt_poses_dir: Optional[Path] = None,
+    snippet_length: int = 5,
+    segment_lengths: Sequence[float] = odometry_metrics.KITTI_SEGMENT_LENGTHS,
+    segment_step: int = 10,
+    rotation_tolerance: Optional[float] = trajectory.DEFAULT_ROTATION_TOLERANCE,
+) -> Dict:
     """:func:`evaluate` of every sequence of a trajectory-inference output folder (records its accumulation)."""
-    result = evaluate(manifest_trajectories(trajectory_dir, gt_poses_dir, rotation_tolerance), snippet_length,
-                      segment_lengths, segment_step)
+    result = evaluate(
+        manifest_trajectories(trajectory_dir, gt_poses_dir, rotation_tolerance),
+        snippet_length,
+        segment_lengths,
+        segment_step,
+    )
     manifest = json.loads((Path(trajectory_dir) / "manifest.json").read_text())
     sequences = result["document"].pop("sequences")
     result["document"]["accumulation"] = manifest.get("accumulation")

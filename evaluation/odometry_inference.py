@@ -26,6 +26,7 @@ Frames are resized to the model's size with bilinear interpolation (``evaluation
 frame folders the pairs are (frame k, frame k+1), k = 0 .. N-2, giving N poses; for triplet folders N files give
 N + 1 poses.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,17 +49,20 @@ class OdometrySequence(NamedTuple):
     """One ordered image sequence to run; ``gt_poses`` / ``timestamps`` are files when they were found."""
 
     name: str
-    kind: str                      # "frames" or "triplets"
+    kind: str  # "frames" or "triplets"
     files: List[Path]
     gt_poses: Optional[Path] = None
     timestamps: Optional[Path] = None
     calibration: Optional[Path] = None
-    camera: int = 2                # KITTI camera number of the image folder (image_02 / image_2 -> 2)
+    camera: int = 2  # KITTI camera number of the image folder (image_02 / image_2 -> 2)
 
 
 def _image_files(folder: Path) -> List[Path]:
-    return sorted(path for path in folder.iterdir()
-                  if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and "seg" not in path.name)
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and "seg" not in path.name
+    )
 
 
 def _existing(*paths: Path) -> Optional[Path]:
@@ -73,13 +77,21 @@ def _camera_number(frame_dir: Path) -> int:
 
 def _frames_sequence(name: str, frame_dir: Path, sequence_dir: Path) -> OdometrySequence:
     return OdometrySequence(
-        name=name, kind="frames", files=_image_files(frame_dir),
-        gt_poses=_existing(sequence_dir.parent.parent / "poses" / f"{sequence_dir.name}.txt",
-                           sequence_dir / "groundtruth" / "poses.txt"),
+        name=name,
+        kind="frames",
+        files=_image_files(frame_dir),
+        gt_poses=_existing(
+            sequence_dir.parent.parent / "poses" / f"{sequence_dir.name}.txt",
+            sequence_dir / "groundtruth" / "poses.txt",
+        ),
         timestamps=_existing(sequence_dir / "times.txt", sequence_dir / "groundtruth" / "timestamps.txt"),
-        calibration=_existing(sequence_dir / "groundtruth" / "intrinsics.txt", sequence_dir / "calib.txt",
-                              sequence_dir.parent / "calib_cam_to_cam.txt"),
-        camera=_camera_number(frame_dir))
+        calibration=_existing(
+            sequence_dir / "groundtruth" / "intrinsics.txt",
+            sequence_dir / "calib.txt",
+            sequence_dir.parent / "calib_cam_to_cam.txt",
+        ),
+        camera=_camera_number(frame_dir),
+    )
 
 
 def read_calibration(sequence: OdometrySequence) -> Optional[np.ndarray]:
@@ -95,7 +107,8 @@ def read_calibration(sequence: OdometrySequence) -> Optional[np.ndarray]:
     calibration = kitti.read_calibration(path)
     if path.name == "calib.txt":
         return kitti.intrinsics_from_projection(
-            kitti.calibration_matrix(calibration, f"P{sequence.camera}", (3, 4), str(path)))
+            kitti.calibration_matrix(calibration, f"P{sequence.camera}", (3, 4), str(path))
+        )
     return kitti.raw_camera_intrinsics(calibration, sequence.camera, str(path))
 
 
@@ -131,8 +144,13 @@ def find_sequences(root: Path, input_format: str = "auto") -> List[OdometrySeque
         if sequence is not None:
             found.append(sequence)
             continue
-        pending.extend(sorted(child for child in folder.iterdir() if child.is_dir()
-                              and not child.name.startswith(".") and child.name != "groundtruth"))
+        pending.extend(
+            sorted(
+                child
+                for child in folder.iterdir()
+                if child.is_dir() and not child.name.startswith(".") and child.name != "groundtruth"
+            )
+        )
     found = [sequence for sequence in found if len(sequence.files) >= (1 if sequence.kind == "triplets" else 2)]
     if not found:
         raise FileNotFoundError(f"{root}: no image sequence found (frames, KITTI layouts or *-image_2 triplets)")
@@ -164,13 +182,19 @@ def _pairs(sequence: OdometrySequence, size_hw, start: int, stop: int):
             seconds.append(images.model_input(np.ascontiguousarray(t1), size_hw))
             frame_shape = t0.shape[:2]
         return np.stack(firsts), np.stack(seconds), frame_shape
-    frames = [read_rgb(path) for path in sequence.files[start:stop + 1]]
+    frames = [read_rgb(path) for path in sequence.files[start : stop + 1]]
     inputs = np.stack([images.model_input(frame, size_hw) for frame in frames])
     return inputs[:-1], inputs[1:], frames[0].shape[:2]
 
 
-def infer_sequence(sequence: OdometrySequence, predictor, batch_size: int = 8, accumulation: str = "compose",
-                   orthonormalize: bool = True, flip_augment: bool = False) -> Dict:
+def infer_sequence(
+    sequence: OdometrySequence,
+    predictor,
+    batch_size: int = 8,
+    accumulation: str = "compose",
+    orthonormalize: bool = True,
+    flip_augment: bool = False,
+) -> Dict:
     """Run the predictor over a sequence: relative motions, accumulated poses and the head's K of every pair.
 
     ``flip_augment`` asks the predictor to average each pair with its mirror image
@@ -188,8 +212,11 @@ def infer_sequence(sequence: OdometrySequence, predictor, batch_size: int = 8, a
     for start in range(0, num_pairs, batch_size):
         stop = min(start + batch_size, num_pairs)
         first, second, frame_shape = _pairs(sequence, size_hw, start, stop)
-        motion = (predictor.predict_egomotion(first, second, flip_augment=True) if flip_augment
-                  else predictor.predict_egomotion(first, second))
+        motion = (
+            predictor.predict_egomotion(first, second, flip_augment=True)
+            if flip_augment
+            else predictor.predict_egomotion(first, second)
+        )
         r, t, k = (np.asarray(array, dtype=np.float64) for array in motion)
         if r.shape != (stop - start, 3, 3) or t.shape != (stop - start, 3) or k.shape != (stop - start, 3, 3):
             raise ValueError(f"predictor returned shapes {r.shape}, {t.shape}, {k.shape} for {stop - start} pairs")

@@ -24,6 +24,7 @@ camera k. Ground truth and predictions go through the same functions, so one con
   r_err = angle(E) / L; averaged over all (i, L). Predictions are first scaled by the full-trajectory LS
   scale (monocular predictions have no metric scale). Reported as percent and degrees per 100 m.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
@@ -63,7 +64,7 @@ def relative_positions(poses: np.ndarray, start: int, length: int) -> np.ndarray
         raise ValueError(f"window [{start}, {start + length}) outside a trajectory of {poses.shape[0]} poses")
     # Use the general inverse: predicted rotations need not be exactly orthonormal.
     reference = np.linalg.inv(poses[start])
-    positions = np.einsum("ij,kjl->kil", reference, poses[start:start + length])[:, :3, 3]
+    positions = np.einsum("ij,kjl->kil", reference, poses[start : start + length])[:, :3, 3]
     positions[0] = 0.0  # G_s^-1 G_s = I exactly; drop the ~1e-16 rounding residue
     return positions
 
@@ -77,7 +78,7 @@ def least_squares_scale(gt_positions: np.ndarray, pred_positions: np.ndarray) ->
     """s* minimising sum |s q_k - g_k|^2: sum<g, q> / sum |q|^2 (0 for a prediction that does not move)."""
     gt_positions = np.asarray(gt_positions, dtype=np.float64)
     pred_positions = np.asarray(pred_positions, dtype=np.float64)
-    denominator = float(np.sum(pred_positions ** 2))
+    denominator = float(np.sum(pred_positions**2))
     return float(np.sum(gt_positions * pred_positions)) / denominator if denominator > STILL_THRESHOLD else 0.0
 
 
@@ -85,8 +86,9 @@ def _check_positions(gt_positions: np.ndarray, pred_positions: np.ndarray):
     gt_positions = np.asarray(gt_positions, dtype=np.float64)
     pred_positions = np.asarray(pred_positions, dtype=np.float64)
     if gt_positions.ndim != 2 or gt_positions.shape[1] != 3 or gt_positions.shape != pred_positions.shape:
-        raise ValueError(f"positions must be matching (n, 3) arrays, got {gt_positions.shape} and "
-                         f"{pred_positions.shape}")
+        raise ValueError(
+            f"positions must be matching (n, 3) arrays, got {gt_positions.shape} and {pred_positions.shape}"
+        )
     if gt_positions.shape[0] == 0:
         raise ValueError("no positions")
     return gt_positions, pred_positions
@@ -114,11 +116,12 @@ def consecutive_window_starts(frames: Sequence[int], length: int) -> np.ndarray:
     count = frames.size - length + 1
     if count < 1:
         return np.zeros(0, dtype=np.int64)
-    return np.nonzero(frames[length - 1:] - frames[:count] == length - 1)[0]
+    return np.nonzero(frames[length - 1 :] - frames[:count] == length - 1)[0]
 
 
-def snippet_ates(gt_poses: np.ndarray, pred_poses: np.ndarray, snippet_length: int = 5,
-                 starts: Optional[Sequence[int]] = None) -> np.ndarray:
+def snippet_ates(
+    gt_poses: np.ndarray, pred_poses: np.ndarray, snippet_length: int = 5, starts: Optional[Sequence[int]] = None
+) -> np.ndarray:
     """ATE of every window of ``snippet_length`` consecutive poses (starts 0 .. N - snippet_length).
 
     ``starts`` restricts the windows to those first positions (see :func:`consecutive_window_starts` for
@@ -134,10 +137,18 @@ def snippet_ates(gt_poses: np.ndarray, pred_poses: np.ndarray, snippet_length: i
         starts = range(max(count, 0))
     starts = [int(start) for start in starts]
     if count < 1 or not starts:
-        raise ValueError(f"a trajectory of {gt_poses.shape[0]} poses has no {snippet_length}-frame snippet"
-                         + (" of consecutive frames" if count >= 1 else ""))
-    return np.array([snippet_ate(relative_positions(gt_poses, s, snippet_length),
-                                 relative_positions(pred_poses, s, snippet_length)) for s in starts])
+        raise ValueError(
+            f"a trajectory of {gt_poses.shape[0]} poses has no {snippet_length}-frame snippet"
+            + (" of consecutive frames" if count >= 1 else "")
+        )
+    return np.array(
+        [
+            snippet_ate(
+                relative_positions(gt_poses, s, snippet_length), relative_positions(pred_poses, s, snippet_length)
+            )
+            for s in starts
+        ]
+    )
 
 
 def trajectory_ate(gt_poses: np.ndarray, pred_poses: np.ndarray) -> Dict[str, float]:
@@ -150,11 +161,12 @@ def trajectory_ate(gt_poses: np.ndarray, pred_poses: np.ndarray) -> Dict[str, fl
     pred_positions = pred_positions + (gt_positions[0] - pred_positions[0])
     scale = least_squares_scale(gt_positions, pred_positions)
     errors = np.linalg.norm(scale * pred_positions - gt_positions, axis=1)
-    return {"rmse": float(np.sqrt(np.mean(errors ** 2))), "scale": scale}
+    return {"rmse": float(np.sqrt(np.mean(errors**2))), "scale": scale}
 
 
-def umeyama_alignment(source: np.ndarray, target: np.ndarray,
-                      with_scale: bool = True) -> Tuple[np.ndarray, np.ndarray, float]:
+def umeyama_alignment(
+    source: np.ndarray, target: np.ndarray, with_scale: bool = True
+) -> Tuple[np.ndarray, np.ndarray, float]:
     """Least-squares ``(R, t, c)`` with ``target_k ~ c R source_k + t`` (Umeyama 1991, eqs. 40-42).
 
     ``source``, ``target``: (n, 3) points. With mu, sigma^2 the means and the source's mean squared distance
@@ -175,7 +187,7 @@ def umeyama_alignment(source: np.ndarray, target: np.ndarray,
     rotation = u @ np.diag(correction) @ vt
     scale = 1.0
     if with_scale:
-        spread = float(np.sum(source_centred ** 2))
+        spread = float(np.sum(source_centred**2))
         scale = float(np.sum(d * correction)) * source.shape[0] / spread if spread > STILL_THRESHOLD else 0.0
     translation = target_mean - scale * rotation @ source_mean
     return rotation, translation, scale
@@ -195,8 +207,12 @@ def aligned_ate(gt_poses: np.ndarray, pred_poses: np.ndarray, with_scale: bool =
     rotation, translation, scale = umeyama_alignment(pred_positions, gt_positions, with_scale)
     aligned = scale * pred_positions @ rotation.T + translation
     errors = np.linalg.norm(aligned - gt_positions, axis=1)
-    return {"rmse": float(np.sqrt(np.mean(errors ** 2))), "scale": scale, "rotation": rotation,
-            "translation": translation}
+    return {
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "scale": scale,
+        "rotation": rotation,
+        "translation": translation,
+    }
 
 
 def path_distances(poses: np.ndarray) -> np.ndarray:
@@ -212,9 +228,13 @@ def rotation_angle(rotation: np.ndarray) -> float:
     return float(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)))
 
 
-def kitti_relative_errors(gt_poses: np.ndarray, pred_poses: np.ndarray,
-                          segment_lengths: Sequence[float] = KITTI_SEGMENT_LENGTHS, step: int = 10,
-                          align_scale: bool = True) -> Dict[str, object]:
+def kitti_relative_errors(
+    gt_poses: np.ndarray,
+    pred_poses: np.ndarray,
+    segment_lengths: Sequence[float] = KITTI_SEGMENT_LENGTHS,
+    step: int = 10,
+    align_scale: bool = True,
+) -> Dict[str, object]:
     """KITTI devkit t_err (percent) and r_err (degrees per 100 m); ``None`` values when no segment fits.
 
     Also returns ``num_segments``, the ``scale`` applied to the prediction and per-length results.
@@ -248,9 +268,11 @@ def kitti_relative_errors(gt_poses: np.ndarray, pred_poses: np.ndarray,
         if not pairs:
             return {"t_err_percent": None, "r_err_deg_per_100m": None, "num_segments": 0}
         values = np.array(pairs)
-        return {"t_err_percent": float(100.0 * values[:, 0].mean()),
-                "r_err_deg_per_100m": float(np.degrees(values[:, 1].mean()) * 100.0),
-                "num_segments": int(values.shape[0])}
+        return {
+            "t_err_percent": float(100.0 * values[:, 0].mean()),
+            "r_err_deg_per_100m": float(np.degrees(values[:, 1].mean()) * 100.0),
+            "num_segments": int(values.shape[0]),
+        }
 
     result = summary(all_errors)
     result["scale"] = scale
@@ -276,5 +298,8 @@ def summarize_snippets(ates: np.ndarray, snippet_length: int = 5) -> Dict[str, f
     ates = np.asarray(ates, dtype=np.float64)
     if ates.size == 0:
         raise ValueError("no snippets")
-    return {f"ate{snippet_length}_mean": float(ates.mean()), f"ate{snippet_length}_std": float(ates.std()),
-            "num_snippets": int(ates.size)}
+    return {
+        f"ate{snippet_length}_mean": float(ates.mean()),
+        f"ate{snippet_length}_std": float(ates.std()),
+        "num_snippets": int(ates.size),
+    }

@@ -22,6 +22,7 @@ naming the file and line):
   orthonormal with determinant +1 (max |R R^T - I| above the tolerance) or a quaternion whose norm is not 1
   within the tolerance is an error.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,11 +88,13 @@ def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
 def quaternion_to_rotation(quaternion: np.ndarray) -> np.ndarray:
     """3x3 rotation of a quaternion (qx, qy, qz, qw), normalised first."""
     x, y, z, w = np.asarray(quaternion, dtype=np.float64) / np.linalg.norm(quaternion)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def format_tum(timestamps: np.ndarray, poses: np.ndarray) -> str:
@@ -107,8 +110,9 @@ def format_tum(timestamps: np.ndarray, poses: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_tum(text: str, source: str = "<text>",
-              rotation_tolerance: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+def parse_tum(
+    text: str, source: str = "<text>", rotation_tolerance: Optional[float] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """TUM text -> (timestamps (N,), poses (N, 4, 4)); ``#`` comment lines are skipped (rules: module doc).
 
     Quaternions are normalised; with ``rotation_tolerance`` a norm further than that from 1 is an error.
@@ -131,9 +135,9 @@ class TrajectoryFile:
     """A parsed trajectory file: ``poses`` (N, 4, 4) camera-to-world, and where each came from."""
 
     source: str
-    format: str                          # "kitti" or "tum"
-    poses: np.ndarray                    # (N, 4, 4) float64
-    line_numbers: np.ndarray             # (N,) 1-based line of each pose in the file
+    format: str  # "kitti" or "tum"
+    poses: np.ndarray  # (N, 4, 4) float64
+    line_numbers: np.ndarray  # (N,) 1-based line of each pose in the file
     frames: Optional[np.ndarray] = None  # (N,) int64, KITTI files with a frame-number column
     timestamps: Optional[np.ndarray] = None  # (N,) seconds, TUM files
 
@@ -181,13 +185,21 @@ def detect_format(text: str, source: str = "<text>") -> str:
             return "kitti"
         if count == 8:
             return "tum"
-        _fail(source, number, f"{count} values: neither a KITTI pose (12, or 13 with a frame number) nor a TUM "
-                              "pose (8: timestamp tx ty tz qx qy qz qw)")
+        _fail(
+            source,
+            number,
+            f"{count} values: neither a KITTI pose (12, or 13 with a frame number) nor a TUM "
+            "pose (8: timestamp tx ty tz qx qy qz qw)",
+        )
     raise TrajectoryFileError(f"{source}: no poses")
 
 
-def parse_trajectory(text: str, source: str = "<text>", fmt: str = "auto",
-                     rotation_tolerance: Optional[float] = DEFAULT_ROTATION_TOLERANCE) -> TrajectoryFile:
+def parse_trajectory(
+    text: str,
+    source: str = "<text>",
+    fmt: str = "auto",
+    rotation_tolerance: Optional[float] = DEFAULT_ROTATION_TOLERANCE,
+) -> TrajectoryFile:
     """Parse a KITTI or TUM trajectory (``fmt``: ``auto`` decides by the first pose line's column count).
 
     ``rotation_tolerance=None`` skips the orthonormality / unit-norm checks (for files this project wrote
@@ -205,12 +217,12 @@ def parse_trajectory(text: str, source: str = "<text>", fmt: str = "auto",
         tokens = line.split()
         if fmt == "tum":
             if len(tokens) != 8:
-                _fail(source, number,
-                      f"a TUM line needs 8 values (timestamp tx ty tz qx qy qz qw), got {len(tokens)}")
+                _fail(source, number, f"a TUM line needs 8 values (timestamp tx ty tz qx qy qz qw), got {len(tokens)}")
         else:
             if len(tokens) not in (12, 13):
-                _fail(source, number, f"a KITTI pose needs 12 values (13 with a leading frame number), "
-                                      f"got {len(tokens)}")
+                _fail(
+                    source, number, f"a KITTI pose needs 12 values (13 with a leading frame number), got {len(tokens)}"
+                )
             if expected is None:
                 expected = len(tokens)
             elif len(tokens) != expected:
@@ -227,38 +239,47 @@ def parse_trajectory(text: str, source: str = "<text>", fmt: str = "auto",
             pose[:3, :3] = quaternion_to_rotation(quaternion)
             pose[:3, 3] = values[1:4]
             if times and values[0] <= times[-1]:
-                _fail(source, number,
-                      f"timestamp {float(values[0])!r} does not increase (previous {float(times[-1])!r})")
+                _fail(
+                    source, number, f"timestamp {float(values[0])!r} does not increase (previous {float(times[-1])!r})"
+                )
             times.append(values[0])
         else:
             if len(values) == 13:
                 frame = values[0]
-                if frame < 0 or frame != np.floor(frame) or frame > 2 ** 53:
+                if frame < 0 or frame != np.floor(frame) or frame > 2**53:
                     _fail(source, number, f"frame number {tokens[0]!r} is not a non-negative integer")
                 if frames and frame <= frames[-1]:
-                    _fail(source, number, f"frame number {int(frame)} does not increase (previous "
-                                          f"{int(frames[-1])})")
+                    _fail(source, number, f"frame number {int(frame)} does not increase (previous {int(frames[-1])})")
                 frames.append(frame)
                 values = values[1:]
             pose[:3, :] = values.reshape(3, 4)
             if rotation_tolerance is not None:
                 error = rotation_error(pose[:3, :3])
                 if error > rotation_tolerance or np.linalg.det(pose[:3, :3]) <= 0:
-                    _fail(source, number, f"rotation is not orthonormal with determinant +1 (max |R R^T - I| = "
-                                          f"{error:.3g}, det {np.linalg.det(pose[:3, :3]):.3g}; tolerance "
-                                          f"{rotation_tolerance:g})")
+                    _fail(
+                        source,
+                        number,
+                        f"rotation is not orthonormal with determinant +1 (max |R R^T - I| = "
+                        f"{error:.3g}, det {np.linalg.det(pose[:3, :3]):.3g}; tolerance "
+                        f"{rotation_tolerance:g})",
+                    )
         poses.append(pose)
         numbers.append(number)
     if not poses:
         raise TrajectoryFileError(f"{source}: no poses")
     return TrajectoryFile(
-        source=source, format=fmt, poses=np.array(poses), line_numbers=np.array(numbers, dtype=np.int64),
+        source=source,
+        format=fmt,
+        poses=np.array(poses),
+        line_numbers=np.array(numbers, dtype=np.int64),
         frames=np.array(frames, dtype=np.int64) if frames else None,
-        timestamps=np.array(times, dtype=np.float64) if fmt == "tum" else None)
+        timestamps=np.array(times, dtype=np.float64) if fmt == "tum" else None,
+    )
 
 
-def read_trajectory(path, fmt: str = "auto",
-                    rotation_tolerance: Optional[float] = DEFAULT_ROTATION_TOLERANCE) -> TrajectoryFile:
+def read_trajectory(
+    path, fmt: str = "auto", rotation_tolerance: Optional[float] = DEFAULT_ROTATION_TOLERANCE
+) -> TrajectoryFile:
     """:func:`parse_trajectory` of a file (FileNotFoundError if missing; undecodable text is an error)."""
     path = Path(path)
     if not path.is_file():

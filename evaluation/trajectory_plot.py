@@ -4,6 +4,7 @@ Camera axes x right, y down, z forward: the top view plots the camera centres' x
 (up the image), so a car driving forward goes up and a right turn bends to the right. Both axes share one
 scale; the start is a green dot, the end a red one.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -21,8 +22,8 @@ def top_view(poses: np.ndarray, size: int = 480, margin: int = 30) -> np.ndarray
     centre = np.array([(x.min() + x.max()) / 2.0, (z.min() + z.max()) / 2.0])
     extent = max(x.max() - x.min(), z.max() - z.min(), 1e-9)
     scale = (size - 2 * margin) / extent
-    columns = (size / 2.0 + (x - centre[0]) * scale)
-    rows = (size / 2.0 - (z - centre[1]) * scale)
+    columns = size / 2.0 + (x - centre[0]) * scale
+    rows = size / 2.0 - (z - centre[1]) * scale
     points = np.round(np.stack([columns, rows], axis=1)).astype(np.int32)
     image = np.full((size, size, 3), 255, np.uint8)
     cv2.line(image, (margin // 2, size - margin // 2), (margin // 2, size - margin // 2 - 20), (160, 160, 160), 1)

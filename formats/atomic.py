@@ -3,6 +3,7 @@
 A run killed half-way therefore leaves either the previous complete file or nothing, never a partial one.
 Temporary files start with ``.tmp-`` so readers and globbing code can ignore them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,8 +63,9 @@ def temporary_target(name: str) -> Optional[str]:
     return match.group("target") if match else None
 
 
-def remove_stale_temporaries(folder: PathLike, recursive: bool = True,
-                             targets: Optional[Callable[[str], bool]] = None) -> int:
+def remove_stale_temporaries(
+    folder: PathLike, recursive: bool = True, targets: Optional[Callable[[str], bool]] = None
+) -> int:
     """Delete leftovers of a killed run: files named like :func:`atomic_open`'s temporaries whose target
     name passes ``targets`` (all targets when None), in ``folder`` (and below it when ``recursive``).
     Other files, also other ``.tmp-*`` files, are never touched. Returns how many were removed."""

@@ -8,6 +8,7 @@ exact intrinsics after a resize are fx' = s * fx and cx' = s * (cx + 0.5) - 0.5 
 The original Struct2depth scripts used cx' = s * cx (a corner-origin approximation that is off by
 0.5 * (1 - s) pixels, about a third of a pixel at KITTI's 1242 -> 416); wilddepth uses the exact form.
 """
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -35,8 +36,9 @@ def validate_intrinsics(intrinsics: np.ndarray) -> np.ndarray:
 PRINCIPAL_POINT_MARGIN = 0.25  # the principal point may lie this fraction of the size outside the image
 
 
-def check_intrinsics_for_image(intrinsics: np.ndarray, size: Tuple[int, int], what: str = "intrinsics",
-                               margin: float = PRINCIPAL_POINT_MARGIN) -> np.ndarray:
+def check_intrinsics_for_image(
+    intrinsics: np.ndarray, size: Tuple[int, int], what: str = "intrinsics", margin: float = PRINCIPAL_POINT_MARGIN
+) -> np.ndarray:
     """Validate K for an image of ``size`` = (width, height) pixels: a finite pinhole matrix (zero skew
     allowed or not), fx, fy > 0 and the principal point inside the image, or near it: within
     [-0.5 - margin W, W - 0.5 + margin W] x [-0.5 - margin H, H - 0.5 + margin H] (pixel-centre convention;
@@ -50,8 +52,10 @@ def check_intrinsics_for_image(intrinsics: np.ndarray, size: Tuple[int, int], wh
         raise ValueError(f"{what}: not a pinhole matrix (last row must be 0 0 1, K[1,0] = 0): {matrix.tolist()}")
     width, height = size
     cx, cy = matrix[0, 2], matrix[1, 2]
-    if not (-0.5 - margin * width <= cx <= width - 0.5 + margin * width
-            and -0.5 - margin * height <= cy <= height - 0.5 + margin * height):
+    if not (
+        -0.5 - margin * width <= cx <= width - 0.5 + margin * width
+        and -0.5 - margin * height <= cy <= height - 0.5 + margin * height
+    ):
         raise ValueError(f"{what}: principal point ({cx:g}, {cy:g}) is not inside or near the {width}x{height} image")
     return matrix
 

@@ -1,4 +1,5 @@
 """Cityscapes ``camera/*.json`` intrinsics and sequence file names."""
+
 from __future__ import annotations
 
 import json
@@ -55,6 +56,8 @@ def read_camera_intrinsics(path: os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"{path}: camera file not found")
     try:
         intrinsic = json.loads(path.read_text())["intrinsic"]
-        return intrinsics_matrix(float(intrinsic["fx"]), float(intrinsic["fy"]), float(intrinsic["u0"]), float(intrinsic["v0"]))
+        return intrinsics_matrix(
+            float(intrinsic["fx"]), float(intrinsic["fy"]), float(intrinsic["u0"]), float(intrinsic["v0"])
+        )
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: not a Cityscapes camera file ({error})") from error

@@ -4,6 +4,7 @@ A pixel value v in 1..65535 means depth v / DEPTH_PNG_SCALE (KITTI: metres = v /
 depth" (non-finite or non-positive). Depths are rounded to the nearest 1/256 and clipped to
 [1/256, 65535/256] = [0.0039, 255.996]; :func:`encode_depth_png` reports how many pixels were clipped.
 """
+
 from __future__ import annotations
 
 from typing import Tuple

@@ -14,6 +14,7 @@ sampled bilinearly, id masks with nearest neighbour (the same map, ids are never
 Camera files (``intrinsics.txt``, ``video.intrinsics_file``): line 1 is K (9 comma-separated floats,
 row-major, native pixels); an optional line 2 holds the distortion coefficients (comma- or space-separated).
 """
+
 from __future__ import annotations
 
 import collections
@@ -71,8 +72,7 @@ def _maps(intrinsics: np.ndarray, distortion: np.ndarray, size: Tuple[int, int])
         _MAPS.move_to_end(key)
         return _MAPS[key]
     matrix = validate_intrinsics(intrinsics)
-    maps = cv2.initUndistortRectifyMap(matrix, validate_distortion(distortion), None, matrix, tuple(size),
-                                       cv2.CV_32FC1)
+    maps = cv2.initUndistortRectifyMap(matrix, validate_distortion(distortion), None, matrix, tuple(size), cv2.CV_32FC1)
     _MAPS[key] = maps
     while len(_MAPS) > _MAX_CACHED_MAPS:
         _MAPS.popitem(last=False)
@@ -95,7 +95,12 @@ def distort_pixels(points: np.ndarray, intrinsics: np.ndarray, distortion: np.nd
     """Where ideal (undistorted) pixels ``points`` (N, 2) appear in the distorted image, (N, 2)."""
     matrix = validate_intrinsics(intrinsics)
     points = np.asarray(points, np.float64).reshape(-1, 2)
-    normalized = np.column_stack([(points[:, 0] - matrix[0, 2]) / matrix[0, 0],
-                                  (points[:, 1] - matrix[1, 2]) / matrix[1, 1], np.ones(len(points))])
+    normalized = np.column_stack(
+        [
+            (points[:, 0] - matrix[0, 2]) / matrix[0, 0],
+            (points[:, 1] - matrix[1, 2]) / matrix[1, 1],
+            np.ones(len(points)),
+        ]
+    )
     projected, _ = cv2.projectPoints(normalized, np.zeros(3), np.zeros(3), matrix, validate_distortion(distortion))
     return projected.reshape(-1, 2)

@@ -7,6 +7,7 @@
 - ``timestamps.txt``: seconds, one per line.
 ``<frame>`` is the frame's index in the sequence, zero-padded to 10 digits.
 """
+
 from __future__ import annotations
 
 import io

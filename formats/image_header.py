@@ -11,6 +11,7 @@ The limit :data:`MAX_IMAGE_PIXELS` is 8192 x 8192 = 67,108,864 pixels (192 MiB a
 
 Pure Python, no OpenCV, no TensorFlow.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,21 +68,22 @@ def _jpeg(data: bytes) -> ImageHeader:
             continue
         if marker in (0xD9, 0xDA):  # end of image, or start of scan before any frame header
             break
-        (length,) = struct.unpack(">H", data[position + 2:position + 4])
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
         if length < 2:
             raise ValueError(f"JPEG segment at byte {position} has an invalid length {length}")
         if marker in _JPEG_SOF:
             # length (2) | precision (1) | height (2) | width (2) | components (1)
             if position + 10 > len(data):
                 break
-            height, width = struct.unpack(">HH", data[position + 5:position + 9])
+            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
             return ImageHeader("jpeg", int(width), int(height), int(data[position + 9]))
         position += 2 + length
     raise ValueError("JPEG header is truncated or has no frame header (SOF)")
 
 
 def _bmp(data: bytes) -> ImageHeader:
-    # "BM" | file size (4) | reserved (4) | pixel offset (4) | DIB size (4) | width (4) | height (4) | planes (2) | bpp (2)
+    # "BM" | file size (4) | reserved (4) | pixel offset (4) | DIB size (4) | width (4) | height (4)
+    # | planes (2) | bpp (2)
     if len(data) < 30:
         raise ValueError("BMP header is truncated")
     (dib_size,) = struct.unpack("<I", data[14:18])
@@ -121,6 +123,8 @@ def check_image_header(data: bytes, what: str = "image", max_pixels: int = MAX_I
     if header.width <= 0 or header.height <= 0:
         raise ValueError(f"{what}: header claims an empty image ({header.width}x{header.height})")
     if header.width * header.height > max_pixels:
-        raise ValueError(f"{what}: header claims {header.width}x{header.height} pixels, more than the limit of "
-                         f"{max_pixels} (formats.image_header.MAX_IMAGE_PIXELS)")
+        raise ValueError(
+            f"{what}: header claims {header.width}x{header.height} pixels, more than the limit of "
+            f"{max_pixels} (formats.image_header.MAX_IMAGE_PIXELS)"
+        )
     return header

@@ -3,6 +3,7 @@
 Poses are camera-to-world (camera-to-first-frame for odometry ground truth), row-major 3x4 per line,
 camera axes x right, y down, z forward.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -76,13 +77,15 @@ def raw_camera_intrinsics(calibration: Dict[str, np.ndarray], camera: int = 2, s
     key = f"S_rect_0{camera}"
     try:
         if key in calibration:
-            return check_intrinsics_for_image(intrinsics, raw_image_size(calibration, camera, source),
-                                              f"{source}: P_rect_0{camera}")
+            return check_intrinsics_for_image(
+                intrinsics, raw_image_size(calibration, camera, source), f"{source}: P_rect_0{camera}"
+            )
         return validate_intrinsics(intrinsics)
     except CalibrationError:
         raise
     except ValueError as error:
-        raise InvalidIntrinsicsError(str(error) if key in calibration else f"{source}: P_rect_0{camera}: {error}") from None
+        message = str(error) if key in calibration else f"{source}: P_rect_0{camera}: {error}"
+        raise InvalidIntrinsicsError(message) from None
 
 
 def raw_image_size(calibration: Dict[str, np.ndarray], camera: int = 2, source: str = ""):
@@ -101,6 +104,7 @@ def format_calibration(entries: Dict[str, np.ndarray]) -> str:
 
 
 # --- poses ----------------------------------------------------------------------------------------------
+
 
 def parse_poses(text: str, source: str = "<text>") -> np.ndarray:
     """Row-major 3x4 matrices, one per line -> (N, 4, 4) float64 homogeneous camera-to-world poses."""
@@ -131,6 +135,7 @@ def write_poses(path: os.PathLike, poses: np.ndarray) -> None:
 
 
 # --- timestamps -----------------------------------------------------------------------------------------
+
 
 def parse_raw_timestamps(text: str, source: str = "<text>") -> np.ndarray:
     """KITTI raw ``timestamps.txt`` (``YYYY-MM-DD HH:MM:SS.fffffffff``) -> seconds since the first frame."""
@@ -173,6 +178,7 @@ def parse_odometry_times(text: str) -> np.ndarray:
 
 
 # --- velodyne -------------------------------------------------------------------------------------------
+
 
 def read_velodyne(path: os.PathLike) -> np.ndarray:
     """A Velodyne ``.bin`` scan -> (N, 4) float32 (x forward, y left, z up, reflectance)."""

@@ -8,6 +8,7 @@ Conventions of ``formats`` (see its docstring): camera axes x right, y down, z f
 
 (the inverse of K for a skew s = K[0, 1]; s = 0 for every camera wilddepth writes).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,14 @@ import numpy as np
 from formats import atomic
 from formats.camera import validate_intrinsics
 
-PLY_PROPERTIES = (("x", "float"), ("y", "float"), ("z", "float"),
-                  ("red", "uchar"), ("green", "uchar"), ("blue", "uchar"))
+PLY_PROPERTIES = (
+    ("x", "float"),
+    ("y", "float"),
+    ("z", "float"),
+    ("red", "uchar"),
+    ("green", "uchar"),
+    ("blue", "uchar"),
+)
 _PLY_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 
 
@@ -35,7 +42,7 @@ def backproject(depth: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
     height, width = depth.shape
     columns, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
     pixels = np.stack([columns, rows, np.ones_like(columns)], axis=-1)  # (H, W, 3) homogeneous (x, y, 1)
-    rays = pixels @ np.linalg.inv(matrix).T                              # K^-1 [x, y, 1]^T, z component 1
+    rays = pixels @ np.linalg.inv(matrix).T  # K^-1 [x, y, 1]^T, z component 1
     return rays * depth[..., np.newaxis]
 
 
@@ -65,8 +72,12 @@ def encode_ply(points: np.ndarray, colours: Optional[np.ndarray] = None) -> byte
         vertices[name] = points[:, axis]
     for channel, name in enumerate(("red", "green", "blue")):
         vertices[name] = colours[:, channel]
-    header = ["ply", "format binary_little_endian 1.0", "comment wilddepth: camera frame, x right, y down, z forward",
-              f"element vertex {points.shape[0]}"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        "comment wilddepth: camera frame, x right, y down, z forward",
+        f"element vertex {points.shape[0]}",
+    ]
     header += [f"property {kind} {name}" for name, kind in PLY_PROPERTIES]
     header.append("end_header")
     return ("\n".join(header) + "\n").encode("ascii") + vertices.tobytes()
@@ -91,7 +102,7 @@ def read_ply(path: os.PathLike) -> Tuple[np.ndarray, np.ndarray]:
     if properties != PLY_PROPERTIES:
         raise ValueError(f"{path}: unexpected vertex properties {properties}")
     count = next(int(line.split()[2]) for line in header if line.startswith("element vertex "))
-    vertices = np.frombuffer(data[end + len(marker):], dtype=_PLY_DTYPE, count=count)
+    vertices = np.frombuffer(data[end + len(marker) :], dtype=_PLY_DTYPE, count=count)
     points = np.stack([vertices[name] for name in "xyz"], axis=1)
     colours = np.stack([vertices[name] for name in ("red", "green", "blue")], axis=1)
     return points, colours

@@ -9,6 +9,7 @@ A list file (``train.txt``, ``val.txt``) holds ``<folder> <id>`` per line.
 Images in memory are RGB uint8 arrays; OpenCV (BGR on disk order) is used for encoding so files are
 ordinary RGB PNGs. Encoding is deterministic: re-running a writer gives identical bytes.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,6 +45,7 @@ def record_paths(root: os.PathLike, folder: str, record_id: str, extension: str 
 
 # --- encoding -------------------------------------------------------------------------------------------
 
+
 def encode_png(image: np.ndarray) -> bytes:
     """Encode an RGB (H, W, 3) or grey (H, W) uint8 array as PNG bytes."""
     array = np.ascontiguousarray(image)
@@ -77,6 +79,7 @@ def read_rgb(path: os.PathLike) -> np.ndarray:
 
 # --- triplets -------------------------------------------------------------------------------------------
 
+
 def pack_triplet(frames: Sequence[np.ndarray]) -> np.ndarray:
     """Place three equally sized (H, W, 3) frames side by side -> (H, 3W, 3)."""
     if len(frames) != 3:
@@ -96,7 +99,7 @@ def unpack_triplet(image: np.ndarray, width: int | None = None) -> List[np.ndarr
         width = total_width // 3
     if total_width != 3 * width:
         raise RecordFormatError(f"triplet width {total_width} != 3 x frame width {width}")
-    return [image[:, k * width:(k + 1) * width] for k in range(3)]
+    return [image[:, k * width : (k + 1) * width] for k in range(3)]
 
 
 def segmentation_triplet(masks: Sequence[np.ndarray]) -> np.ndarray:
@@ -113,6 +116,7 @@ def segmentation_triplet(masks: Sequence[np.ndarray]) -> np.ndarray:
 
 
 # --- intrinsics -----------------------------------------------------------------------------------------
+
 
 def format_intrinsics(intrinsics: np.ndarray) -> str:
     """One line of 9 comma-separated floats (row-major K), using Python's shortest round-trip repr."""
@@ -143,6 +147,7 @@ def read_intrinsics(path: os.PathLike) -> np.ndarray:
 
 
 # --- whole records --------------------------------------------------------------------------------------
+
 
 def write_record(
     root: os.PathLike,

@@ -37,6 +37,7 @@ The list file is read line by line: a line that is not ``<folder> <id>``, or who
 are used. The frame size is the records' own (``manifest.json`` ``parameters``, else the images' headers)
 unless given; a given size that disagrees with the records is an error naming both.
 """
+
 from __future__ import annotations
 
 import collections
@@ -61,8 +62,8 @@ LOGGER = logging.getLogger(__name__)
 
 FLIP_RULES = ("pixel_center", "release")
 MANIFEST = "manifest.json"
-SIZE_SAMPLE = 16            # record headers read to find the frame size when there is no manifest
-MAX_LOGGED_BAD_LINES = 20   # list-file lines logged one by one; the rest are counted
+SIZE_SAMPLE = 16  # record headers read to find the frame size when there is no manifest
+MAX_LOGGED_BAD_LINES = 20  # list-file lines logged one by one; the rest are counted
 
 
 class NoValidRecordsError(RuntimeError):
@@ -80,18 +81,18 @@ class DataConfig:
     """Reader settings. Sizes in pixels of one frame (None: the records' size); probabilities in [0, 1]."""
 
     data_dir: str
-    input_file: str = "train"            # list file <data_dir>/<input_file>.txt
-    file_extension: str = "png"          # png or jpg, for the triplet and the -fseg image
-    img_height: Optional[int] = None     # None: from the records (see resolve_frame_size)
+    input_file: str = "train"  # list file <data_dir>/<input_file>.txt
+    file_extension: str = "png"  # png or jpg, for the triplet and the -fseg image
+    img_height: Optional[int] = None  # None: from the records (see resolve_frame_size)
     img_width: Optional[int] = None
     batch_size: int = 4
-    queue_size: int = 2000               # shuffle buffer in records inside each epoch's permutation
+    queue_size: int = 2000  # shuffle buffer in records inside each epoch's permutation
     seed: int = 8964
     shuffle: bool = True
-    repeat: bool = True                  # cycle forever (training); False: one pass
-    color_probability: float = 0.5       # per colour op; 0 disables colour augmentation
-    flip_probability: float = 0.5        # 0 disables the random flip
-    flip_rule: str = "pixel_center"      # "pixel_center": cx' = W-1-cx; "release": cx' = W-cx
+    repeat: bool = True  # cycle forever (training); False: one pass
+    color_probability: float = 0.5  # per colour op; 0 disables colour augmentation
+    flip_probability: float = 0.5  # 0 disables the random flip
+    flip_rule: str = "pixel_center"  # "pixel_center": cx' = W-1-cx; "release": cx' = W-cx
 
     @classmethod
     def from_params(cls, data_dir: str, params: dict) -> "DataConfig":
@@ -151,9 +152,9 @@ class RecordReport:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.reasons: Dict[str, str] = {}   # record "<folder> <id>" -> reason of its first failure
-        self.skips = 0                      # skipped examples, repeats over epochs included
-        self.decoded = 0                    # successfully decoded examples
+        self.reasons: Dict[str, str] = {}  # record "<folder> <id>" -> reason of its first failure
+        self.skips = 0  # skipped examples, repeats over epochs included
+        self.decoded = 0  # successfully decoded examples
         self.bad_lines: List[str] = []
 
     def skip(self, record: str, reason: str) -> None:
@@ -174,6 +175,7 @@ class RecordReport:
 
 
 # --- the list file --------------------------------------------------------------------------------------
+
 
 def check_entry(tokens: List[str]) -> Tuple[str, str]:
     """``(folder, id)`` of one list line's tokens; RecordFormatError with the reason if the line is not two
@@ -221,6 +223,7 @@ def read_entries(config: DataConfig, report: Optional[RecordReport] = None) -> L
 
 # --- the frame size -------------------------------------------------------------------------------------
 
+
 def _manifest_size(data_dir: Path) -> Optional[Tuple[int, int, str]]:
     """(height, width, source) from ``manifest.json`` ``parameters``, or None without a usable manifest."""
     path = data_dir / MANIFEST
@@ -257,7 +260,8 @@ def _image_size(config: DataConfig, entries) -> Tuple[int, int, str]:
     if not sizes:
         raise NoValidRecordsError(
             f"cannot find the frame size of the records of {config.list_path}: no readable image header among "
-            f"{len(reasons)} tried:\n  " + "\n  ".join(reasons[:5]))
+            f"{len(reasons)} tried:\n  " + "\n  ".join(reasons[:5])
+        )
     (height, width), count = sizes.most_common(1)[0]
     return height, width, f"the image headers ({count} of {sum(sizes.values())} sampled records)"
 
@@ -273,13 +277,15 @@ def resolve_frame_size(config: DataConfig, entries=None) -> DataConfig:
         shown = "x".join("?" if value is None else str(value) for value in (config.img_width, config.img_height))
         raise FrameSizeError(
             f"--img_width/--img_height give {shown} (WxH) but the records of {config.data_dir} are {width}x{height} "
-            f"(from {source}); omit the flags to use the records' size")
+            f"(from {source}); omit the flags to use the records' size"
+        )
     if given != (height, width):
         LOGGER.info("frame size %dx%d (WxH) from %s", width, height, source)
     return dataclasses.replace(config, img_height=height, img_width=width)
 
 
 # --- one record -----------------------------------------------------------------------------------------
+
 
 def _read_image(path: Path, expected: Tuple[int, int], colour: bool) -> np.ndarray:
     """Check the header (size limit, expected (height, width), colour), then decode to RGB uint8."""
@@ -293,7 +299,8 @@ def _read_image(path: Path, expected: Tuple[int, int], colour: bool) -> np.ndarr
     if (header.height, header.width) != expected:
         raise RecordFormatError(
             f"{path}: image is {header.width}x{header.height} (WxH), expected 3 frames of "
-            f"{expected[1] // 3}x{expected[0]} = {expected[1]}x{expected[0]}")
+            f"{expected[1] // 3}x{expected[0]} = {expected[1]}x{expected[0]}"
+        )
     if colour and header.grey:
         raise RecordFormatError(f"{path}: grey image ({header.channels} channel(s)); training needs RGB frames")
     return struct2depth.decode_rgb(encoded, str(path))
@@ -306,7 +313,8 @@ def decode_record(config: DataConfig, folder: str, record_id: str):
     large by its header, or of the wrong size. ``config`` must have its frame size (resolve_frame_size).
     """
     image_path, seg_path, cam_path = struct2depth.record_paths(
-        config.data_dir, folder, record_id, config.file_extension)
+        config.data_dir, folder, record_id, config.file_extension
+    )
     expected = (config.img_height, 3 * config.img_width)
     triplet = _read_image(image_path, expected, colour=True)
     segmentation = _read_image(seg_path, expected, colour=False)  # ids are read from channel 0; grey is fine
@@ -331,7 +339,7 @@ def _color_augment(triplet: tf.Tensor, seed: tf.Tensor, probability: float) -> t
 
 def _stack_frames(triplet: tf.Tensor, width: int) -> tf.Tensor:
     """[H, 3W, C] -> [H, W, 3C] with the frames in temporal order on the channel axis."""
-    return tf.concat([triplet[:, k * width:(k + 1) * width] for k in range(3)], axis=-1)
+    return tf.concat([triplet[:, k * width : (k + 1) * width] for k in range(3)], axis=-1)
 
 
 def epoch_order(count: int, seed: int, epoch, shuffle: bool = True) -> tf.Tensor:
@@ -340,7 +348,8 @@ def epoch_order(count: int, seed: int, epoch, shuffle: bool = True) -> tf.Tensor
     if not shuffle:
         return order
     return tf.random.experimental.stateless_shuffle(
-        order, seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+        order, seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    )
 
 
 class RecordDataset:
@@ -373,7 +382,8 @@ class RecordDataset:
         raise NoValidRecordsError(
             f"none of the {len(reasons)} records of {self.config.list_path} can be read "
             f"(img_height={self.config.img_height}, img_width={self.config.img_width}, "
-            f"file_extension={self.config.file_extension}):\n  {shown}")
+            f"file_extension={self.config.file_extension}):\n  {shown}"
+        )
 
     def _decode_numpy(self, index):
         folder, record_id = self.entries[int(index)]
@@ -389,14 +399,20 @@ class RecordDataset:
 
     def _decode(self, position, index):
         triplet, segmentation, intrinsics, valid = tf.numpy_function(
-            self._decode_numpy, [index], [tf.uint8, tf.uint8, tf.float32, tf.bool], stateful=False)
+            self._decode_numpy, [index], [tf.uint8, tf.uint8, tf.float32, tf.bool], stateful=False
+        )
         height, width = self.config.img_height, 3 * self.config.img_width
         triplet.set_shape([height, width, 3])
         segmentation.set_shape([height, width, 3])
         intrinsics.set_shape([3, 3])
         valid.set_shape([])
-        return {"triplet": triplet, "segmentation": segmentation, "intrinsics": intrinsics, "valid": valid,
-                "position": position}
+        return {
+            "triplet": triplet,
+            "segmentation": segmentation,
+            "intrinsics": intrinsics,
+            "valid": valid,
+            "position": position,
+        }
 
     def _augment(self, example):
         config = self.config
@@ -412,9 +428,13 @@ class RecordDataset:
             flip = tf.random.stateless_uniform([], seeds[1]) < config.flip_probability
             images, segmentation, intrinsics = tf.cond(
                 flip,
-                lambda: (tf.reverse(images, [1]), tf.reverse(segmentation, [1]),
-                         flip_intrinsics(intrinsics, config.img_width, config.flip_rule)),
-                lambda: (images, segmentation, intrinsics))
+                lambda: (
+                    tf.reverse(images, [1]),
+                    tf.reverse(segmentation, [1]),
+                    flip_intrinsics(intrinsics, config.img_width, config.flip_rule),
+                ),
+                lambda: (images, segmentation, intrinsics),
+            )
         return {
             "images": images,
             "images_normalized": imagenet_normalize(images),

@@ -9,6 +9,7 @@ Data flow of ``compute_loss`` for a triplet (t0, t1, t2):
 - frame j's depth is warped into camera i (and i's into j); the losses of docs/release.md §3.1-3.3 are summed over the
   four directions and weighted (docs/release.md §3.4).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,8 @@ class ModelConfig:
     learn_intrinsics: bool = True
     boxify: bool = True
     foreground_dilation: int = 8
-    depth_normalization: str = "release"      # or "randomized_layer_norm"
-    motion_field_mode: str = "masked"         # or "mask_free" (docs/release.md §8)
+    depth_normalization: str = "release"  # or "randomized_layer_norm"
+    motion_field_mode: str = "masked"  # or "mask_free" (docs/release.md §8)
     # Channel-width multipliers of the two networks. 1.0 = the release (and its TF1 checkpoints); the default
     # CPU run of params.yaml uses slimmer networks to fit its 2-core budget (docs/training.md).
     depth_network_width: float = 1.0
@@ -131,8 +132,9 @@ class DepthMotionModel(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         self.depth_net = DepthNetwork(normalization=config.depth_normalization, width=config.depth_network_width)
-        self.motion_net = MotionNetwork(width=config.motion_network_width,
-                                        scale_initial_value=config.motion_scale_initial_value)
+        self.motion_net = MotionNetwork(
+            width=config.motion_network_width, scale_initial_value=config.motion_scale_initial_value
+        )
         height, width = config.img_height, config.img_width
         self.depth_net(tf.zeros([1, height, width, 3]))
         self.motion_net(tf.zeros([1, height, width, 6]))
@@ -154,20 +156,30 @@ class DepthMotionModel(keras.Model):
         config = self.config
         images = tf.convert_to_tensor(batch["images"], tf.float32)
         images_normalized = tf.convert_to_tensor(batch["images_normalized"], tf.float32)
-        frames = [images[..., 3 * k:3 * k + 3] for k in range(3)]
+        frames = [images[..., 3 * k : 3 * k + 3] for k in range(3)]
         noise_stddev = layer_norm_noise_stddev(step, config.layer_norm_noise_rampup_steps)
         depths = [
-            self.depth_net(images_normalized[..., 3 * k:3 * k + 3], training=training, noise_stddev=noise_stddev)
+            self.depth_net(images_normalized[..., 3 * k : 3 * k + 3], training=training, noise_stddev=noise_stddev)
             for k in range(3)
         ]
         mask_free = config.motion_field_mode == "mask_free"
         if not mask_free:
             object_masks = masks.dilate(
-                masks.mobile_mask(batch["segmentation"], boxify=config.boxify), config.foreground_dilation)
+                masks.mobile_mask(batch["segmentation"], boxify=config.boxify), config.foreground_dilation
+            )
 
-        totals = {name: tf.constant(0.0) for name in
-                  ("rgb", "ssim", "depth_consistency", "rotation_consistency", "translation_consistency",
-                   "motion_smoothing", "motion_sparsity")}
+        totals = {
+            name: tf.constant(0.0)
+            for name in (
+                "rgb",
+                "ssim",
+                "depth_consistency",
+                "rotation_consistency",
+                "translation_consistency",
+                "motion_smoothing",
+                "motion_sparsity",
+            )
+        }
         used_intrinsics = []
         for i, j in FRAME_PAIRS:
             # One motion-net call on the stacked batch for both orders: (i, j) -> T_i_from_j, (j, i) -> T_j_from_i.
@@ -179,7 +191,7 @@ class DepthMotionModel(keras.Model):
             if config.motion_pairing == "antisymmetric":
                 rotation_ij, rotation_ji = antisymmetric_pair(rotation_ij, rotation_ji)
                 background_ij, background_ji = antisymmetric_pair(background_ij, background_ji)
-            elif config.motion_pairing == "inverse":   # FRAME_PAIRS are in temporal order: i < j
+            elif config.motion_pairing == "inverse":  # FRAME_PAIRS are in temporal order: i < j
                 rotation_ij = geometry.matrix_from_angles(rotation_ij)
                 rotation_ji, background_ji = inverse_motion(rotation_ij, background_ij)
             if config.learn_intrinsics:
@@ -198,10 +210,11 @@ class DepthMotionModel(keras.Model):
             else:
                 # Released behaviour: the refined field (which starts from the background translation) is added
                 # to the background translation on the dilated object mask of the frame it lives on.
-                field_ij = background_ij + residual_ij * object_masks[..., j:j + 1]
-                field_ji = background_ji + residual_ji * object_masks[..., i:i + 1]
-                totals["motion_smoothing"] += (losses.motion_field_smoothness(field_ij)
-                                               + losses.motion_field_smoothness(field_ji))
+                field_ij = background_ij + residual_ij * object_masks[..., j : j + 1]
+                field_ji = background_ji + residual_ji * object_masks[..., i : i + 1]
+                totals["motion_smoothing"] += losses.motion_field_smoothness(field_ij) + losses.motion_field_smoothness(
+                    field_ji
+                )
 
             # Direction 1: frame j (source) warped into camera i (target) with T_i_from_j; direction 2 reverse.
             directions = (
@@ -212,7 +225,8 @@ class DepthMotionModel(keras.Model):
                 warp = geometry.warp(depths[source], rotation_1, field_1, pair_intrinsics)
                 terms = losses.rgbd_consistency_loss(warp, frames[source], frames[target], depths[target])
                 rotation_error, translation_error = losses.motion_field_consistency_loss(
-                    warp, terms["mask"], rotation_1, field_1, rotation_2, field_2)
+                    warp, terms["mask"], rotation_1, field_1, rotation_2, field_2
+                )
                 totals["rgb"] += terms["rgb_error"]
                 totals["ssim"] += terms["ssim_error"]
                 totals["depth_consistency"] += terms["depth_error"]
@@ -291,8 +305,11 @@ class DepthMotionModel(keras.Model):
             rotation_mirrored = mirrored[0] * mirror[:, tf.newaxis] * mirror[tf.newaxis, :]
             translation_mirrored = mirrored[1] * mirror
             intrinsics_mirrored = geometry.flip_intrinsics(mirrored[2], tf.shape(image_a)[2])
-            return (0.5 * (rotation + rotation_mirrored), 0.5 * (translation + translation_mirrored),
-                    0.5 * (intrinsics + intrinsics_mirrored))
+            return (
+                0.5 * (rotation + rotation_mirrored),
+                0.5 * (translation + translation_mirrored),
+                0.5 * (intrinsics + intrinsics_mirrored),
+            )
         pair_input = tf.concat([tf.concat([image_a, image_b], -1), tf.concat([image_b, image_a], -1)], 0)
         rotation, background, _, intrinsics = self.motion_net(pair_input, training=False)
         rotation_ab, rotation_ba = tf.split(geometry.matrix_from_angles(rotation), 2)
@@ -302,5 +319,6 @@ class DepthMotionModel(keras.Model):
         if self.config.motion_pairing == "inverse":
             return rotation_ab, translation_ab, intrinsics
         rotation_matrix, translation = geometry.average_bidirectional_motion(
-            rotation_ab, translation_ab, rotation_ba, translation_ba)
+            rotation_ab, translation_ab, rotation_ba, translation_ba
+        )
         return rotation_matrix, translation, intrinsics

@@ -12,6 +12,7 @@ Conventions (shared with ``formats/camera.py`` and ``docs/model.md``):
 Warping frame b's depth into camera a (docs/release.md §4.2): for each pixel p = (x, y, 1) of b,
 P_b = D_b(p) K^-1 p, P_a = R P_b + T(p), (X, Y, Z) = K P_a, and p maps to (X/Z, Y/Z) in image a with depth Z.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,14 @@ def flip_intrinsics(intrinsics: tf.Tensor, width, rule: str = "pixel_center") ->
     fx, fy = intrinsics[..., 0, 0], intrinsics[..., 1, 1]
     cx, cy = intrinsics[..., 0, 2], intrinsics[..., 1, 2]
     zero, one = tf.zeros_like(fx), tf.ones_like(fx)
-    return tf.stack([tf.stack([fx, zero, offset - cx], axis=-1), tf.stack([zero, fy, cy], axis=-1),
-                     tf.stack([zero, zero, one], axis=-1)], axis=-2)
+    return tf.stack(
+        [
+            tf.stack([fx, zero, offset - cx], axis=-1),
+            tf.stack([zero, fy, cy], axis=-1),
+            tf.stack([zero, zero, one], axis=-1),
+        ],
+        axis=-2,
+    )
 
 
 def intrinsics_from_parameters(fx, fy, cx, cy) -> tf.Tensor:

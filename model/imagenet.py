@@ -19,6 +19,7 @@ Accepted files (nothing is ever downloaded):
    conv weights are transposed from OIHW to HWIO. ``downsample.1`` (torchvision's shortcut batch norm, absent
    from the release's encoder), running statistics and ``fc`` are ignored and reported.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,14 +44,17 @@ class ImagenetWeightsError(ValueError):
 
 @dataclasses.dataclass
 class ImagenetInitReport:
-    restored: List[str]   # dalgu90 names assigned
-    unused: List[str]     # names in the file that were not used
+    restored: List[str]  # dalgu90 names assigned
+    unused: List[str]  # names in the file that were not used
 
 
 def encoder_variables(model) -> Dict[str, tf.Variable]:
     """dalgu90 name (no ``depth_prediction/`` prefix) -> trainable encoder variable of ``model.depth_net``."""
-    return {name[len(DEPTH_PREFIX):]: variable for name, variable in tf1_variable_map(model).items()
-            if name.startswith(ENCODER_PREFIX) and variable.trainable}
+    return {
+        name[len(DEPTH_PREFIX) :]: variable
+        for name, variable in tf1_variable_map(model).items()
+        if name.startswith(ENCODER_PREFIX) and variable.trainable
+    }
 
 
 def torchvision_to_dalgu90(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -113,8 +117,9 @@ def load_imagenet_encoder(model, path) -> ImagenetInitReport:
         elif tuple(weights[name].shape) != tuple(variable.shape):
             problems.append(f"shape: {name} file {tuple(weights[name].shape)} vs model {tuple(variable.shape)}")
     if problems:
-        raise ImagenetWeightsError(f"{path}: {len(problems)} encoder variable(s) do not match:\n  "
-                                   + "\n  ".join(problems))
+        raise ImagenetWeightsError(
+            f"{path}: {len(problems)} encoder variable(s) do not match:\n  " + "\n  ".join(problems)
+        )
     for name, variable in targets.items():
         variable.assign(np.asarray(weights[name], dtype=np.float32))
     return ImagenetInitReport(restored=sorted(targets), unused=sorted(set(weights) - set(targets)))

@@ -9,6 +9,7 @@ The network is rebuilt from ``model_config.json`` beside the checkpoint (written
 only the model's variables are restored (optimizer state is ignored). Inference is deterministic: no
 layer-norm noise, batch norm on its moving statistics.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,6 @@ import tensorflow as tf
 
 from model.depth_motion_model import DepthMotionModel, ModelConfig
 from model.trainer import MODEL_CONFIG_FILE, make_checkpoint
-
 
 INTRINSICS_SOURCES = ("learned", "given")
 
@@ -55,10 +55,18 @@ class InferenceModel:
     def __init__(self, model: DepthMotionModel, checkpoint_path: str):
         self.model = model
         self.checkpoint_path = checkpoint_path
-        self._depth = {flip: tf.function(lambda images, flip=flip: model.predict_depth(images, flip_augment=flip),
-                                         reduce_retracing=True) for flip in (False, True)}
-        self._egomotion = {flip: tf.function(lambda a, b, flip=flip: model.predict_egomotion(a, b, flip_augment=flip),
-                                             reduce_retracing=True) for flip in (False, True)}
+        self._depth = {
+            flip: tf.function(
+                lambda images, flip=flip: model.predict_depth(images, flip_augment=flip), reduce_retracing=True
+            )
+            for flip in (False, True)
+        }
+        self._egomotion = {
+            flip: tf.function(
+                lambda a, b, flip=flip: model.predict_egomotion(a, b, flip_augment=flip), reduce_retracing=True
+            )
+            for flip in (False, True)
+        }
 
     @classmethod
     def from_checkpoint(cls, path) -> "InferenceModel":
@@ -98,8 +106,9 @@ class InferenceModel:
     def _check_images(self, images, name: str) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[1:] != (*self.image_size, 3):
-            raise ValueError(f"{name} must be [B, {self.image_size[0]}, {self.image_size[1]}, 3], "
-                             f"got {list(images.shape)}")
+            raise ValueError(
+                f"{name} must be [B, {self.image_size[0]}, {self.image_size[1]}, 3], got {list(images.shape)}"
+            )
         if not np.all(np.isfinite(images)):
             raise ValueError(f"{name} contains NaN or Inf")
         return images
@@ -120,6 +129,7 @@ class InferenceModel:
         ``intrinsics_source == "learned"``."""
         image_a = self._check_images(image_a, "image_a")
         image_b = self._check_images(image_b, "image_b")
-        rotation, translation, intrinsics = self._egomotion[bool(flip_augment)](tf.constant(image_a),
-                                                                                tf.constant(image_b))
+        rotation, translation, intrinsics = self._egomotion[bool(flip_augment)](
+            tf.constant(image_a), tf.constant(image_b)
+        )
         return rotation.numpy(), translation.numpy(), intrinsics.numpy()

@@ -1,5 +1,6 @@
 """Small building blocks of the networks: randomized layer normalization, reflect-padded convolution, and the
 TF1 ``resize_bilinear`` used by the motion-field refinement (docs/release.md §2.2, 7.3)."""
+
 from __future__ import annotations
 
 import keras

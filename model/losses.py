@@ -5,6 +5,7 @@ frame 2 the *target*; a ``WarpResult`` (model/geometry.py) says where each frame
 Images are [B, H, W, 3] in [0, 1], depths [B, H, W, 1] (or [B, H, W]), translation fields [B, H, W, 3].
 All terms are unweighted scalars; ``DepthMotionModel`` applies the weights.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -74,8 +75,11 @@ def rgbd_consistency_loss(warp: WarpResult, source_rgb, target_rgb, target_depth
     # Depth-proximity weight: pixels whose depths disagree much more than the image's RMS disagreement count
     # little in SSIM. Gradient stopped (docs/release.md §3.1: training does not start otherwise).
     squared_difference = tf.square(depth_difference)
-    second_moment = tf.reduce_sum(squared_difference * mask, axis=[1, 2], keepdims=True) / (
-        tf.reduce_sum(mask, axis=[1, 2], keepdims=True) + 1.0) + DEPTH_PROXIMITY_EPSILON
+    second_moment = (
+        tf.reduce_sum(squared_difference * mask, axis=[1, 2], keepdims=True)
+        / (tf.reduce_sum(mask, axis=[1, 2], keepdims=True) + 1.0)
+        + DEPTH_PROXIMITY_EPSILON
+    )
     proximity_weight = tf.stop_gradient(second_moment / (squared_difference + second_moment) * warp.mask)
     ssim_error, average_weight = weighted_ssim(resampled_rgb, source_rgb, proximity_weight)
     return {
@@ -104,12 +108,18 @@ def motion_field_consistency_loss(warp: WarpResult, mask, rotation_1, translatio
         return tf.reduce_mean(tf.square(matrix - identity), axis=[-2, -1])
 
     rotation_error = tf.reduce_mean(
-        mean_square(cycle_rotation) / (CYCLE_EPSILON + mean_square(matrix_1) + mean_square(matrix_2)))
+        mean_square(cycle_rotation) / (CYCLE_EPSILON + mean_square(matrix_1) + mean_square(matrix_2))
+    )
     # As released: the normaliser uses translation_2 at the same pixel index, not resampled (DML changed it).
     translation_error = tf.reduce_mean(
-        mask * tf.reduce_sum(tf.square(cycle_translation), axis=-1)
-        / (CYCLE_EPSILON + tf.reduce_sum(tf.square(translation_1), axis=-1)
-           + tf.reduce_sum(tf.square(translation_2), axis=-1)))
+        mask
+        * tf.reduce_sum(tf.square(cycle_translation), axis=-1)
+        / (
+            CYCLE_EPSILON
+            + tf.reduce_sum(tf.square(translation_1), axis=-1)
+            + tf.reduce_sum(tf.square(translation_2), axis=-1)
+        )
+    )
     return rotation_error, translation_error
 
 
@@ -131,8 +141,7 @@ def depth_smoothness(depth, image) -> tf.Tensor:
 
 def _rms_vector_norm(field) -> tf.Tensor:
     """sqrt(3 mean_{h,w,c}(m^2) + 1e-12) per image [B, 1, 1, 1]: the RMS length of the 3-vectors."""
-    return tf.sqrt(3.0 * tf.reduce_mean(tf.square(field), axis=[1, 2, 3], keepdims=True)
-                   + MOTION_NORMALIZER_EPSILON)
+    return tf.sqrt(3.0 * tf.reduce_mean(tf.square(field), axis=[1, 2, 3], keepdims=True) + MOTION_NORMALIZER_EPSILON)
 
 
 def _total_variation(field, wrap_around: bool) -> tf.Tensor:

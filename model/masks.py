@@ -4,6 +4,7 @@ Per frame: every id != 0 whose pixel count is > ``min_object_area`` (20) becomes
 its axis-aligned bounding box; the frame mask is the union over ids. The result gates the residual
 translation field after a (2d+1) x (2d+1) max-pool dilation (``dilate``).
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -34,15 +35,19 @@ def mobile_mask(segmentation: tf.Tensor, boxify: bool = True, min_object_area: i
     def per_line_counts(line_index, lines):
         """[N, lines, 256] pixel count of each id in each row (or column)."""
         flat = (image_index * lines + line_index) * NUM_IDS + ids
-        counts = tf.math.bincount(tf.reshape(flat, [-1]), minlength=images * lines * NUM_IDS,
-                                  maxlength=images * lines * NUM_IDS, dtype=tf.int32)
+        counts = tf.math.bincount(
+            tf.reshape(flat, [-1]),
+            minlength=images * lines * NUM_IDS,
+            maxlength=images * lines * NUM_IDS,
+            dtype=tf.int32,
+        )
         return tf.reshape(counts, [images, lines, NUM_IDS])
 
-    rows = per_line_counts(row_index, height)                      # [N, H, 256]
-    area = tf.reduce_sum(rows, axis=1)                             # [N, 256]
+    rows = per_line_counts(row_index, height)  # [N, H, 256]
+    area = tf.reduce_sum(rows, axis=1)  # [N, 256]
     keep = tf.logical_and(area > min_object_area, tf.range(NUM_IDS)[tf.newaxis, :] != 0)
     if boxify:
-        columns = per_line_counts(column_index, width)             # [N, W, 256]
+        columns = per_line_counts(column_index, width)  # [N, W, 256]
         kept = tf.cast(keep, tf.float32)[:, tf.newaxis, :]
         row_any = tf.cast(rows > 0, tf.float32) * kept
         column_any = tf.cast(columns > 0, tf.float32)

@@ -10,6 +10,7 @@ last frame of a batch is kept to form the pair with the first frame of the next 
 ever held. Poses are accumulated with ``evaluation.trajectory`` (exact composition by default). Translations
 and depths share the model's arbitrary scale. No Beam here (``model/`` never imports it).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,18 +23,19 @@ from evaluation import trajectory
 
 @dataclasses.dataclass
 class BatchResult:
-    depth: np.ndarray                 # [B, H, W] float32, > 0
-    rotations: np.ndarray             # [P, 3, 3] T_k_from_k+1 of the P pairs that end in this batch
-    translations: np.ndarray          # [P, 3]
-    intrinsics: np.ndarray            # [P, 3, 3] the intrinsics head's K per pair, model-input pixels
+    depth: np.ndarray  # [B, H, W] float32, > 0
+    rotations: np.ndarray  # [P, 3, 3] T_k_from_k+1 of the P pairs that end in this batch
+    translations: np.ndarray  # [P, 3]
+    intrinsics: np.ndarray  # [P, 3, 3] the intrinsics head's K per pair, model-input pixels
 
 
 class SequencePredictor:
     """Streams one sequence through an ``InferenceModel``-like object (``image_size``, ``predict_depth``,
     ``predict_egomotion``). Call :meth:`reset` (or make a new one) between sequences."""
 
-    def __init__(self, model, trajectory_enabled: bool = True, depth_flip_augment: bool = True,
-                 motion_flip_augment: bool = False):
+    def __init__(
+        self, model, trajectory_enabled: bool = True, depth_flip_augment: bool = True, motion_flip_augment: bool = False
+    ):
         self.model = model
         self.trajectory_enabled = bool(trajectory_enabled)
         self.depth_flip_augment = bool(depth_flip_augment)
@@ -69,13 +71,18 @@ class SequencePredictor:
         self.num_frames += images.shape[0]
         if firsts.shape[0] == 0:
             return empty
-        motion = (self.model.predict_egomotion(firsts, seconds, flip_augment=True) if self.motion_flip_augment
-                  else self.model.predict_egomotion(firsts, seconds))
+        motion = (
+            self.model.predict_egomotion(firsts, seconds, flip_augment=True)
+            if self.motion_flip_augment
+            else self.model.predict_egomotion(firsts, seconds)
+        )
         rotations, translations, intrinsics = (np.asarray(array, dtype=np.float64) for array in motion)
         pairs = firsts.shape[0]
         if rotations.shape != (pairs, 3, 3) or translations.shape != (pairs, 3) or intrinsics.shape != (pairs, 3, 3):
-            raise ValueError(f"the model returned motion shapes {rotations.shape}, {translations.shape}, "
-                             f"{intrinsics.shape} for {pairs} pairs")
+            raise ValueError(
+                f"the model returned motion shapes {rotations.shape}, {translations.shape}, "
+                f"{intrinsics.shape} for {pairs} pairs"
+            )
         if not (np.all(np.isfinite(rotations)) and np.all(np.isfinite(translations))):
             raise ValueError("the model predicted non-finite ego-motion (a damaged checkpoint?)")
         self._rotations.append(rotations)

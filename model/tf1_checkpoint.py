@@ -8,6 +8,7 @@ Motion ``MotionBottleneck`` 1x1 convs: the TF1 training graph created four unsha
 call, docs/release.md §7.2 / GR#230); the Keras network has one set. ``bottleneck_set`` picks which copy is loaded:
 0 = the pair-(0,1) forward call, which the release's own inference graph uses for net(img1, img2).
 """
+
 from __future__ import annotations
 
 import re
@@ -89,11 +90,13 @@ def load_tf1_checkpoint(model, checkpoint_prefix: str, bottleneck_set: int = 0) 
         if name not in checkpoint_shapes:
             problems.append(f"missing: {name} (expected shape {tuple(variable.shape)})")
         elif tuple(checkpoint_shapes[name]) != tuple(variable.shape):
-            problems.append(f"shape mismatch: {name} checkpoint {tuple(checkpoint_shapes[name])} "
-                            f"vs model {tuple(variable.shape)}")
+            problems.append(
+                f"shape mismatch: {name} checkpoint {tuple(checkpoint_shapes[name])} vs model {tuple(variable.shape)}"
+            )
     if problems:
         raise CheckpointMismatchError(
-            f"{checkpoint_prefix}: {len(problems)} variable(s) do not match:\n  " + "\n  ".join(problems))
+            f"{checkpoint_prefix}: {len(problems)} variable(s) do not match:\n  " + "\n  ".join(problems)
+        )
     for name, variable in mapping.items():
         variable.assign(np.asarray(reader.get_tensor(name), dtype=variable.dtype))
     return sorted(name for name in checkpoint_shapes if name not in mapping and not is_skipped(name))

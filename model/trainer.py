@@ -28,6 +28,7 @@ Around the step:
 - ``<checkpoint_dir>/model_config.json`` holds the model configuration that ``model/inference.py`` needs to
   rebuild the network for any checkpoint of the directory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,11 +75,17 @@ class WorkerLostError(RuntimeError):
 
 
 # What a collective op raises when a peer is gone or the cluster's coordination service aborts it.
-PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                 tf.errors.AbortedError, tf.errors.FailedPreconditionError, tf.errors.InternalError)
+PEER_FAILURES = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.CancelledError,
+    tf.errors.AbortedError,
+    tf.errors.FailedPreconditionError,
+    tf.errors.InternalError,
+)
 
 
-MAX_LEARNING_RATE = 1.0   # Adam moves every weight by about the learning rate per step: above 1 is a typo
+MAX_LEARNING_RATE = 1.0  # Adam moves every weight by about the learning rate per step: above 1 is a typo
 
 
 def _number(name: str, value, minimum: float = None, maximum: float = None, integer: bool = False):
@@ -107,18 +114,18 @@ class TrainerConfig:
     checkpoint_dir: str
     learning_rate: float = 1e-4
     beta1: float = 0.9
-    clip_gradient_norm: float = 10.0     # per tensor; 0 disables
-    train_steps: int = 1_000_000          # total, including steps of earlier runs resumed from
+    clip_gradient_norm: float = 10.0  # per tensor; 0 disables
+    train_steps: int = 1_000_000  # total, including steps of earlier runs resumed from
     summary_freq: int = 100
-    checkpoint_freq: int = 0              # 0: every epoch (records // batch_size), as released
+    checkpoint_freq: int = 0  # 0: every epoch (records // batch_size), as released
     keep_checkpoints: int = 5
     seed: int = 8964
-    mixed_precision: bool = False         # mixed_bfloat16 compute (GPU option; no loss scaling needed)
-    jit_compile: bool = False             # XLA-compile the step
-    debug: bool = False                   # one step; dump tensors to <checkpoint_dir>/debug; print losses
+    mixed_precision: bool = False  # mixed_bfloat16 compute (GPU option; no loss scaling needed)
+    jit_compile: bool = False  # XLA-compile the step
+    debug: bool = False  # one step; dump tensors to <checkpoint_dir>/debug; print losses
     imagenet_ckpt: Optional[str] = None
     init_checkpoint: Optional[str] = None  # wilddepth or release TF1 checkpoint to fine-tune from (no resume)
-    metrics_dir: Optional[str] = None     # dvclive directory; None: no dvclive
+    metrics_dir: Optional[str] = None  # dvclive directory; None: no dvclive
     progress: bool = True
 
     def __post_init__(self):
@@ -164,8 +171,11 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     if resolver.task_type == "chief":
         return True
-    return (resolver.task_type == "worker" and int(resolver.task_id) == 0
-            and "chief" not in resolver.cluster_spec().as_dict())
+    return (
+        resolver.task_type == "worker"
+        and int(resolver.task_id) == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def clip_per_tensor(gradients, clip_norm: float):
@@ -208,9 +218,11 @@ def make_checkpoint(model, optimizer=None, data_position: Optional[tf.Variable] 
     """
     objects = {"model_variables": named_variables(model.variables)}
     if optimizer is not None:
-        objects["optimizer_variables"] = {path: variable for path, variable in
-                                          named_variables(optimizer.variables, strip_root=True).items()
-                                          if path != "learning_rate"}
+        objects["optimizer_variables"] = {
+            path: variable
+            for path, variable in named_variables(optimizer.variables, strip_root=True).items()
+            if path != "learning_rate"
+        }
     if data_position is not None:
         objects["data_position"] = data_position
     return tf.train.Checkpoint(**objects)
@@ -267,6 +279,7 @@ def write_model_config(checkpoint_dir, model_config: ModelConfig) -> Path:
 def _summary_metadata(plugin: str) -> bytes:
     """TensorBoard plugin metadata, so summaries are written without the tensorboard package installed."""
     from tensorflow.core.framework import summary_pb2
+
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = plugin
     return metadata.SerializeToString()
@@ -296,14 +309,16 @@ class InitReport:
     """What ``load_initial_weights`` did: the checkpoint read, its kind, and variable paths or names."""
 
     prefix: str
-    kind: str                     # "wilddepth" or "tf1"
-    restored: List[str]           # model variable paths set from the checkpoint
-    not_restored: List[str]       # model variable paths left at their initial value
-    unused: List[str]             # checkpoint variables no model variable took
+    kind: str  # "wilddepth" or "tf1"
+    restored: List[str]  # model variable paths set from the checkpoint
+    not_restored: List[str]  # model variable paths left at their initial value
+    unused: List[str]  # checkpoint variables no model variable took
 
     def summary(self) -> str:
-        text = (f"initialised from {self.kind} checkpoint {self.prefix}: {len(self.restored)} of "
-                f"{len(self.restored) + len(self.not_restored)} model variables restored")
+        text = (
+            f"initialised from {self.kind} checkpoint {self.prefix}: {len(self.restored)} of "
+            f"{len(self.restored) + len(self.not_restored)} model variables restored"
+        )
         if self.not_restored:
             text += "; not restored (initial values kept): " + ", ".join(self.not_restored)
         if self.unused:
@@ -335,12 +350,16 @@ def load_initial_weights(model, path) -> InitReport:
     shapes = reader.get_variable_to_shape_map()
     if any(name.startswith("model_variables/") for name in shapes):
         keys = {checkpoint_key(variable.path): variable for variable in model.variables}
-        problems = [f"{variable.path}: checkpoint {tuple(shapes[key])} vs model {tuple(variable.shape)}"
-                    for key, variable in keys.items() if key in shapes and tuple(shapes[key]) != tuple(variable.shape)]
+        problems = [
+            f"{variable.path}: checkpoint {tuple(shapes[key])} vs model {tuple(variable.shape)}"
+            for key, variable in keys.items()
+            if key in shapes and tuple(shapes[key]) != tuple(variable.shape)
+        ]
         if problems:
             raise CheckpointMismatchError(
                 f"{prefix}: {len(problems)} variable(s) have other shapes (other network widths?):\n  "
-                + "\n  ".join(problems[:20]))
+                + "\n  ".join(problems[:20])
+            )
         restored, not_restored = [], []
         for key, variable in keys.items():
             if key in shapes:
@@ -357,8 +376,10 @@ def load_initial_weights(model, path) -> InitReport:
         not_restored = [variable.path for variable in model.variables if id(variable) not in mapped]
         kind = "tf1"
     else:
-        raise CheckpointMismatchError(f"{prefix}: neither a wilddepth checkpoint (model_variables/...) nor a "
-                                      "release TF1 checkpoint (depth_prediction/..., MotionFieldNet/...)")
+        raise CheckpointMismatchError(
+            f"{prefix}: neither a wilddepth checkpoint (model_variables/...) nor a "
+            "release TF1 checkpoint (depth_prediction/..., MotionFieldNet/...)"
+        )
     if not restored:
         raise CheckpointMismatchError(f"{prefix}: no model variable of this network is in the checkpoint")
     return InitReport(prefix, kind, restored, not_restored, unused)
@@ -367,19 +388,28 @@ def load_initial_weights(model, path) -> InitReport:
 class Trainer:
     """Trains a DepthMotionModel on Struct2depth records. ``model_factory`` builds the model from the config."""
 
-    def __init__(self, model_config: ModelConfig, data_config: data.DataConfig, config: TrainerConfig,
-                 model_factory: Callable[[ModelConfig], keras.Model] = None):
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        data_config: data.DataConfig,
+        config: TrainerConfig,
+        model_factory: Callable[[ModelConfig], keras.Model] = None,
+    ):
         given = (data_config.img_height, data_config.img_width)
         if None not in given and given != (model_config.img_height, model_config.img_width):
-            raise ValueError("data and model image sizes differ: "
-                             f"{data_config.img_height}x{data_config.img_width} vs "
-                             f"{model_config.img_height}x{model_config.img_width}")
-        self.reader = data.RecordDataset(data_config)   # resolves the frame size from the records
+            raise ValueError(
+                "data and model image sizes differ: "
+                f"{data_config.img_height}x{data_config.img_width} vs "
+                f"{model_config.img_height}x{model_config.img_width}"
+            )
+        self.reader = data.RecordDataset(data_config)  # resolves the frame size from the records
         data_config = self.reader.config
         if (data_config.img_height, data_config.img_width) != (model_config.img_height, model_config.img_width):
-            raise ValueError("data and model image sizes differ: the records are "
-                             f"{data_config.img_height}x{data_config.img_width} (HxW), the model is "
-                             f"{model_config.img_height}x{model_config.img_width}")
+            raise ValueError(
+                "data and model image sizes differ: the records are "
+                f"{data_config.img_height}x{data_config.img_width} (HxW), the model is "
+                f"{model_config.img_height}x{model_config.img_width}"
+            )
         self.model_config, self.data_config, self.config = model_config, data_config, config
         self.checkpoint_dir = Path(config.checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -398,14 +428,18 @@ class Trainer:
         with self.strategy.scope():
             self.model = factory(model_config)
             self.optimizer = keras.optimizers.Adam(
-                learning_rate=config.learning_rate, beta_1=config.beta1, beta_2=0.999, epsilon=1e-8)
+                learning_rate=config.learning_rate, beta_1=config.beta1, beta_2=0.999, epsilon=1e-8
+            )
             self.optimizer.build(self.model.trainable_variables)
             # The input stream's next position: saved with every checkpoint so a resumed run continues it.
             self.data_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
             self.checkpoint = make_checkpoint(self.model, self.optimizer, self.data_position)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.checkpoint_dir), max_to_keep=config.keep_checkpoints,
-            checkpoint_name=CHECKPOINT_NAME)
+            self.checkpoint,
+            str(self.checkpoint_dir),
+            max_to_keep=config.keep_checkpoints,
+            checkpoint_name=CHECKPOINT_NAME,
+        )
         # strategy.run inside the tf.function, not a tf.function inside strategy.run: Adam's gradient aggregation
         # is a merge_call, which TensorFlow refuses inside a nested function when there are several replicas
         # (MultiWorkerMirroredStrategy, MirroredStrategy over GPUs): "merge_call called while defining a new graph".
@@ -426,8 +460,11 @@ class Trainer:
             total = tf.cast(outputs["total"], tf.float32)
             scaled = total / self.strategy.num_replicas_in_sync
         # Variables the loss does not reach get no gradient (e.g. the intrinsics head with given intrinsics).
-        pairs = [(gradient, variable) for gradient, variable in zip(tape.gradient(scaled, variables), variables)
-                 if gradient is not None]
+        pairs = [
+            (gradient, variable)
+            for gradient, variable in zip(tape.gradient(scaled, variables), variables)
+            if gradient is not None
+        ]
         gradients = [gradient for gradient, _ in pairs]
         clipped, squared_norms = clip_per_tensor(gradients, self.config.clip_gradient_norm)
         squared_global_norm = tf.add_n(squared_norms)
@@ -456,13 +493,19 @@ class Trainer:
 
         applied = replica_context.merge_call(apply_if_finite, args=(all_finite, grads_and_vars))
         # The weights after the update (a finite step can still overflow a weight, e.g. an absurd rate).
-        weights_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(variable))
-                                                 for variable in self.model.variables
-                                                 if tf.as_dtype(variable.dtype).is_floating]))
+        weights_finite = tf.reduce_all(
+            tf.stack(
+                [
+                    tf.reduce_all(tf.math.is_finite(variable))
+                    for variable in self.model.variables
+                    if tf.as_dtype(variable.dtype).is_floating
+                ]
+            )
+        )
         outputs = dict(outputs)
         outputs["applied"] = applied
         outputs["weights_finite"] = weights_finite
-        outputs["gradient_norm"] = tf.sqrt(squared_global_norm)   # before clipping
+        outputs["gradient_norm"] = tf.sqrt(squared_global_norm)  # before clipping
         return outputs
 
     def train_step(self, distributed_batch) -> Dict[str, tf.Tensor]:
@@ -490,15 +533,20 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"cannot resume: {latest} holds non-finite values ({len(bad)} tensors, e.g. {bad[0]}); "
                     f"{self._last_finite_text(skip=latest)}. Delete the non-finite checkpoints (or use another "
-                    "--checkpoint_dir) to resume from an earlier one.")
+                    "--checkpoint_dir) to resume from an earlier one."
+                )
             saved = dict(tf.train.list_variables(latest))
             if "data_position/.ATTRIBUTES/VARIABLE_VALUE" in saved:
                 self.checkpoint.restore(latest).assert_consumed()
             else:
                 make_checkpoint(self.model, self.optimizer).restore(latest).assert_consumed()
                 self.data_position.assign(self.step * self.data_config.batch_size)
-            LOGGER.info("resumed from %s at step %d (input stream position %d)", latest, self.step,
-                        int(self.data_position.numpy()))
+            LOGGER.info(
+                "resumed from %s at step %d (input stream position %d)",
+                latest,
+                self.step,
+                int(self.data_position.numpy()),
+            )
             if self.config.init_checkpoint:
                 LOGGER.info("init_checkpoint %s ignored: resuming from %s wins", self.config.init_checkpoint, latest)
         elif self.config.init_checkpoint:
@@ -508,8 +556,12 @@ class Trainer:
                 LOGGER.info("imagenet_ckpt %s ignored: init_checkpoint sets the encoder", self.config.imagenet_ckpt)
         elif self.config.imagenet_ckpt:
             report = load_imagenet_encoder(self.model, self.config.imagenet_ckpt)
-            LOGGER.info("depth encoder initialised from %s: %d variables restored, %d in the file unused",
-                        self.config.imagenet_ckpt, len(report.restored), len(report.unused))
+            LOGGER.info(
+                "depth encoder initialised from %s: %d variables restored, %d in the file unused",
+                self.config.imagenet_ckpt,
+                len(report.restored),
+                len(report.unused),
+            )
         if self.is_chief:
             write_model_config(self.checkpoint_dir, self.model_config)
         return self.step
@@ -517,8 +569,11 @@ class Trainer:
     def non_finite_variables(self) -> List[str]:
         """Paths of the model and optimizer variables holding NaN or Inf."""
         variables = list(self.model.variables) + list(self.optimizer.variables)
-        return [variable.path for variable in variables
-                if tf.as_dtype(variable.dtype).is_floating and not np.all(np.isfinite(variable.numpy()))]
+        return [
+            variable.path
+            for variable in variables
+            if tf.as_dtype(variable.dtype).is_floating and not np.all(np.isfinite(variable.numpy()))
+        ]
 
     def save(self) -> str:
         """Save a checkpoint of the current step, only if every model and optimizer variable is finite."""
@@ -526,7 +581,8 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(
                 f"not saving step {self.step}: {len(bad)} variables hold NaN or Inf (e.g. {bad[0]}); "
-                f"{self._last_finite_text()}. Lower --learning_rate or inspect the data, then rerun to resume.")
+                f"{self._last_finite_text()}. Lower --learning_rate or inspect the data, then rerun to resume."
+            )
         if not self.is_chief:  # take part in the save (collectives), keep nothing
             scratch = tempfile.mkdtemp(prefix="wilddepth-worker-checkpoint-")
             try:
@@ -566,13 +622,17 @@ class Trainer:
         if position:
             self.dataset = self.strategy.experimental_distribute_dataset(self.reader.build(position))
         live = self._open_dvclive(resumed=start > 0)
-        writer = (tf.summary.create_file_writer(str(self.checkpoint_dir / "tensorboard")) if self.is_chief
-                  else tf.summary.create_noop_writer())
+        writer = (
+            tf.summary.create_file_writer(str(self.checkpoint_dir / "tensorboard"))
+            if self.is_chief
+            else tf.summary.create_noop_writer()
+        )
         iterator = iter(self.dataset)
         scalars: Dict[str, float] = {}
         step_times = []
-        bar = tqdm(total=target, initial=start, desc="train", unit="step", disable=not config.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=target, initial=start, desc="train", unit="step", disable=not config.progress, dynamic_ncols=True
+        )
         try:
             while self.step < target:
                 batch = next(iterator)
@@ -580,7 +640,7 @@ class Trainer:
                 began = time.perf_counter()
                 try:
                     outputs = self.train_step(batch)
-                    applied = bool(outputs["applied"].numpy())   # waits for the step to finish
+                    applied = bool(outputs["applied"].numpy())  # waits for the step to finish
                 except PEER_FAILURES as error:
                     if not os.environ.get("TF_CONFIG"):
                         raise
@@ -589,7 +649,8 @@ class Trainer:
                         f"step {self.step + 1} failed: a worker of the cluster stopped or became unreachable "
                         f"({type(error).__name__}: {first_line}); the step was not applied and nothing was "
                         f"saved for it. Last checkpoint: {self.manager.latest_checkpoint or 'none'}. Restart every "
-                        "worker with the same TF_CONFIG and --checkpoint_dir to resume.") from error
+                        "worker with the same TF_CONFIG and --checkpoint_dir to resume."
+                    ) from error
                 elapsed = time.perf_counter() - began
                 if not applied:
                     raise NonFiniteLossError(self._non_finite_message(outputs))
@@ -598,9 +659,10 @@ class Trainer:
                     raise NonFiniteLossError(
                         f"the update of step {self.step} made {len(bad)} model variables non-finite "
                         f"(e.g. {bad[0] if bad else '?'}); nothing was saved; {self._last_finite_text()}. "
-                        "Lower --learning_rate, then rerun to resume.")
+                        "Lower --learning_rate, then rerun to resume."
+                    )
                 self.data_position.assign(max(int(np.max(value.numpy())) for value in positions) + 1)
-                if self.step > start + 1:                    # the first step includes tracing
+                if self.step > start + 1:  # the first step includes tracing
                     step_times.append(elapsed)
                 step = self.step
                 bar.update(1)
@@ -608,8 +670,10 @@ class Trainer:
                     self._dump_debug(batch, outputs)
                 if step % config.summary_freq == 0 or step == target or config.debug:
                     scalars = self._scalars(outputs, step_times)
-                    bar.set_postfix(loss=f"{scalars['loss/total']:.4f}",
-                                    s_per_step=f"{scalars.get('time/step_s', float('nan')):.3f}")
+                    bar.set_postfix(
+                        loss=f"{scalars['loss/total']:.4f}",
+                        s_per_step=f"{scalars.get('time/step_s', float('nan')):.3f}",
+                    )
                     self._log(live, writer, step, scalars, outputs)
                 if step % self.checkpoint_freq == 0 or step == target:
                     self.save()
@@ -624,20 +688,29 @@ class Trainer:
     # --- helpers -----------------------------------------------------------------------------------------
 
     def _non_finite_message(self, outputs) -> str:
-        bad = [key for key, value in outputs.items() if key not in DIAGNOSTIC_KEYS + ("applied", "weights_finite")
-               and not np.all(np.isfinite(np.asarray(value, np.float64)))]
-        return (f"non-finite loss or gradient at step {self.step + 1} (non-finite: {', '.join(bad) or 'gradients'}); "
-                f"the update was not applied and nothing was saved; {self._last_finite_text()}. "
-                "Lower --learning_rate or inspect the data, then rerun to resume.")
+        bad = [
+            key
+            for key, value in outputs.items()
+            if key not in DIAGNOSTIC_KEYS + ("applied", "weights_finite")
+            and not np.all(np.isfinite(np.asarray(value, np.float64)))
+        ]
+        return (
+            f"non-finite loss or gradient at step {self.step + 1} (non-finite: {', '.join(bad) or 'gradients'}); "
+            f"the update was not applied and nothing was saved; {self._last_finite_text()}. "
+            "Lower --learning_rate or inspect the data, then rerun to resume."
+        )
 
     def _scalars(self, outputs, step_times) -> Dict[str, float]:
-        scalars = {f"loss/{key}": float(value) for key, value in outputs.items()
-                   if key not in DIAGNOSTIC_KEYS + ("applied", "weights_finite", "gradient_norm")}
+        scalars = {
+            f"loss/{key}": float(value)
+            for key, value in outputs.items()
+            if key not in DIAGNOSTIC_KEYS + ("applied", "weights_finite", "gradient_norm")
+        }
         scalars["gradient_norm"] = float(outputs["gradient_norm"])
         intrinsics = np.asarray(outputs["intrinsics"], np.float64).mean(axis=0)
         for name, (row, column) in {"fx": (0, 0), "fy": (1, 1), "cx": (0, 2), "cy": (1, 2)}.items():
             scalars[f"intrinsics/{name}"] = float(intrinsics[row, column])
-        recent = step_times[-self.config.summary_freq:]
+        recent = step_times[-self.config.summary_freq :]
         if recent:
             scalars["time/step_s"] = float(np.mean(recent))
             scalars["time/examples_per_s"] = self.data_config.batch_size / scalars["time/step_s"]
@@ -647,6 +720,7 @@ class Trainer:
         if not self.config.metrics_dir or not self.is_chief:
             return None
         from dvclive import Live  # optional dependency of the training extra
+
         return Live(self.config.metrics_dir, resume=resumed, save_dvc_exp=False, dvcyaml=False)
 
     def _log(self, live, writer, step: int, scalars: Dict[str, float], outputs) -> None:

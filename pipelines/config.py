@@ -1,4 +1,5 @@
 """The preprocessing parameters (``params.yaml`` section ``preprocess``) as one validated, picklable object."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -17,6 +17,7 @@ Importing this module needs neither torch nor Detectron2: they are imported in t
 model loads. TensorFlow must never be imported in that process (with torch 2.13 it segfaults), and
 ``pipelines/`` never imports it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,24 @@ WEIGHTS_HELP = (
 # the model's own class names: COCO person, vehicles and animals; Cityscapes' eight thing classes
 # (rider included).
 DEFAULT_MOVABLE_CLASSES = (
-    "person", "rider", "bicycle", "car", "motorcycle", "bus", "train", "truck",
-    "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
+    "person",
+    "rider",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "bus",
+    "train",
+    "truck",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
 )
 MAX_INSTANCES = 255
 RESOLUTIONS = ("working", "native")
@@ -64,12 +81,13 @@ class Detectron2Unavailable(RuntimeError):
 
 # --- options ---------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Detectron2Options:
     """``params.yaml`` ``preprocess.detectron2``; see docs/masking.md."""
 
     config: str = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"  # model-zoo name or a .yaml path
-    weights: Optional[str] = None       # .pkl (Detectron2/Detectron1 model zoo) or .pth checkpoint
+    weights: Optional[str] = None  # .pkl (Detectron2/Detectron1 model zoo) or .pth checkpoint
     score_threshold: float = 0.5
     device: str = "cpu"
     batch_size: int = 4
@@ -108,6 +126,7 @@ class Detectron2Options:
 
 # --- pure post-processing (no torch) --------------------------------------------------------------------
 
+
 def movable_class_ids(thing_classes: Sequence[str], wanted: Optional[Iterable[str]] = None) -> List[int]:
     """Indices into the model's ``thing_classes`` of the movable classes, ascending.
 
@@ -118,8 +137,10 @@ def movable_class_ids(thing_classes: Sequence[str], wanted: Optional[Iterable[st
     if wanted is None:
         ids = [index for index, name in enumerate(names) if name in DEFAULT_MOVABLE_CLASSES]
         if not ids:
-            raise ValueError(f"none of the default movable classes is among the model's classes {names}; "
-                             "set preprocess.detectron2.classes")
+            raise ValueError(
+                f"none of the default movable classes is among the model's classes {names}; "
+                "set preprocess.detectron2.classes"
+            )
         return ids
     wanted = list(wanted)
     unknown = [name for name in wanted if name not in names]
@@ -167,8 +188,10 @@ def model_input_image(frame: Frame, resolution: str) -> np.ndarray:
     """The RGB image the model segments for ``frame`` (see the module docstring)."""
     if resolution == "native":
         if frame.native_image is None:
-            raise ValueError(f"{frame.frame_id}: resolution 'native' needs Frame.native_image, which the "
-                             "decode step keeps when the segmenter's needs_native_image is true")
+            raise ValueError(
+                f"{frame.frame_id}: resolution 'native' needs Frame.native_image, which the "
+                "decode step keeps when the segmenter's needs_native_image is true"
+            )
         return frame.native_image
     return frame.image
 
@@ -186,12 +209,15 @@ def attach_mask(frame: Frame, ids: np.ndarray) -> Frame:
 
 # --- Detectron2 (torch imported only in the worker) -------------------------------------------------------
 
+
 def check_installed(options: Detectron2Options) -> None:
     """Raise :class:`Detectron2Unavailable` with the fix when Detectron2, torch or the weights are missing."""
     for module in ("torch", "torchvision", "detectron2"):
         if importlib.util.find_spec(module) is None:
-            raise Detectron2Unavailable(f"the detectron2 segmenter needs the {module!r} package "
-                                        f"({sys.executable} cannot import it). {INSTALL_HELP}")
+            raise Detectron2Unavailable(
+                f"the detectron2 segmenter needs the {module!r} package "
+                f"({sys.executable} cannot import it). {INSTALL_HELP}"
+            )
     if not options.weights:
         raise Detectron2Unavailable(f"no Detectron2 weights given. {WEIGHTS_HELP}")
     if not Path(options.weights).is_file():
@@ -212,8 +238,10 @@ def build_config(options: Detectron2Options):
         try:
             cfg.merge_from_file(model_zoo.get_config_file(options.config))
         except RuntimeError as error:
-            raise ValueError(f"config {options.config!r} is neither a file nor a Detectron2 model-zoo "
-                             "config name (e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml)") from error
+            raise ValueError(
+                f"config {options.config!r} is neither a file nor a Detectron2 model-zoo "
+                "config name (e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml)"
+            ) from error
     if not cfg.MODEL.MASK_ON:
         raise ValueError(f"config {options.config!r} has no mask head (MODEL.MASK_ON is false)")
     cfg.MODEL.DEVICE = options.device
@@ -230,9 +258,11 @@ def thing_classes_of(cfg) -> List[str]:
     dataset = cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None
     names = list(MetadataCatalog.get(dataset).get("thing_classes", [])) if dataset else []
     if len(names) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
-        raise ValueError(f"cannot tell the class names of config with test dataset {dataset!r} "
-                         f"({len(names)} names for {cfg.MODEL.ROI_HEADS.NUM_CLASSES} classes); "
-                         "register its metadata (thing_classes) with Detectron2's MetadataCatalog")
+        raise ValueError(
+            f"cannot tell the class names of config with test dataset {dataset!r} "
+            f"({len(names)} names for {cfg.MODEL.ROI_HEADS.NUM_CLASSES} classes); "
+            "register its metadata (thing_classes) with Detectron2's MetadataCatalog"
+        )
     return names
 
 
@@ -247,8 +277,10 @@ def load_weights(model, path: str) -> None:
     missing = getattr(incompatible, "missing_keys", []) or []
     shapes = getattr(incompatible, "incorrect_shapes", []) or []
     if missing or shapes:
-        raise ValueError(f"weights {path} do not fit the model: {len(missing)} missing parameters "
-                         f"{list(missing)[:5]}, {len(shapes)} with other shapes {[s[0] for s in shapes][:5]}")
+        raise ValueError(
+            f"weights {path} do not fit the model: {len(missing)} missing parameters "
+            f"{list(missing)[:5]}, {len(shapes)} with other shapes {[s[0] for s in shapes][:5]}"
+        )
 
 
 @dataclasses.dataclass
@@ -256,7 +288,7 @@ class LoadedModel:
     """What one worker process holds: the network and how to feed it."""
 
     network: Any
-    input_format: str        # "BGR" or "RGB"
+    input_format: str  # "BGR" or "RGB"
     min_size: int
     max_size: int
     movable_ids: List[int]
@@ -276,8 +308,10 @@ class Detectron2ModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedMo
 
     def load_model(self) -> LoadedModel:
         if "tensorflow" in sys.modules:
-            raise RuntimeError("TensorFlow is imported in this process; with torch it crashes. Run the "
-                               "Detectron2 masker in a process that never imports TensorFlow.")
+            raise RuntimeError(
+                "TensorFlow is imported in this process; with torch it crashes. Run the "
+                "Detectron2 masker in a process that never imports TensorFlow."
+            )
         check_installed(self._options)
         import torch
         from detectron2.modeling import build_model
@@ -289,11 +323,19 @@ class Detectron2ModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedMo
         network = build_model(cfg)
         network.eval()
         load_weights(network, self._options.weights)
-        return LoadedModel(network, cfg.INPUT.FORMAT, int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST),
-                           movable, float(self._options.score_threshold), self._options.device)
+        return LoadedModel(
+            network,
+            cfg.INPUT.FORMAT,
+            int(cfg.INPUT.MIN_SIZE_TEST),
+            int(cfg.INPUT.MAX_SIZE_TEST),
+            movable,
+            float(self._options.score_threshold),
+            self._options.device,
+        )
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: LoadedModel,
-                      inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
+    def run_inference(
+        self, batch: Sequence[np.ndarray], model: LoadedModel, inference_args: Optional[Dict[str, Any]] = None
+    ) -> Iterable[PredictionResult]:
         import torch
 
         inputs = [self._network_input(image, model) for image in batch]
@@ -302,8 +344,13 @@ class Detectron2ModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedMo
         results = []
         for image, output in zip(batch, outputs):
             instances = output["instances"].to("cpu")
-            ids = instance_id_image(instances.pred_masks.numpy(), instances.scores.numpy(),
-                                    instances.pred_classes.numpy(), model.movable_ids, model.score_threshold)
+            ids = instance_id_image(
+                instances.pred_masks.numpy(),
+                instances.scores.numpy(),
+                instances.pred_classes.numpy(),
+                model.movable_ids,
+                model.score_threshold,
+            )
             results.append(PredictionResult(example=image, inference=ids))
         return results
 
@@ -320,8 +367,9 @@ class Detectron2ModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedMo
         scale = model.min_size / min(height, width)
         if max(height, width) * scale > model.max_size:
             scale = model.max_size / max(height, width)
-        resized = cv2.resize(image, (int(round(width * scale)), int(round(height * scale))),
-                             interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(
+            image, (int(round(width * scale)), int(round(height * scale))), interpolation=cv2.INTER_LINEAR
+        )
         if model.input_format == "BGR":
             resized = resized[:, :, ::-1]
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))).to(model.device)

@@ -4,6 +4,7 @@ Local paths go through plain Python I/O and ``formats.atomic`` (temporary name, 
 paths go through ``apache_beam.io.filesystems.FileSystems``; object stores publish an object only when
 its upload is closed, so remote writes are atomic too.
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ dead letters. ``DoFn.process`` is a generator, so a video is decoded one frame a
 
 Never imports TensorFlow (like every module of ``pipelines``).
 """
+
 from __future__ import annotations
 
 import collections
@@ -24,26 +25,25 @@ from pipelines import fileio
 from pipelines.config import PreprocessConfig
 from pipelines.geometry import default_intrinsics
 from pipelines.records import DeadLetter, Frame, FrameRef, VideoInput
-from pipelines.sources import (IMAGE_EXTENSIONS, DecodeFrame, ListImageFolders, PlanImageFolder, _sanitize,
-                               natural_key)
+from pipelines.sources import IMAGE_EXTENSIONS, DecodeFrame, ListImageFolders, PlanImageFolder, _sanitize, natural_key
 from pipelines.video import DecodeVideo, ListVideos
 
 VIDEO = "video"
 IMAGE_FOLDER = "image_folder"
 # Where the intrinsics of an input come from (before a learned K may replace them):
-GIVEN = "given"              # --intrinsics / intrinsics_file
+GIVEN = "given"  # --intrinsics / intrinsics_file
 CALIBRATION = "calibration"  # the folder's intrinsics.txt or the video's ground-truth sidecar
-GUESSED = "guessed"          # pipelines.geometry.default_intrinsics (fx = fy = native width)
+GUESSED = "guessed"  # pipelines.geometry.default_intrinsics (fx = fy = native width)
 
 
 @dataclasses.dataclass(frozen=True)
 class FootageInput:
     """One sequence to predict: a video file, or an ordered list of frame files of one folder."""
 
-    kind: str                        # VIDEO or IMAGE_FOLDER
-    name: str                        # output sub-folder, unique within a run
-    path: str                        # the video file or the frame folder
-    files: Tuple[str, ...] = ()      # IMAGE_FOLDER: frame files in natural name order
+    kind: str  # VIDEO or IMAGE_FOLDER
+    name: str  # output sub-folder, unique within a run
+    path: str  # the video file or the frame folder
+    files: Tuple[str, ...] = ()  # IMAGE_FOLDER: frame files in natural name order
     groundtruth_dir: Optional[str] = None
 
 
@@ -105,8 +105,10 @@ def find_inputs(pattern: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
                 paths = sorted(groups[folder], key=lambda p: natural_key(fileio.basename(p)))
                 everything = [path for path in fileio.glob(fileio.join(folder, "*")) if _is_image(path)]
                 if len(paths) < len(everything) and fileio.exists(fileio.join(folder, "timestamps.txt")):
-                    raise ValueError(f"{pattern} selects {len(paths)} of the {len(everything)} images of {folder}, "
-                                     "whose timestamps.txt has one line per image: give the folder instead")
+                    raise ValueError(
+                        f"{pattern} selects {len(paths)} of the {len(everything)} images of {folder}, "
+                        "whose timestamps.txt has one line per image: give the folder instead"
+                    )
                 inputs.append(FootageInput(IMAGE_FOLDER, _sanitize(fileio.basename(folder)), folder, tuple(paths)))
         elif files:
             inputs, letters = _video_inputs(pattern)
@@ -175,4 +177,3 @@ def stream_frames(item: FootageInput, config: PreprocessConfig) -> Iterator[Unio
 
 def is_dead_letter(element) -> bool:
     return isinstance(element, DeadLetter)
-

@@ -5,6 +5,7 @@ resized with ``cv2.INTER_AREA`` (area averaging, which maps output centre x' to 
 like bilinear resizing, so ``formats.camera.scale_intrinsics`` is exact for it); masks with
 ``cv2.INTER_NEAREST`` so that object ids are never blended.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -69,8 +70,9 @@ def mask_to_frame(frame, native_mask: np.ndarray) -> np.ndarray:
     if getattr(frame, "distortion", ()):
         from formats.distortion import undistort_mask
 
-        native_mask = undistort_mask(native_mask, np.reshape(frame.native_intrinsics, (3, 3)),
-                                     np.asarray(frame.distortion, np.float64))
+        native_mask = undistort_mask(
+            native_mask, np.reshape(frame.native_intrinsics, (3, 3)), np.asarray(frame.distortion, np.float64)
+        )
     return transform_mask(native_mask, (width, height), frame.crop_box)
 
 
@@ -78,5 +80,7 @@ def default_intrinsics(native_size: Tuple[int, int]) -> np.ndarray:
     """The guess used when a camera is unknown: fx = fy = native width (about 53 degrees of horizontal field
     of view), principal point at the image centre ((W - 1) / 2, (H - 1) / 2). The model can learn K."""
     width, height = native_size
-    return np.array([[float(width), 0.0, (width - 1) / 2.0], [0.0, float(width), (height - 1) / 2.0],
-                     [0.0, 0.0, 1.0]], dtype=np.float64)
+    return np.array(
+        [[float(width), 0.0, (width - 1) / 2.0], [0.0, float(width), (height - 1) / 2.0], [0.0, 0.0, 1.0]],
+        dtype=np.float64,
+    )

@@ -16,6 +16,7 @@ Struct2depth's rule (S2D/alignment.py ``align``), re-implemented on id histogram
   unmatched object, so an unmatched object never shares an id with another object of the triplet.
   A :class:`ValueError` is raised if more than 255 objects would need ids.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
@@ -46,10 +47,14 @@ def iou_matrix(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
 
     Entries for ids absent from either mask are 0. Computed from one joint histogram of id pairs.
     """
-    joint = np.bincount(
-        mask_a.astype(np.int64).ravel() * NUM_IDS + mask_b.astype(np.int64).ravel(),
-        minlength=NUM_IDS * NUM_IDS,
-    ).reshape(NUM_IDS, NUM_IDS).astype(np.float64)
+    joint = (
+        np.bincount(
+            mask_a.astype(np.int64).ravel() * NUM_IDS + mask_b.astype(np.int64).ravel(),
+            minlength=NUM_IDS * NUM_IDS,
+        )
+        .reshape(NUM_IDS, NUM_IDS)
+        .astype(np.float64)
+    )
     area_a = joint.sum(axis=1)
     area_b = joint.sum(axis=0)
     union = area_a[:, None] + area_b[None, :] - joint

@@ -10,6 +10,7 @@ Names: ``none`` (all-zero masks), ``ground_truth`` (the synthetic world's instan
 ``frame.groundtruth_dir/masks/<raw index>.png``), ``detectron2`` (``pipelines.detectron2_masker``,
 optional install).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,7 +34,8 @@ class NoMasks(beam.PTransform):
 
     def expand(self, frames):
         return frames | "ZeroMask" >> beam.Map(
-            lambda frame: dataclasses.replace(frame, mask=np.zeros(frame.image.shape[:2], np.uint8)))
+            lambda frame: dataclasses.replace(frame, mask=np.zeros(frame.image.shape[:2], np.uint8))
+        )
 
 
 class _ReadGroundTruthMask(beam.DoFn):
@@ -52,11 +54,17 @@ class _ReadGroundTruthMask(beam.DoFn):
             yield _masking_error(frame, records.BAD_MASK, f"{path} is not a single-channel PNG")
             return
         if frame.native_size and (native.shape[1], native.shape[0]) != tuple(frame.native_size):
-            yield _masking_error(frame, records.BAD_MASK, f"{path} is {native.shape[1]}x{native.shape[0]}, "
-                                 f"the frame {frame.native_size[0]}x{frame.native_size[1]}")
+            yield _masking_error(
+                frame,
+                records.BAD_MASK,
+                f"{path} is {native.shape[1]}x{native.shape[0]}, "
+                f"the frame {frame.native_size[0]}x{frame.native_size[1]}",
+            )
             return
         if int(native.max(initial=0)) > 255:
-            yield _masking_error(frame, records.BAD_MASK, f"{path} has object ids > 255 (the -fseg format holds 0..255)")
+            yield _masking_error(
+                frame, records.BAD_MASK, f"{path} has object ids > 255 (the -fseg format holds 0..255)"
+            )
             return
         yield dataclasses.replace(frame, mask=mask_to_frame(frame, native.astype(np.uint8)))
 
@@ -88,7 +96,8 @@ def make_segmenter(name: str, options: Optional[Mapping] = None) -> beam.PTransf
         except ImportError as error:
             raise RuntimeError(
                 "segmenter 'detectron2' needs the optional Detectron2 install: run scripts/install_detectron2.sh "
-                f"and see docs/masking.md (import failed: {error})") from error
+                f"and see docs/masking.md (import failed: {error})"
+            ) from error
         return Detectron2Segmenter(options)
     raise ValueError(f"unknown segmenter {name!r}: expected none, ground_truth or detectron2")
 

@@ -17,6 +17,7 @@ Rules (docs/preprocessing.md, "Output folder"):
 Local folders are checked fully. For remote outputs (``gs://`` ...) the marker and emptiness checks go
 through Beam's filesystems and nothing is ever deleted.
 """
+
 from __future__ import annotations
 
 import glob as _glob
@@ -35,12 +36,19 @@ DEAD_LETTER_FILE = "dead_letter.jsonl"
 LIST_FILES = ("train.txt", "val.txt")
 ROOT_FILES = LIST_FILES + (DEAD_LETTER_FILE, MANIFEST, MARKER)
 RECORD_SUFFIXES = (".png", "-fseg.png", "_cam.txt")
-MARKER_TEXT = json.dumps({
-    "written_by": "wilddepth preprocess",
-    "format": "struct2depth",
-    "rule": "this folder is a wilddepth output: a run deletes only record files listed in its own "
+MARKER_TEXT = (
+    json.dumps(
+        {
+            "written_by": "wilddepth preprocess",
+            "format": "struct2depth",
+            "rule": "this folder is a wilddepth output: a run deletes only record files listed in its own "
             "train.txt/val.txt and its own temporaries; see docs/preprocessing.md",
-}, indent=2, sort_keys=True) + "\n"
+        },
+        indent=2,
+        sort_keys=True,
+    )
+    + "\n"
+)
 _RECORD_ID = re.compile(r"^\d{10}$")
 _RECORD_FILE = re.compile(r"^\d{10}(\.png|-fseg\.png|_cam\.txt)$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -71,6 +79,7 @@ def is_safe_name(name: str) -> bool:
 
 
 # --- input ----------------------------------------------------------------------------------------------
+
 
 def _real(path: str) -> str:
     return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
@@ -110,19 +119,26 @@ def check_not_overlapping(inputs: Iterable[str], output: str) -> None:
     for path in inputs:
         real = _real(path)
         if _inside(out, real) or _inside(real, out):
-            raise OutputFolderError(f"--output {output!r} overlaps the input {path!r}: records must go to a "
-                                    "folder outside the input that does not contain it")
+            raise OutputFolderError(
+                f"--output {output!r} overlaps the input {path!r}: records must go to a "
+                "folder outside the input that does not contain it"
+            )
 
 
 # --- the output folder ----------------------------------------------------------------------------------
+
 
 def _is_wilddepth_manifest(path: str) -> bool:
     try:
         manifest = json.loads(fileio.read_text(path))
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-    return (isinstance(manifest, dict) and manifest.get("format") == "struct2depth"
-            and "record_id" in manifest and isinstance(manifest.get("counts"), dict))
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("format") == "struct2depth"
+        and "record_id" in manifest
+        and isinstance(manifest.get("counts"), dict)
+    )
 
 
 def _entries(output: str) -> List[str]:
@@ -152,8 +168,10 @@ def claim_output(output: str) -> Tuple[bool, bool]:
         legacy = MANIFEST in entries and _is_wilddepth_manifest(fileio.join(output, MANIFEST))
         if entries and not legacy:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise OutputFolderError(f"--output {output!r} is not empty ({shown}) and is not a wilddepth output "
-                                    f"(no {MARKER}): choose a new or empty folder")
+            raise OutputFolderError(
+                f"--output {output!r} is not empty ({shown}) and is not a wilddepth output "
+                f"(no {MARKER}): choose a new or empty folder"
+            )
     if not remote and not os.access(output, os.W_OK | os.X_OK):
         raise OutputFolderError(f"--output {output!r} is not writable")
     try:
@@ -205,6 +223,7 @@ def drop_parked_manifest(output: str) -> None:
 
 
 # --- what a run may delete ------------------------------------------------------------------------------
+
 
 def listed_records(output: str) -> Set[Tuple[str, str]]:
     """(sequence, record id) of the records in ``output``'s current list files: the records an earlier run

@@ -17,6 +17,7 @@ of docs/preprocessing.md:
 The static-triplet rule (mean |difference| of a triplet's first and last frame) needs pixels and is
 applied where the triplet's frames are brought together (``pipelines.triplets.AssembleTriplets``).
 """
+
 from __future__ import annotations
 
 import collections
@@ -63,8 +64,7 @@ class SizeRejection:
 
     @property
     def detail(self) -> str:
-        return (f"{self.size[0]}x{self.size[1]} in a sequence of "
-                f"{self.sequence_size[0]}x{self.sequence_size[1]} frames")
+        return f"{self.size[0]}x{self.size[1]} in a sequence of {self.sequence_size[0]}x{self.sequence_size[1]} frames"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TripletPlan:
 class SequencePlan:
     triplets: List[TripletPlan]
     rejected: List[SizeRejection]
-    summary: Dict            # sequence, source, first_frame, last_frame, frames (kept); records are counted later
+    summary: Dict  # sequence, source, first_frame, last_frame, frames (kept); records are counted later
 
 
 def grey_histogram(image_rgb: np.ndarray, bins: int = HISTOGRAM_BINS) -> Tuple[float, ...]:
@@ -114,21 +114,23 @@ def majority_size(sizes: Sequence[Tuple[int, int]]) -> Optional[Tuple[int, int]]
     return max(counts, key=lambda size: (counts[size], -first_seen[size]))
 
 
-def plan_sequence(frames: Sequence[FrameMeta], max_gap_factor: float,
-                  scene_cut_correlation: float) -> SequencePlan:
+def plan_sequence(frames: Sequence[FrameMeta], max_gap_factor: float, scene_cut_correlation: float) -> SequencePlan:
     """Plan one sequence from the metadata of its decoded frames (any order; sorted by index here)."""
     frames = sorted(frames, key=lambda frame: frame.index)
     if not frames:
         raise ValueError("plan_sequence needs at least one frame")
     size = majority_size([frame.native_size for frame in frames])
     kept = [frame for frame in frames if tuple(frame.native_size) == size]
-    rejected = [SizeRejection(frame, tuple(frame.native_size), size)
-                for frame in frames if tuple(frame.native_size) != size]
+    rejected = [
+        SizeRejection(frame, tuple(frame.native_size), size) for frame in frames if tuple(frame.native_size) != size
+    ]
     threshold = scene_cut_correlation
-    breaks = [False] + [threshold > 0 and histogram_correlation(a.histogram, b.histogram) < threshold
-                        for a, b in zip(kept, kept[1:])]
-    windows = triplet_windows([f.index for f in kept], [f.timestamp for f in kept], [f.segment for f in kept],
-                              max_gap_factor, breaks)
+    breaks = [False] + [
+        threshold > 0 and histogram_correlation(a.histogram, b.histogram) < threshold for a, b in zip(kept, kept[1:])
+    ]
+    windows = triplet_windows(
+        [f.index for f in kept], [f.timestamp for f in kept], [f.segment for f in kept], max_gap_factor, breaks
+    )
     triplets = []
     for window in windows:
         triplet = tuple(dataclasses.replace(kept[p], histogram=()) for p in window)

@@ -14,6 +14,7 @@ triplet, so memory does not grow with the length of a sequence (pipelines/triple
 Runs on the DirectRunner and unchanged on Dataflow: inputs are listed inside DoFns (through Beam's
 filesystems), so building the graph touches no data.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,25 @@ from pipelines import fileio, ownership
 from pipelines.config import PreprocessConfig
 from pipelines.masking import make_segmenter, needs_native_image
 from pipelines.records import DeadLetter, Frame
-from pipelines.sources import (DEAD_LETTER, FILTERED, DecodeFrame, ListCityscapesSequences, ListImageFolders,
-                               ListKittiDrives, PlanCityscapesSequence, PlanImageFolder, PlanKittiDrive)
-from pipelines.triplets import (SEQUENCES, AssembleTriplets, PlanTriplets, RemoveFrameStore, StoreFrames,
-                                 complete_summary)
+from pipelines.sources import (
+    DEAD_LETTER,
+    FILTERED,
+    DecodeFrame,
+    ListCityscapesSequences,
+    ListImageFolders,
+    ListKittiDrives,
+    PlanCityscapesSequence,
+    PlanImageFolder,
+    PlanKittiDrive,
+)
+from pipelines.triplets import (
+    SEQUENCES,
+    AssembleTriplets,
+    PlanTriplets,
+    RemoveFrameStore,
+    StoreFrames,
+    complete_summary,
+)
 from pipelines.video import DecodeVideo, ListVideos
 from pipelines.writers import MANIFEST, Finalize, WriteTriplet
 from pipelines.youtube8m import FetchYouTube8M, input_ids
@@ -57,26 +73,44 @@ class ReadFrames(beam.PTransform):
                 "cityscapes": (ListCityscapesSequences(config), PlanCityscapesSequence(config)),
                 "image_folder": (ListImageFolders(), PlanImageFolder(config)),
             }[config.source]
-            listed = (root | "Input" >> beam.Create([config.input])
-                      | "ListSequences" >> beam.ParDo(lister).with_outputs(DEAD_LETTER, main="sequences"))
-            planned = (listed.sequences | "SpreadSequences" >> beam.Reshuffle()
-                       | "PlanFrames" >> beam.ParDo(planner).with_outputs(DEAD_LETTER, FILTERED, main="refs"))
-            decoded = (planned.refs | "SpreadFrames" >> beam.Reshuffle()
-                       | "DecodeFrames" >> beam.ParDo(DecodeFrame(config, self.keep_native))
-                       .with_outputs(DEAD_LETTER, main="frames"))
+            listed = (
+                root
+                | "Input" >> beam.Create([config.input])
+                | "ListSequences" >> beam.ParDo(lister).with_outputs(DEAD_LETTER, main="sequences")
+            )
+            planned = (
+                listed.sequences
+                | "SpreadSequences" >> beam.Reshuffle()
+                | "PlanFrames" >> beam.ParDo(planner).with_outputs(DEAD_LETTER, FILTERED, main="refs")
+            )
+            decoded = (
+                planned.refs
+                | "SpreadFrames" >> beam.Reshuffle()
+                | "DecodeFrames"
+                >> beam.ParDo(DecodeFrame(config, self.keep_native)).with_outputs(DEAD_LETTER, main="frames")
+            )
             letters += [listed[DEAD_LETTER], planned[DEAD_LETTER], decoded[DEAD_LETTER]]
             filtered.append(planned[FILTERED])
         elif config.source in ("video", "youtube8m"):
             if config.source == "video":
-                listed = (root | "Input" >> beam.Create([config.input])
-                          | "ListVideos" >> beam.ParDo(ListVideos()).with_outputs(DEAD_LETTER, main="videos"))
+                listed = (
+                    root
+                    | "Input" >> beam.Create([config.input])
+                    | "ListVideos" >> beam.ParDo(ListVideos()).with_outputs(DEAD_LETTER, main="videos")
+                )
             else:
-                listed = (root | "Ids" >> beam.Create(input_ids(config))
-                          | "SpreadIds" >> beam.Reshuffle()
-                          | "Fetch" >> beam.ParDo(FetchYouTube8M(config)).with_outputs(DEAD_LETTER, main="videos"))
-            decoded = (listed.videos | "SpreadVideos" >> beam.Reshuffle()
-                       | "DecodeVideos" >> beam.ParDo(DecodeVideo(config, self.keep_native))
-                       .with_outputs(DEAD_LETTER, main="frames"))
+                listed = (
+                    root
+                    | "Ids" >> beam.Create(input_ids(config))
+                    | "SpreadIds" >> beam.Reshuffle()
+                    | "Fetch" >> beam.ParDo(FetchYouTube8M(config)).with_outputs(DEAD_LETTER, main="videos")
+                )
+            decoded = (
+                listed.videos
+                | "SpreadVideos" >> beam.Reshuffle()
+                | "DecodeVideos"
+                >> beam.ParDo(DecodeVideo(config, self.keep_native)).with_outputs(DEAD_LETTER, main="frames")
+            )
             letters += [listed[DEAD_LETTER], decoded[DEAD_LETTER]]
         else:
             raise ValueError(f"unknown source {config.source!r}")
@@ -97,41 +131,61 @@ def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional
     """Add the whole preprocessing graph to ``pipeline``; returns its main PCollections by name."""
     segmenter = segmenter or make_segmenter(config.segmenter, dict(config.segmenter_options))
     frames, letters, filtered = pipeline | "Read" >> ReadFrames(config, needs_native_image(segmenter))
-    masked = (frames | "Mask" >> segmenter
-              | "SplitMaskErrors" >> beam.ParDo(_SplitSegmenterOutput()).with_outputs(DEAD_LETTER, main="frames"))
+    masked = (
+        frames
+        | "Mask" >> segmenter
+        | "SplitMaskErrors" >> beam.ParDo(_SplitSegmenterOutput()).with_outputs(DEAD_LETTER, main="frames")
+    )
     letters.append(masked[DEAD_LETTER])
     stored = masked.frames | "StoreFrames" >> beam.ParDo(StoreFrames(config))
-    planned = (stored
-               | "KeyBySequence" >> beam.Map(lambda meta: (meta.sequence, meta))
-               | "GroupSequences" >> beam.GroupByKey()
-               | "PlanTriplets" >> beam.ParDo(PlanTriplets(config)).with_outputs(DEAD_LETTER, SEQUENCES, main="plans"))
+    planned = (
+        stored
+        | "KeyBySequence" >> beam.Map(lambda meta: (meta.sequence, meta))
+        | "GroupSequences" >> beam.GroupByKey()
+        | "PlanTriplets" >> beam.ParDo(PlanTriplets(config)).with_outputs(DEAD_LETTER, SEQUENCES, main="plans")
+    )
     letters.append(planned[DEAD_LETTER])
-    assembled = (planned.plans
-                 | "SpreadTriplets" >> beam.Reshuffle()
-                 | "AssembleTriplets" >> beam.ParDo(AssembleTriplets(config)).with_outputs(FILTERED, main="triplets"))
+    assembled = (
+        planned.plans
+        | "SpreadTriplets" >> beam.Reshuffle()
+        | "AssembleTriplets" >> beam.ParDo(AssembleTriplets(config)).with_outputs(FILTERED, main="triplets")
+    )
     filtered.append(assembled[FILTERED])
     written = assembled.triplets | "WriteRecords" >> beam.ParDo(WriteTriplet(config))
-    records_per_sequence = (written
-                            | "KeyRecordBySequence" >> beam.Map(lambda key: (key[0], 1))
-                            | "CountRecords" >> beam.CombinePerKey(sum))
+    records_per_sequence = (
+        written | "KeyRecordBySequence" >> beam.Map(lambda key: (key[0], 1)) | "CountRecords" >> beam.CombinePerKey(sum)
+    )
     summaries = (
-        {"summary": planned[SEQUENCES] | "KeySummary" >> beam.Map(lambda summary: (summary["sequence"], summary)),
-         "records": records_per_sequence}
+        {
+            "summary": planned[SEQUENCES] | "KeySummary" >> beam.Map(lambda summary: (summary["sequence"], summary)),
+            "records": records_per_sequence,
+        }
         | "JoinSummaries" >> beam.CoGroupByKey()
-        | "CompleteSummaries" >> beam.Map(complete_summary))
+        | "CompleteSummaries" >> beam.Map(complete_summary)
+    )
     all_letters = letters | "AllDeadLetters" >> beam.Flatten()
     all_filtered = filtered | "AllFiltered" >> beam.Flatten()
     frames_read = frames | "CountFrames" >> beam.combiners.Count.Globally()
-    manifest = (written
-                | "CollectRecords" >> beam.combiners.ToList()
-                | "RemoveFrameStore" >> beam.ParDo(RemoveFrameStore(config))
-                | "Finalize" >> beam.ParDo(Finalize(config),
-                                           beam.pvalue.AsList(all_letters),
-                                           beam.pvalue.AsList(all_filtered),
-                                           beam.pvalue.AsList(summaries),
-                                           beam.pvalue.AsSingleton(frames_read)))
-    return {"frames": frames, "triplets": assembled.triplets, "written": written, "dead_letters": all_letters,
-            "manifest": manifest}
+    manifest = (
+        written
+        | "CollectRecords" >> beam.combiners.ToList()
+        | "RemoveFrameStore" >> beam.ParDo(RemoveFrameStore(config))
+        | "Finalize"
+        >> beam.ParDo(
+            Finalize(config),
+            beam.pvalue.AsList(all_letters),
+            beam.pvalue.AsList(all_filtered),
+            beam.pvalue.AsList(summaries),
+            beam.pvalue.AsSingleton(frames_read),
+        )
+    )
+    return {
+        "frames": frames,
+        "triplets": assembled.triplets,
+        "written": written,
+        "dead_letters": all_letters,
+        "manifest": manifest,
+    }
 
 
 def prepare_output(output: str, source: str = "", input_path: str = ""):
@@ -176,8 +230,10 @@ def run(config: PreprocessConfig, beam_args: Sequence[str] = (), wait: bool = Tr
     if not config.output:
         raise ValueError("--output is required")
     if config.intrinsics_file and not fileio.exists(config.intrinsics_file):
-        raise FileNotFoundError(f"intrinsics file {config.intrinsics_file!r} not found (named by "
-                                "video.intrinsics_file / image_folder.intrinsics_file)")
+        raise FileNotFoundError(
+            f"intrinsics file {config.intrinsics_file!r} not found (named by "
+            "video.intrinsics_file / image_folder.intrinsics_file)"
+        )
     options = PipelineOptions(list(beam_args))
     created = prepare_output(config.output, config.source, config.input)
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
@@ -214,8 +270,11 @@ def _check_records_written(config: PreprocessConfig, result, created=(False, Fal
     restored = ownership.restore_manifest(config.output)
     ownership.release_output(config.output, *created)
     counters = _counters(result)
-    reasons = ", ".join(f"{name[len('rejected_'):]} {count}" for name, count in sorted(counters.items())
-                        if name.startswith("rejected_") and count)
+    reasons = ", ".join(
+        f"{name[len('rejected_') :]} {count}"
+        for name, count in sorted(counters.items())
+        if name.startswith("rejected_") and count
+    )
     detail = f"{counters.get('frames_read', 0)} frames read" + (f"; rejected: {reasons}" if reasons else "")
     kept = "the earlier output was left as it was" if restored else "nothing was written"
     raise ownership.NoRecordsError(f"no record written from --input {config.input!r} ({detail}); {kept}")

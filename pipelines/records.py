@@ -5,6 +5,7 @@ travel with (pixel centres at integer coordinates, see ``formats.camera``); mask
 instance ids with 0 = static background. Sizes are (width, height); crop boxes are
 (top, bottom, left, right) in native pixels, bottom/right exclusive.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,9 +21,9 @@ CORRUPT_VIDEO = "corrupt_video"
 TRUNCATED_VIDEO = "truncated_video"
 UNREADABLE_FRAME = "unreadable_frame"
 MISSING_CALIBRATION = "missing_calibration"
-BAD_CALIBRATION = "bad_calibration"        # K (or distortion) present but invalid for the images
-IMAGE_TOO_LARGE = "image_too_large"        # header claims more than formats.image_header.MAX_IMAGE_PIXELS
-GREY_FRAME = "grey_frame"                  # a grey frame: records are colour
+BAD_CALIBRATION = "bad_calibration"  # K (or distortion) present but invalid for the images
+IMAGE_TOO_LARGE = "image_too_large"  # header claims more than formats.image_header.MAX_IMAGE_PIXELS
+GREY_FRAME = "grey_frame"  # a grey frame: records are colour
 SIZE_CHANGE = "size_change"
 NON_MONOTONIC_TIMESTAMP = "non_monotonic_timestamp"
 MISSING_TIMESTAMP = "missing_timestamp"
@@ -54,15 +55,15 @@ class FrameRef:
 
     source: str
     sequence: str
-    index: int                  # 0-based position among the sampled frames of the sequence
-    raw_index: int              # index of the raw frame in its sequence (file number, frame number)
-    path: str                   # local path or any Beam filesystem URL (gs://...)
-    timestamp: float            # seconds from the start of the sequence
-    intrinsics: Tuple[float, ...]   # 9 values of K at native resolution, row-major; () = unknown (guess)
-    segment: int = 0            # triplets never span two segments (cut, missing frame, burst boundary)
+    index: int  # 0-based position among the sampled frames of the sequence
+    raw_index: int  # index of the raw frame in its sequence (file number, frame number)
+    path: str  # local path or any Beam filesystem URL (gs://...)
+    timestamp: float  # seconds from the start of the sequence
+    intrinsics: Tuple[float, ...]  # 9 values of K at native resolution, row-major; () = unknown (guess)
+    segment: int = 0  # triplets never span two segments (cut, missing frame, burst boundary)
     groundtruth_dir: Optional[str] = None
-    crop: str = "none"          # "none" or "cityscapes" (rows 1/4..3/4, columns 192/2048..1856/2048)
-    distortion: Tuple[float, ...] = ()   # OpenCV coefficients of the native frame; () = none (formats.distortion)
+    crop: str = "none"  # "none" or "cityscapes" (rows 1/4..3/4, columns 192/2048..1856/2048)
+    distortion: Tuple[float, ...] = ()  # OpenCV coefficients of the native frame; () = none (formats.distortion)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +72,7 @@ class VideoInput:
 
     source: str
     sequence: str
-    path: str                   # local path or any Beam filesystem URL
+    path: str  # local path or any Beam filesystem URL
     groundtruth_dir: Optional[str] = None
 
 
@@ -79,21 +80,21 @@ class VideoInput:
 class Frame:
     """One sampled frame of one sequence, at working resolution after resize/crop."""
 
-    source: str                 # source kind, e.g. "kitti_raw", "video"
-    sequence: str               # output folder of the sequence, e.g. "2011_09_26_drive_0001_sync_02"
-    index: int                  # 0-based position among the *sampled* frames of the sequence
-    frame_id: str               # the raw frame's identity for humans (file path, or "video.mp4@123")
-    timestamp: float            # seconds from the start of the sequence
-    image: np.ndarray           # RGB uint8 (H, W, 3), working resolution
-    intrinsics: np.ndarray      # 3x3 K of ``image``
-    mask: Optional[np.ndarray] = None          # uint8 (H, W) ids, set by the segmenter
+    source: str  # source kind, e.g. "kitti_raw", "video"
+    sequence: str  # output folder of the sequence, e.g. "2011_09_26_drive_0001_sync_02"
+    index: int  # 0-based position among the *sampled* frames of the sequence
+    frame_id: str  # the raw frame's identity for humans (file path, or "video.mp4@123")
+    timestamp: float  # seconds from the start of the sequence
+    image: np.ndarray  # RGB uint8 (H, W, 3), working resolution
+    intrinsics: np.ndarray  # 3x3 K of ``image``
+    mask: Optional[np.ndarray] = None  # uint8 (H, W) ids, set by the segmenter
     native_image: Optional[np.ndarray] = None  # RGB uint8 at raw resolution, kept only if a segmenter asks
-    groundtruth_dir: Optional[str] = None      # synthetic world: the sequence's groundtruth/ folder
-    raw_index: Optional[int] = None            # index of the raw frame within its sequence
-    segment: int = 0                           # see FrameRef.segment
-    native_size: Optional[Tuple[int, int]] = None              # (width, height) of the raw frame
-    crop_box: Optional[Tuple[int, int, int, int]] = None       # crop applied before the resize
-    distortion: Tuple[float, ...] = ()         # coefficients undistorted away before the crop/resize; () = none
+    groundtruth_dir: Optional[str] = None  # synthetic world: the sequence's groundtruth/ folder
+    raw_index: Optional[int] = None  # index of the raw frame within its sequence
+    segment: int = 0  # see FrameRef.segment
+    native_size: Optional[Tuple[int, int]] = None  # (width, height) of the raw frame
+    crop_box: Optional[Tuple[int, int, int, int]] = None  # crop applied before the resize
+    distortion: Tuple[float, ...] = ()  # coefficients undistorted away before the crop/resize; () = none
     native_intrinsics: Tuple[float, ...] = ()  # K of the native frame (9 values) when ``distortion`` is set
 
 

@@ -3,6 +3,7 @@
 Times are seconds. Samplers are streaming (one decision per raw frame, in order) so that video decoding
 never needs to hold a whole clip.
 """
+
 from __future__ import annotations
 
 import hashlib

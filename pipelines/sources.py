@@ -5,6 +5,7 @@ Each source is two DoFns: a *lister* that turns the ``--input`` root into one el
 frame (tagged outputs ``dead_letter`` and ``filtered`` carry rejected and deliberately skipped inputs).
 ``DecodeFrame`` then reads, decodes, crops and resizes each planned frame in parallel.
 """
+
 from __future__ import annotations
 
 import collections
@@ -71,6 +72,7 @@ def _groundtruth(folder: str) -> Optional[str]:
 
 # --- KITTI raw ------------------------------------------------------------------------------------------
 
+
 class ListKittiDrives(beam.DoFn):
     """root -> (drive folder, camera, sorted frame paths) for every ``<date>/<drive>/image_0X/data``."""
 
@@ -89,8 +91,14 @@ class ListKittiDrives(beam.DoFn):
                 found = True
                 yield drive, camera, sorted(by_drive[drive])
         if not found:
-            yield _reject(dead_letter("kitti_raw", root, records.NO_INPUT,
-                                      "no frames under <root>/<date>/<date>_drive_<NNNN>_sync/image_0X/data/"))
+            yield _reject(
+                dead_letter(
+                    "kitti_raw",
+                    root,
+                    records.NO_INPUT,
+                    "no frames under <root>/<date>/<date>_drive_<NNNN>_sync/image_0X/data/",
+                )
+            )
 
 
 class PlanKittiDrive(beam.DoFn):
@@ -133,16 +141,32 @@ class PlanKittiDrive(beam.DoFn):
                 yield _reject(dead_letter("kitti_raw", timestamps_path, records.MISSING_TIMESTAMP, str(error)))
                 return
         yield from plan_frames(
-            source="kitti_raw", sequence=sequence, paths=paths, intrinsics=_flat(intrinsics),
-            timestamps=timestamps, fps=self.config.kitti_fps, stride=1,
+            source="kitti_raw",
+            sequence=sequence,
+            paths=paths,
+            intrinsics=_flat(intrinsics),
+            timestamps=timestamps,
+            fps=self.config.kitti_fps,
+            stride=1,
             groundtruth_dir=_groundtruth(fileio.join(drive, "groundtruth")),
-            raw_indices=None)
+            raw_indices=None,
+        )
 
 
-def plan_frames(source: str, sequence: str, paths: Sequence[str], intrinsics: Tuple[float, ...],
-                timestamps: Optional[np.ndarray], fps: float, stride: int, groundtruth_dir: Optional[str],
-                raw_indices: Optional[Sequence[int]], crop: str = "none",
-                timestamp_origin: int = 0, distortion: Tuple[float, ...] = ()) -> Iterable:
+def plan_frames(
+    source: str,
+    sequence: str,
+    paths: Sequence[str],
+    intrinsics: Tuple[float, ...],
+    timestamps: Optional[np.ndarray],
+    fps: float,
+    stride: int,
+    groundtruth_dir: Optional[str],
+    raw_indices: Optional[Sequence[int]],
+    crop: str = "none",
+    timestamp_origin: int = 0,
+    distortion: Tuple[float, ...] = (),
+) -> Iterable:
     """FrameRefs for frames ``paths`` (sorted), keeping every ``stride``-th raw index.
 
     ``raw_indices`` default to the integer file stems (KITTI, numbered frame folders). ``timestamps``
@@ -167,7 +191,7 @@ def plan_frames(source: str, sequence: str, paths: Sequence[str], intrinsics: Tu
         if (raw_index - first) % stride:
             continue
         if previous_raw is not None and raw_index != previous_raw + stride:
-            segment += 1            # frames missing in between
+            segment += 1  # frames missing in between
             sample += 1
         previous_raw = raw_index
         position = raw_index - timestamp_origin
@@ -180,18 +204,35 @@ def plan_frames(source: str, sequence: str, paths: Sequence[str], intrinsics: Tu
         else:
             timestamp = float(timestamps[position])
         if previous_time is not None and timestamp <= previous_time:
-            yield _reject(dead_letter(source, path, records.NON_MONOTONIC_TIMESTAMP,
-                                      f"{timestamp:.6f} s is not after the previous frame's {previous_time:.6f} s"))
+            yield _reject(
+                dead_letter(
+                    source,
+                    path,
+                    records.NON_MONOTONIC_TIMESTAMP,
+                    f"{timestamp:.6f} s is not after the previous frame's {previous_time:.6f} s",
+                )
+            )
             segment, sample = segment + 1, sample + 1
             continue
         previous_time = timestamp
-        yield FrameRef(source=source, sequence=sequence, index=sample, raw_index=raw_index, path=path,
-                       timestamp=timestamp, intrinsics=intrinsics, segment=segment,
-                       groundtruth_dir=groundtruth_dir, crop=crop, distortion=distortion)
+        yield FrameRef(
+            source=source,
+            sequence=sequence,
+            index=sample,
+            raw_index=raw_index,
+            path=path,
+            timestamp=timestamp,
+            intrinsics=intrinsics,
+            segment=segment,
+            groundtruth_dir=groundtruth_dir,
+            crop=crop,
+            distortion=distortion,
+        )
         sample += 1
 
 
 # --- Cityscapes -----------------------------------------------------------------------------------------
+
 
 class ListCityscapesSequences(beam.DoFn):
     """root -> (split, city, sequence number, sorted frame paths) from ``leftImg8bit_sequence/<split>/<city>``."""
@@ -210,12 +251,15 @@ class ListCityscapesSequences(beam.DoFn):
                     yield _reject(dead_letter("cityscapes", path, records.UNREADABLE_FRAME, str(error)))
                     continue
                 groups[(name.city, name.sequence)].append(path)
-            for (city, number) in sorted(groups):
+            for city, number in sorted(groups):
                 found = True
                 yield root, split, city, number, sorted(groups[(city, number)])
         if not found:
-            yield _reject(dead_letter("cityscapes", root, records.NO_INPUT,
-                                      "no frames under <root>/leftImg8bit_sequence/<split>/<city>/"))
+            yield _reject(
+                dead_letter(
+                    "cityscapes", root, records.NO_INPUT, "no frames under <root>/leftImg8bit_sequence/<split>/<city>/"
+                )
+            )
 
 
 class PlanCityscapesSequence(beam.DoFn):
@@ -237,16 +281,27 @@ class PlanCityscapesSequence(beam.DoFn):
                 problem = error
                 continue
         if intrinsics is None:
-            code, detail = ((records.BAD_CALIBRATION, str(problem)) if problem is not None
-                            else (records.MISSING_CALIBRATION, "no camera json for the sequence"))
+            code, detail = (
+                (records.BAD_CALIBRATION, str(problem))
+                if problem is not None
+                else (records.MISSING_CALIBRATION, "no camera json for the sequence")
+            )
             yield _reject(dead_letter("cityscapes", fileio.join(root, "camera", split, city, sequence), code, detail))
             return
         frames = [cityscapes_format.parse_frame_name(path).frame for path in paths]
         yield from plan_frames(
-            source="cityscapes", sequence=sequence, paths=paths, intrinsics=_flat(intrinsics), timestamps=None,
-            fps=CITYSCAPES_FPS, stride=self.config.cityscapes_stride,
+            source="cityscapes",
+            sequence=sequence,
+            paths=paths,
+            intrinsics=_flat(intrinsics),
+            timestamps=None,
+            fps=CITYSCAPES_FPS,
+            stride=self.config.cityscapes_stride,
             groundtruth_dir=_groundtruth(fileio.join(root, "groundtruth", split, sequence)),
-            raw_indices=frames, crop="cityscapes", timestamp_origin=frames[0] if frames else 0)
+            raw_indices=frames,
+            crop="cityscapes",
+            timestamp_origin=frames[0] if frames else 0,
+        )
 
 
 def _read_cityscapes_camera(path: str) -> np.ndarray:
@@ -254,8 +309,13 @@ def _read_cityscapes_camera(path: str) -> np.ndarray:
 
     try:
         intrinsic = json.loads(fileio.read_text(path))["intrinsic"]
-        matrix = np.array([[float(intrinsic["fx"]), 0.0, float(intrinsic["u0"])],
-                           [0.0, float(intrinsic["fy"]), float(intrinsic["v0"])], [0.0, 0.0, 1.0]])
+        matrix = np.array(
+            [
+                [float(intrinsic["fx"]), 0.0, float(intrinsic["u0"])],
+                [0.0, float(intrinsic["fy"]), float(intrinsic["v0"])],
+                [0.0, 0.0, 1.0],
+            ]
+        )
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise ValueError(f"{path}: not a Cityscapes camera file ({error})") from error
     try:
@@ -269,11 +329,16 @@ def cityscapes_crop_box(native_size: Tuple[int, int]) -> Tuple[int, int, int, in
     width, height = native_size
     top, bottom, left, right = cityscapes_format.CROP_BOX
     full_width, full_height = cityscapes_format.IMAGE_SIZE
-    return (round(top * height / full_height), round(bottom * height / full_height),
-            round(left * width / full_width), round(right * width / full_width))
+    return (
+        round(top * height / full_height),
+        round(bottom * height / full_height),
+        round(left * width / full_width),
+        round(right * width / full_width),
+    )
 
 
 # --- folders of ordered frames --------------------------------------------------------------------------
+
 
 class ListImageFolders(beam.DoFn):
     """root -> (sequence folder, sorted frame paths): the root itself if it holds images, and each
@@ -290,7 +355,9 @@ class ListImageFolders(beam.DoFn):
                 found = True
                 yield folder, sorted(groups[folder], key=lambda p: natural_key(fileio.basename(p)))
         if not found:
-            yield _reject(dead_letter("image_folder", root, records.NO_INPUT, "no image files in the folder or its subfolders"))
+            yield _reject(
+                dead_letter("image_folder", root, records.NO_INPUT, "no image files in the folder or its subfolders")
+            )
 
 
 class PlanImageFolder(beam.DoFn):
@@ -328,10 +395,17 @@ class PlanImageFolder(beam.DoFn):
                 yield _reject(dead_letter("image_folder", timestamps_path, records.MISSING_TIMESTAMP, str(error)))
                 return
         yield from plan_frames(
-            source="image_folder", sequence=sequence, paths=paths, intrinsics=intrinsics, timestamps=timestamps,
-            fps=self.config.image_folder_fps, stride=self.config.image_folder_stride,
+            source="image_folder",
+            sequence=sequence,
+            paths=paths,
+            intrinsics=intrinsics,
+            timestamps=timestamps,
+            fps=self.config.image_folder_fps,
+            stride=self.config.image_folder_stride,
             groundtruth_dir=_groundtruth(fileio.join(folder, "groundtruth")),
-            raw_indices=list(range(len(paths))), distortion=distortion)
+            raw_indices=list(range(len(paths))),
+            distortion=distortion,
+        )
 
 
 def _sanitize(name: str) -> str:
@@ -340,6 +414,7 @@ def _sanitize(name: str) -> str:
 
 
 # --- decoding -------------------------------------------------------------------------------------------
+
 
 class DecodeFrame(beam.DoFn):
     """FrameRef -> Frame at working resolution (crop, resize, K transformed together), or a dead letter
@@ -367,8 +442,14 @@ class DecodeFrame(beam.DoFn):
             yield _reject(dead_letter(ref.source, ref.path, code, str(error)))
             return
         if header.grey:
-            yield _reject(dead_letter(ref.source, ref.path, records.GREY_FRAME,
-                                      f"the file stores grey levels ({header.format}, {header.channels} channel(s))"))
+            yield _reject(
+                dead_letter(
+                    ref.source,
+                    ref.path,
+                    records.GREY_FRAME,
+                    f"the file stores grey levels ({header.format}, {header.channels} channel(s))",
+                )
+            )
             return
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
@@ -386,9 +467,22 @@ class DecodeFrame(beam.DoFn):
                 yield _reject(dead_letter(ref.source, ref.path, records.BAD_CALIBRATION, str(error)))
                 return
         _counter("frames_read").inc()
-        yield frame_from_bgr(image, ref.source, ref.sequence, ref.index, ref.path, ref.timestamp,
-                             intrinsics, self.config.size, ref.crop, self.keep_native, ref.groundtruth_dir,
-                             ref.raw_index, ref.segment, ref.distortion)
+        yield frame_from_bgr(
+            image,
+            ref.source,
+            ref.sequence,
+            ref.index,
+            ref.path,
+            ref.timestamp,
+            intrinsics,
+            self.config.size,
+            ref.crop,
+            self.keep_native,
+            ref.groundtruth_dir,
+            ref.raw_index,
+            ref.segment,
+            ref.distortion,
+        )
 
 
 def is_grey(image: np.ndarray) -> bool:
@@ -397,14 +491,27 @@ def is_grey(image: np.ndarray) -> bool:
     if image.ndim == 2 or image.shape[2] == 1:
         return True
     first = image[:, :, 0]
-    return bool(np.array_equal(first, image[:, :, 1]) and np.array_equal(first, image[:, :, 2])
-                and first.min() != first.max())
+    return bool(
+        np.array_equal(first, image[:, :, 1]) and np.array_equal(first, image[:, :, 2]) and first.min() != first.max()
+    )
 
 
-def frame_from_bgr(image: np.ndarray, source: str, sequence: str, index: int, frame_id: str, timestamp: float,
-                   intrinsics: Optional[np.ndarray], size: Tuple[int, int], crop: str, keep_native: bool,
-                   groundtruth_dir: Optional[str], raw_index: int, segment: int,
-                   distortion: Optional[Sequence[float]] = None) -> Frame:
+def frame_from_bgr(
+    image: np.ndarray,
+    source: str,
+    sequence: str,
+    index: int,
+    frame_id: str,
+    timestamp: float,
+    intrinsics: Optional[np.ndarray],
+    size: Tuple[int, int],
+    crop: str,
+    keep_native: bool,
+    groundtruth_dir: Optional[str],
+    raw_index: int,
+    segment: int,
+    distortion: Optional[Sequence[float]] = None,
+) -> Frame:
     """Build a Frame from a decoded native BGR image: undistort (when ``distortion`` is given, onto the same
     K: ``formats.distortion``), then crop/resize and K in one step, then RGB. ``native_image`` stays the raw
     frame; masks computed on it follow the same undistortion (``pipelines.geometry.mask_to_frame``)."""
@@ -418,9 +525,19 @@ def frame_from_bgr(image: np.ndarray, source: str, sequence: str, index: int, fr
     crop_box = cityscapes_crop_box(native_size) if crop == "cityscapes" else None
     small, matrix = transform_image(working, intrinsics, size, crop_box)
     return Frame(
-        source=source, sequence=sequence, index=index, frame_id=frame_id, timestamp=timestamp,
-        image=cv2.cvtColor(small, cv2.COLOR_BGR2RGB), intrinsics=matrix,
+        source=source,
+        sequence=sequence,
+        index=index,
+        frame_id=frame_id,
+        timestamp=timestamp,
+        image=cv2.cvtColor(small, cv2.COLOR_BGR2RGB),
+        intrinsics=matrix,
         native_image=cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if keep_native else None,
-        groundtruth_dir=groundtruth_dir, raw_index=raw_index, segment=segment, native_size=native_size,
-        crop_box=crop_box, distortion=distortion,
-        native_intrinsics=_flat(intrinsics) if distortion else ())
+        groundtruth_dir=groundtruth_dir,
+        raw_index=raw_index,
+        segment=segment,
+        native_size=native_size,
+        crop_box=crop_box,
+        distortion=distortion,
+        native_intrinsics=_flat(intrinsics) if distortion else (),
+    )

@@ -17,6 +17,7 @@ Record id (documented choice): the raw index of the triplet's *middle* frame (KI
 frame number, Cityscapes frame number, position in an image folder), zero-padded to 10 digits, as in
 vid2depth's generator. Ids are therefore unique within a sequence folder and point back to the raw frame.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,7 +38,7 @@ from pipelines.sampling import mean_abs_difference
 from pipelines.sources import _filter, _reject
 
 SEQUENCES = "sequences"
-FRAME_STORE = ".wilddepth-frames"   # per-run frame store inside the output folder, removed before Finalize
+FRAME_STORE = ".wilddepth-frames"  # per-run frame store inside the output folder, removed before Finalize
 _STORED_FRAME = re.compile(r"^(\d{10}\.npy|\.tmp-\d{10}\.npy\..+)$")
 
 
@@ -85,12 +86,17 @@ class StoreFrames(beam.DoFn):
         path = stored_frame_path(self.config.output, frame.sequence, frame.index)
         store_bytes(path, encode_stored_frame(frame.image, mask))
         yield FrameMeta(
-            source=frame.source, sequence=frame.sequence, index=int(frame.index),
+            source=frame.source,
+            sequence=frame.sequence,
+            index=int(frame.index),
             raw_index=int(frame.raw_index if frame.raw_index is not None else frame.index),
-            frame_id=frame.frame_id, timestamp=float(frame.timestamp), segment=int(frame.segment),
+            frame_id=frame.frame_id,
+            timestamp=float(frame.timestamp),
+            segment=int(frame.segment),
             native_size=tuple(int(v) for v in (frame.native_size or (frame.image.shape[1], frame.image.shape[0]))),
             intrinsics=tuple(float(v) for v in np.asarray(frame.intrinsics, np.float64).reshape(-1)),
-            histogram=grey_histogram(frame.image))
+            histogram=grey_histogram(frame.image),
+        )
 
 
 class PlanTriplets(beam.DoFn):
@@ -105,8 +111,9 @@ class PlanTriplets(beam.DoFn):
         _, metas = element
         plan = plan_sequence(list(metas), self.config.max_gap_factor, self.config.scene_cut_correlation)
         for rejection in plan.rejected:
-            yield _reject(dead_letter(rejection.frame.source, rejection.frame.frame_id, records.SIZE_CHANGE,
-                                      rejection.detail))
+            yield _reject(
+                dead_letter(rejection.frame.source, rejection.frame.frame_id, records.SIZE_CHANGE, rejection.detail)
+            )
         yield from plan.triplets
         yield pvalue.TaggedOutput(SEQUENCES, plan.summary)
 
@@ -126,13 +133,26 @@ class AssembleTriplets(beam.DoFn):
         for meta in plan.frames:
             path = stored_frame_path(self.config.output, meta.sequence, meta.index)
             image, mask = decode_stored_frame(fileio.read_bytes(path))
-            frames.append(Frame(source=meta.source, sequence=meta.sequence, index=meta.index,
-                                frame_id=meta.frame_id, timestamp=meta.timestamp, image=image,
-                                intrinsics=np.array(meta.intrinsics, np.float64).reshape(3, 3), mask=mask,
-                                raw_index=meta.raw_index, segment=meta.segment, native_size=meta.native_size))
+            frames.append(
+                Frame(
+                    source=meta.source,
+                    sequence=meta.sequence,
+                    index=meta.index,
+                    frame_id=meta.frame_id,
+                    timestamp=meta.timestamp,
+                    image=image,
+                    intrinsics=np.array(meta.intrinsics, np.float64).reshape(3, 3),
+                    mask=mask,
+                    raw_index=meta.raw_index,
+                    segment=meta.segment,
+                    native_size=meta.native_size,
+                )
+            )
             masks.append(mask)
-        if self.config.static_threshold > 0 and \
-                mean_abs_difference(frames[0].image, frames[2].image) < self.config.static_threshold:
+        if (
+            self.config.static_threshold > 0
+            and mean_abs_difference(frames[0].image, frames[2].image) < self.config.static_threshold
+        ):
             yield _filter("static", f"{plan.sequence}/{plan.record_id}")
             return
         if any(mask.any() for mask in masks):
@@ -143,7 +163,7 @@ class AssembleTriplets(beam.DoFn):
 def complete_summary(element) -> dict:
     """(sequence, {"summary": [dict], "records": [count...]}) -> the summary with its ``records`` count."""
     _, grouped = element
-    summary, = grouped["summary"]
+    (summary,) = grouped["summary"]
     return dict(summary, records=int(sum(grouped["records"])))
 
 
@@ -155,8 +175,9 @@ def remove_frame_store(output: str) -> int:
     if fileio.is_remote(output):
         from apache_beam.io.filesystems import FileSystems
 
-        paths = [path for path in fileio.glob(fileio.join(store, "*", "*.npy"))
-                 if _STORED_FRAME.match(fileio.basename(path))]
+        paths = [
+            path for path in fileio.glob(fileio.join(store, "*", "*.npy")) if _STORED_FRAME.match(fileio.basename(path))
+        ]
         if paths:
             FileSystems.delete(paths)
         return len(paths)

@@ -5,11 +5,11 @@ container's presentation timestamps (``CAP_PROP_POS_MSEC`` after each grab), not
 variable-frame-rate footage is sampled at the right times. Only sampled frames are converted
 (``retrieve``); the others are only grabbed.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from typing import Optional
@@ -18,10 +18,10 @@ import apache_beam as beam
 import cv2
 import numpy as np
 
-from pipelines import fileio, records
-from pipelines.config import PreprocessConfig
 from formats.camera import check_intrinsics_for_image
 from formats.distortion import parse_camera_text
+from pipelines import fileio, records
+from pipelines.config import PreprocessConfig
 from pipelines.records import VideoInput, dead_letter, safe_sequence_name
 from pipelines.sampling import make_sampler
 from pipelines.sources import _counter, _reject, frame_from_bgr, is_grey
@@ -101,11 +101,14 @@ class DecodeVideo(beam.DoFn):
             if temporary:
                 os.unlink(temporary)
 
-    def _decode(self, video: VideoInput, local: str, intrinsics: Optional[np.ndarray],
-                distortion: Optional[np.ndarray] = None):
+    def _decode(
+        self, video: VideoInput, local: str, intrinsics: Optional[np.ndarray], distortion: Optional[np.ndarray] = None
+    ):
         capture = cv2.VideoCapture(local, cv2.CAP_FFMPEG)
         if not capture.isOpened():
-            yield _reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "OpenCV cannot open the container"))
+            yield _reject(
+                dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "OpenCV cannot open the container")
+            )
             return
         try:
             announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -123,8 +126,14 @@ class DecodeVideo(beam.DoFn):
                     origin = milliseconds
                 timestamp = (milliseconds - origin) / 1000.0
                 if previous_time is not None and timestamp <= previous_time:
-                    yield _reject(dead_letter(video.source, frame_id, records.NON_MONOTONIC_TIMESTAMP,
-                                              f"{timestamp:.6f} s is not after {previous_time:.6f} s"))
+                    yield _reject(
+                        dead_letter(
+                            video.source,
+                            frame_id,
+                            records.NON_MONOTONIC_TIMESTAMP,
+                            f"{timestamp:.6f} s is not after {previous_time:.6f} s",
+                        )
+                    )
                     segment, sample = segment + 1, sample + 1
                     continue
                 previous_time = timestamp
@@ -136,7 +145,9 @@ class DecodeVideo(beam.DoFn):
                 previous_sampler_segment = sampler_segment
                 ok, image = capture.retrieve()
                 if not ok or image is None:
-                    yield _reject(dead_letter(video.source, frame_id, records.UNREADABLE_FRAME, "frame cannot be decoded"))
+                    yield _reject(
+                        dead_letter(video.source, frame_id, records.UNREADABLE_FRAME, "frame cannot be decoded")
+                    )
                     segment, sample = segment + 1, sample + 1
                     continue
                 # a frame of another size is dead-lettered by the planning step, which knows the video's
@@ -149,20 +160,40 @@ class DecodeVideo(beam.DoFn):
                         return
                     intrinsics_checked = True
                 if is_grey(image):
-                    yield _reject(dead_letter(video.source, frame_id, records.GREY_FRAME,
-                                              "all three colour channels are equal"))
+                    yield _reject(
+                        dead_letter(video.source, frame_id, records.GREY_FRAME, "all three colour channels are equal")
+                    )
                     segment, sample = segment + 1, sample + 1
                     continue
                 _counter("frames_read").inc()
-                yield frame_from_bgr(image, video.source, video.sequence, sample, frame_id, timestamp, intrinsics,
-                                     self.config.size, "none", self.keep_native, video.groundtruth_dir, number, segment,
-                                     distortion)
+                yield frame_from_bgr(
+                    image,
+                    video.source,
+                    video.sequence,
+                    sample,
+                    frame_id,
+                    timestamp,
+                    intrinsics,
+                    self.config.size,
+                    "none",
+                    self.keep_native,
+                    video.groundtruth_dir,
+                    number,
+                    segment,
+                    distortion,
+                )
                 sample += 1
             if grabbed == 0:
                 yield _reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "no decodable frame"))
             elif announced > 0 and grabbed + TRUNCATION_SLACK < announced:
-                yield _reject(dead_letter(video.source, video.path, records.TRUNCATED_VIDEO,
-                                          f"decoded {grabbed} of the {announced} frames the container announces"))
+                yield _reject(
+                    dead_letter(
+                        video.source,
+                        video.path,
+                        records.TRUNCATED_VIDEO,
+                        f"decoded {grabbed} of the {announced} frames the container announces",
+                    )
+                )
         finally:
             capture.release()
 

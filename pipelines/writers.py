@@ -7,6 +7,7 @@ with a manifest is complete. A run that wrote no record writes nothing here (``p
 the earlier output stays as it was and the stage fails). Only records listed by the earlier run and not
 written again are deleted, and only wilddepth's own temporaries (``pipelines/ownership.py``).
 """
+
 from __future__ import annotations
 
 import collections
@@ -16,8 +17,14 @@ from typing import Iterable, List
 
 import apache_beam as beam
 
-from formats.struct2depth import (encode_png, format_intrinsics, pack_triplet, record_paths, segmentation_triplet,
-                                  write_record)
+from formats.struct2depth import (
+    encode_png,
+    format_intrinsics,
+    pack_triplet,
+    record_paths,
+    segmentation_triplet,
+    write_record,
+)
 from pipelines import fileio, ownership
 from pipelines.config import PreprocessConfig
 from pipelines.records import DeadLetter, Triplet
@@ -36,8 +43,10 @@ def write_triplet(output: str, triplet: Triplet) -> None:
     if not fileio.is_remote(output):
         write_record(output, triplet.sequence, triplet.record_id, images, triplet.masks, intrinsics)
         return
-    image_path, seg_path, cam_path = (fileio.join(output, triplet.sequence, os.path.basename(str(p)))
-                                      for p in record_paths("", triplet.sequence, triplet.record_id))
+    image_path, seg_path, cam_path = (
+        fileio.join(output, triplet.sequence, os.path.basename(str(p)))
+        for p in record_paths("", triplet.sequence, triplet.record_id)
+    )
     fileio.write_bytes(seg_path, encode_png(segmentation_triplet(triplet.masks)))
     fileio.write_text(cam_path, format_intrinsics(intrinsics))
     fileio.write_bytes(image_path, encode_png(pack_triplet(images)))
@@ -106,12 +115,15 @@ class Finalize(beam.DoFn):
             return
         output = self.config.output
         previous = ownership.listed_records(output)
-        splits = assign_splits([entry["sequence"] for entry in sequences] + [s for s, _ in written],
-                               self.config.val_fraction)
+        splits = assign_splits(
+            [entry["sequence"] for entry in sequences] + [s for s, _ in written], self.config.val_fraction
+        )
         for split in ("train", "val"):
             entries = [(sequence, record_id) for sequence, record_id in written if splits[sequence] == split]
-            fileio.write_text(fileio.join(output, f"{split}.txt"),
-                              "".join(f"{sequence} {record_id}\n" for sequence, record_id in entries))
+            fileio.write_text(
+                fileio.join(output, f"{split}.txt"),
+                "".join(f"{sequence} {record_id}\n" for sequence, record_id in entries),
+            )
         fileio.write_text(fileio.join(output, DEAD_LETTER_FILE), dead_letter_text(letters))
         prune_stale_records(output, previous, written)
         manifest = build_manifest(self.config, written, splits, letters, filtered, sequences, frames_read)

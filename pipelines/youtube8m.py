@@ -6,6 +6,7 @@ downloaded with yt-dlp into ``cache_dir/<yt8m id>.<ext>`` (an existing download 
 are retried with exponential back-off; an id that still fails becomes a dead letter
 (``resolve_failed`` or ``download_failed``) and the rest of the job goes on.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,11 +70,12 @@ def with_retries(action: Callable, retries: int, backoff_seconds: float, sleep: 
         except Exception:  # network errors of urllib and yt-dlp come in many classes
             if attempt == retries:
                 raise
-            sleep(backoff_seconds * (2 ** attempt))
+            sleep(backoff_seconds * (2**attempt))
 
 
 def resolve(yt8m_id: str, base_url: str, timeout: float, retries: int, backoff_seconds: float) -> str:
     """YouTube8M id -> YouTube id through the lookup service."""
+
     def fetch():
         try:
             with urllib.request.urlopen(lookup_address(base_url, yt8m_id), timeout=timeout) as answer:
@@ -82,6 +84,7 @@ def resolve(yt8m_id: str, base_url: str, timeout: float, retries: int, backoff_s
             if error.code == 404:
                 raise NotFound(f"no lookup entry ({error})") from error
             raise
+
     return with_retries(fetch, retries, backoff_seconds)
 
 
@@ -95,8 +98,9 @@ def cached_video(cache_dir: str, name: str) -> Optional[str]:
     return None
 
 
-def download(url: str, cache_dir: str, name: str, video_format: str, retries: int, backoff_seconds: float,
-             timeout: float) -> str:
+def download(
+    url: str, cache_dir: str, name: str, video_format: str, retries: int, backoff_seconds: float, timeout: float
+) -> str:
     """Download ``url`` with yt-dlp to ``cache_dir/<name>.<ext>`` (reused when already there)."""
     existing = cached_video(cache_dir, name)
     if existing:
@@ -122,6 +126,7 @@ def download(url: str, cache_dir: str, name: str, video_format: str, retries: in
         if path is None:
             raise OSError(f"yt-dlp reported success but {cache_dir}/{name}.* is missing")
         return path
+
     return with_retries(fetch, retries, backoff_seconds)
 
 
@@ -134,15 +139,27 @@ class FetchYouTube8M(beam.DoFn):
     def process(self, yt8m_id: str):
         config = self.config
         try:
-            youtube_id = resolve(yt8m_id, config.youtube8m_lookup_url, config.youtube8m_timeout,
-                                 config.youtube8m_retries, config.youtube8m_backoff_seconds)
+            youtube_id = resolve(
+                yt8m_id,
+                config.youtube8m_lookup_url,
+                config.youtube8m_timeout,
+                config.youtube8m_retries,
+                config.youtube8m_backoff_seconds,
+            )
         except Exception as error:  # reported per id, the job goes on
             yield _reject(dead_letter("youtube8m", yt8m_id, records.RESOLVE_FAILED, _describe(error)))
             return
         url = config.youtube8m_video_url.format(youtube_id=youtube_id, yt8m_id=yt8m_id)
         try:
-            path = download(url, config.youtube8m_cache_dir, yt8m_id, config.youtube8m_format,
-                            config.youtube8m_retries, config.youtube8m_backoff_seconds, config.youtube8m_timeout)
+            path = download(
+                url,
+                config.youtube8m_cache_dir,
+                yt8m_id,
+                config.youtube8m_format,
+                config.youtube8m_retries,
+                config.youtube8m_backoff_seconds,
+                config.youtube8m_timeout,
+            )
         except Exception as error:
             yield _reject(dead_letter("youtube8m", yt8m_id, records.DOWNLOAD_FAILED, f"{url}: {_describe(error)}"))
             return

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: set up .venv if needed, then run every tier and report each, whatever an earlier tier did:
-#   1. the main suite (unit and slow end-to-end tests) in .venv;
-#   2. the Detectron2 tier in its own environment (.venv-detectron2, installed by scripts/install_detectron2.sh).
+#   1. lint: ruff check and ruff format --check (configured in pyproject.toml);
+#   2. the main suite (unit and slow end-to-end tests) in .venv;
+#   3. the Detectron2 tier in its own environment (.venv-detectron2, installed by scripts/install_detectron2.sh).
 # Exit status: 0 only when every tier that ran passed; the first failing tier's status otherwise.
 #   bash scripts/test.sh                          # everything
 #   bash scripts/test.sh -m "not slow"            # extra arguments go to the main pytest run (fast tier only, ...)
@@ -25,6 +26,9 @@ record() {  # record NAME EXIT_STATUS
   summary+=("$name: $verdict")
   if [ "$code" -ne 0 ] && [ "$status" -eq 0 ]; then status="$code"; fi
 }
+
+ruff check . && ruff format --check .
+record "lint (ruff)" $?
 
 python -m pytest "$@"
 record "main suite" $?

@@ -14,6 +14,7 @@ Every stage's ``__main__`` is ``sys.exit(run_stage(main))``, which gives all sta
 3     training stopped on a non-finite loss or weights (the last finite checkpoint is kept)
 ====  ==========================================================================================
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,7 @@ EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
 # Errors a user can cause with an argument, a file or a folder: reported in one line, exit 2.
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
-               ValueError)
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError, ValueError)
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}
@@ -188,7 +188,7 @@ def param_comments(section: str, path: os.PathLike | None = None) -> Dict[str, s
     """
     path = Path(path or os.environ.get("WILDDEPTH_PARAMS", DEFAULT_PARAMS))
     comments: Dict[str, str] = {}
-    stack: list = []          # (indent, key) of the open mappings
+    stack: list = []  # (indent, key) of the open mappings
     last: Optional[Tuple[int, str]] = None
     for line in path.read_text().splitlines():
         key_match = _KEY_LINE.match(line)
@@ -208,7 +208,7 @@ def param_comments(section: str, path: os.PathLike | None = None) -> Dict[str, s
         else:
             last = None
     prefix = section + "."
-    return {key[len(prefix):]: text for key, text in comments.items() if key.startswith(prefix) and text}
+    return {key[len(prefix) :]: text for key, text in comments.items() if key.startswith(prefix) and text}
 
 
 def _trailing_comment(text: str) -> str:
@@ -220,12 +220,13 @@ def _trailing_comment(text: str) -> str:
         elif char in "'\"":
             quote = char
         elif char == "#" and (index == 0 or text[index - 1] in " \t"):
-            return text[index + 1:].strip()
+            return text[index + 1 :].strip()
     return ""
 
 
-def add_param_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, Any],
-                    comments: Optional[Mapping[str, str]] = None) -> None:
+def add_param_flags(
+    parser: argparse.ArgumentParser, defaults: Mapping[str, Any], comments: Optional[Mapping[str, str]] = None
+) -> None:
     """Add one flag per (flattened) key of ``defaults``; booleans also get ``--no<name>``.
 
     A default of ``null`` in params.yaml makes a string flag whose default is ``None``. ``comments`` (see
@@ -238,8 +239,9 @@ def add_param_flags(parser: argparse.ArgumentParser, defaults: Mapping[str, Any]
         text = f"{described} (default: {default})" if described else f"(default from params.yaml: {default})"
         text = text.replace("%", "%%")  # argparse formats help with %
         if isinstance(default, bool):
-            parser.add_argument(f"--{name}", dest=dest, nargs="?", const=True, default=default, type=parse_bool,
-                                help=text)
+            parser.add_argument(
+                f"--{name}", dest=dest, nargs="?", const=True, default=default, type=parse_bool, help=text
+            )
             parser.add_argument(f"--no{name}", dest=dest, action="store_false", help=argparse.SUPPRESS)
         else:
             parser.add_argument(f"--{name}", dest=dest, default=default, type=_value_type(default), help=text)

@@ -12,6 +12,7 @@ Defaults come from the ``eval_depth`` section of params.yaml. Writes (atomically
   (input, predicted depth, ground truth).
 The protocol is documented in ``evaluation/depth_metrics.py`` and ``docs/evaluation.md``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,11 +25,15 @@ from stages.common import StageError, parse_stage_args, run_stage, write_metrics
 
 
 def _extra_arguments(parser) -> None:
-    parser.add_argument("--checkpoint_path", default=None,
-                        help="checkpoint prefix or directory (latest checkpoint); required for a real model")
+    parser.add_argument(
+        "--checkpoint_path",
+        default=None,
+        help="checkpoint prefix or directory (latest checkpoint); required for a real model",
+    )
     parser.add_argument("--metrics_file", default="metrics/depth.json", help="metrics JSON to write (atomically)")
-    parser.add_argument("--plots_dir", default="plots/depth",
-                        help="folder for error_by_distance.csv, per_image.csv and images/")
+    parser.add_argument(
+        "--plots_dir", default="plots/depth", help="folder for error_by_distance.csv, per_image.csv and images/"
+    )
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -37,6 +42,7 @@ def load_predictor(checkpoint_path: Optional[str]):
     if not checkpoint_path:
         raise StageError("--checkpoint_path is required")
     from model.inference import InferenceModel
+
     return InferenceModel.from_checkpoint(checkpoint_path)
 
 
@@ -48,11 +54,21 @@ def run(params: dict, predictor, metrics_file: Path, plots_dir: Path, progress: 
         for stale in images_dir.glob("*.png"):
             stale.unlink()
     result = depth_evaluation.evaluate(
-        samples, predictor, batch_size=int(params["batch_size"]), flip_augment=bool(params["flip_augment"]),
-        min_depth=float(params["min_depth"]), max_depth=float(params["max_depth"]), crop=params["crop"],
-        scaling=params["scaling"], resize=params["resize"], bin_width=float(params["distance_bin_m"]),
-        num_images=int(params["num_images"]), images_dir=images_dir, progress=progress,
-        regions=depth_evaluation.region_names(params["dataset"]))
+        samples,
+        predictor,
+        batch_size=int(params["batch_size"]),
+        flip_augment=bool(params["flip_augment"]),
+        min_depth=float(params["min_depth"]),
+        max_depth=float(params["max_depth"]),
+        crop=params["crop"],
+        scaling=params["scaling"],
+        resize=params["resize"],
+        bin_width=float(params["distance_bin_m"]),
+        num_images=int(params["num_images"]),
+        images_dir=images_dir,
+        progress=progress,
+        regions=depth_evaluation.region_names(params["dataset"]),
+    )
     baseline_abs_rel = result["constant_baseline"]["abs_rel"]
     names = depth_evaluation.region_names(params["dataset"])
     document = {
@@ -61,21 +77,30 @@ def run(params: dict, predictor, metrics_file: Path, plots_dir: Path, progress: 
         "model": result["model"],
         "constant_baseline": result["constant_baseline"],
         "abs_rel_over_constant": result["model"]["abs_rel"] / baseline_abs_rel if baseline_abs_rel > 0 else None,
-        "protocol": {key: params[key] for key in ("min_depth", "max_depth", "crop", "scaling", "resize",
-                                                  "flip_augment")} | {"image_size": list(predictor.image_size)},
+        "protocol": {
+            key: params[key] for key in ("min_depth", "max_depth", "crop", "scaling", "resize", "flip_augment")
+        }
+        | {"image_size": list(predictor.image_size)},
     }
     if result["regions"] is not None:
         document["regions"] = region_document(result["regions"])
         objects, rest = (document["regions"][name]["model"] for name in names)
         document[f"{names[0]}_over_{names[1]}_abs_rel"] = (
-            objects["abs_rel"] / rest["abs_rel"] if objects and rest and rest["abs_rel"] > 0 else None)
+            objects["abs_rel"] / rest["abs_rel"] if objects and rest and rest["abs_rel"] > 0 else None
+        )
         document["protocol"]["regions"] = {
-            "object_masks": ("synthetic ground truth: only objects moving in the world (parked cars are static)"
-                             if params["dataset"] == "synthetic" else str(params.get("object_masks_dir"))),
+            "object_masks": (
+                "synthetic ground truth: only objects moving in the world (parked cars are static)"
+                if params["dataset"] == "synthetic"
+                else str(params.get("object_masks_dir"))
+            ),
             "averaging": "per image, over the images with valid pixels in the region (others skipped, counted)",
-            "scaling": "the whole image's median scale"}
+            "scaling": "the whole image's median scale",
+        }
     write_metrics(metrics_file, headline.depth(document), document)
-    atomic.write_text(Path(plots_dir) / "error_by_distance.csv", depth_evaluation.by_distance_csv(result["by_distance"]))
+    atomic.write_text(
+        Path(plots_dir) / "error_by_distance.csv", depth_evaluation.by_distance_csv(result["by_distance"])
+    )
     atomic.write_text(Path(plots_dir) / "per_image.csv", depth_evaluation.per_image_csv(result["per_image"]))
     return document
 
@@ -86,11 +111,15 @@ def region_document(regions: dict) -> dict:
     for name, region in regions.items():
         model, baseline = region["model"], region["constant_baseline"]
         document[name] = {
-            "model": model, "constant_baseline": baseline,
-            "abs_rel_over_constant": (model["abs_rel"] / baseline["abs_rel"]
-                                      if model and baseline and baseline["abs_rel"] > 0 else None),
-            "num_images": region["num_images"], "num_images_without_pixels": region["num_images_without_pixels"],
-            "valid_pixels": region["valid_pixels"]}
+            "model": model,
+            "constant_baseline": baseline,
+            "abs_rel_over_constant": (
+                model["abs_rel"] / baseline["abs_rel"] if model and baseline and baseline["abs_rel"] > 0 else None
+            ),
+            "num_images": region["num_images"],
+            "num_images_without_pixels": region["num_images_without_pixels"],
+            "valid_pixels": region["valid_pixels"],
+        }
     return document
 
 
@@ -100,16 +129,20 @@ def main(argv: Optional[Sequence[str]] = None, predictor=None) -> dict:
         predictor = load_predictor(args.checkpoint_path)
     document = run(params, predictor, Path(args.metrics_file), Path(args.plots_dir), args.progress)
     model, baseline = document["model"], document["constant_baseline"]
-    print(f"eval_depth: {document['num_images']} images ({document['dataset']}): "
-          f"Abs Rel {model['abs_rel']:.4f} (constant baseline {baseline['abs_rel']:.4f}), "
-          f"RMSE {model['rmse']:.3f} m, a1 {model['a1']:.3f} -> {args.metrics_file}")
+    print(
+        f"eval_depth: {document['num_images']} images ({document['dataset']}): "
+        f"Abs Rel {model['abs_rel']:.4f} (constant baseline {baseline['abs_rel']:.4f}), "
+        f"RMSE {model['rmse']:.3f} m, a1 {model['a1']:.3f} -> {args.metrics_file}"
+    )
     for name, region in (document.get("regions") or {}).items():
         if region["model"] is None:
             print(f"eval_depth: {name}: no image has valid pixels in this region")
             continue
-        print(f"eval_depth: {name}: Abs Rel {region['model']['abs_rel']:.4f} (constant baseline "
-              f"{region['constant_baseline']['abs_rel']:.4f}) over {region['num_images']} images "
-              f"({region['num_images_without_pixels']} without pixels in it)")
+        print(
+            f"eval_depth: {name}: Abs Rel {region['model']['abs_rel']:.4f} (constant baseline "
+            f"{region['constant_baseline']['abs_rel']:.4f}) over {region['num_images']} images "
+            f"({region['num_images_without_pixels']} without pixels in it)"
+        )
     return document
 
 

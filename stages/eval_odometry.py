@@ -19,6 +19,7 @@ A malformed file (column count, a non-number, NaN, a rotation that is not orthon
 ground truth, a length mismatch) ends the stage with exit code 2 and one line naming the file and line.
 Definitions: ``evaluation/odometry_metrics.py`` and ``docs/evaluation.md``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,10 +32,18 @@ from stages.common import StageError, parse_stage_args, run_stage, write_metrics
 
 
 def _extra_arguments(parser) -> None:
-    parser.add_argument("--trajectory_dir", default=None, help="output folder of stages.trajectory_inference "
-                        "(its manifest.json lists the sequences and their ground truth)")
-    parser.add_argument("--prediction", default=None, help="a KITTI or TUM prediction file, a folder of them "
-                        "(ground truth from gt_poses_dir), or a trajectory_inference output folder")
+    parser.add_argument(
+        "--trajectory_dir",
+        default=None,
+        help="output folder of stages.trajectory_inference "
+        "(its manifest.json lists the sequences and their ground truth)",
+    )
+    parser.add_argument(
+        "--prediction",
+        default=None,
+        help="a KITTI or TUM prediction file, a folder of them "
+        "(ground truth from gt_poses_dir), or a trajectory_inference output folder",
+    )
     parser.add_argument("--metrics_file", default="metrics/odometry.json", help="metrics JSON written here")
     parser.add_argument("--plots_dir", default="plots/odometry", help="plot CSV files written here")
 
@@ -49,8 +58,9 @@ def _positive(params: dict, key: str) -> float:
     return value
 
 
-def run(params: dict, trajectory_dir: Optional[Path], metrics_file: Path, plots_dir: Path,
-        prediction: Optional[Path] = None) -> dict:
+def run(
+    params: dict, trajectory_dir: Optional[Path], metrics_file: Path, plots_dir: Path, prediction: Optional[Path] = None
+) -> dict:
     """Evaluate a manifest folder (``trajectory_dir``) or prediction file(s) and write metrics and plot data."""
     snippet_length = int(params["snippet_length"])
     segment_lengths = [float(length) for length in params["segment_lengths"]]
@@ -61,40 +71,59 @@ def run(params: dict, trajectory_dir: Optional[Path], metrics_file: Path, plots_
     tolerance = _positive(params, "rotation_tolerance")
     max_time_diff = _positive(params, "max_time_diff")
     if (trajectory_dir is None) == (prediction is None):
-        raise StageError("give exactly one of --trajectory_dir (a trajectory_inference output folder) and "
-                         "--prediction (a prediction file or folder)")
+        raise StageError(
+            "give exactly one of --trajectory_dir (a trajectory_inference output folder) and "
+            "--prediction (a prediction file or folder)"
+        )
     if prediction is not None and Path(prediction).is_dir() and (Path(prediction) / "manifest.json").is_file():
         trajectory_dir, prediction = Path(prediction), None
     if trajectory_dir is not None:
         for key in ("gt_poses", "gt_times"):
             if params.get(key):
-                raise StageError(f"eval_odometry.{key} applies to --prediction files; a trajectory_inference "
-                                 "folder names its ground truth in manifest.json (or use gt_poses_dir)")
-        result = odometry_evaluation.evaluate_run(trajectory_dir, params.get("gt_poses_dir"), snippet_length,
-                                                  segment_lengths, segment_step, tolerance)
+                raise StageError(
+                    f"eval_odometry.{key} applies to --prediction files; a trajectory_inference "
+                    "folder names its ground truth in manifest.json (or use gt_poses_dir)"
+                )
+        result = odometry_evaluation.evaluate_run(
+            trajectory_dir, params.get("gt_poses_dir"), snippet_length, segment_lengths, segment_step, tolerance
+        )
     else:
         matched = odometry_evaluation.file_trajectories(
-            Path(prediction), params.get("gt_poses"), params.get("gt_poses_dir"), params.get("gt_times"), fmt,
-            max_time_diff, tolerance)
+            Path(prediction),
+            params.get("gt_poses"),
+            params.get("gt_poses_dir"),
+            params.get("gt_times"),
+            fmt,
+            max_time_diff,
+            tolerance,
+        )
         result = odometry_evaluation.evaluate(matched, snippet_length, segment_lengths, segment_step)
     write_metrics(metrics_file, headline.odometry(result["document"]), result["document"])
     for name, rows in result["trajectory_rows"].items():
         atomic.write_text(Path(plots_dir) / f"trajectory_{name}.csv", odometry_evaluation.trajectory_csv(rows))
-    atomic.write_text(Path(plots_dir) / "ate_snippets.csv",
-                      odometry_evaluation.snippet_csv(result["snippet_rows"], snippet_length))
+    atomic.write_text(
+        Path(plots_dir) / "ate_snippets.csv", odometry_evaluation.snippet_csv(result["snippet_rows"], snippet_length)
+    )
     return result["document"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     params, args, _ = parse_stage_args("eval_odometry", __doc__.splitlines()[0], argv, _extra_arguments)
-    document = run(params, Path(args.trajectory_dir) if args.trajectory_dir else None, Path(args.metrics_file),
-                   Path(args.plots_dir), Path(args.prediction) if args.prediction else None)
+    document = run(
+        params,
+        Path(args.trajectory_dir) if args.trajectory_dir else None,
+        Path(args.metrics_file),
+        Path(args.plots_dir),
+        Path(args.prediction) if args.prediction else None,
+    )
     n = document["snippet_length"]
     model, baseline = document["model"], document["constant_velocity"]
-    print(f"eval_odometry: {len(document['sequences'])} sequences, ATE-{n} {model[f'ate{n}_mean']:.4f} "
-          f"± {model[f'ate{n}_std']:.4f} (constant velocity {baseline[f'ate{n}_mean']:.4f}), full ATE "
-          f"{model['ate_full_rmse']:.3f}, Sim(3) ATE {model['ate_sim3_rmse']:.3f}, SE(3) ATE "
-          f"{model['ate_se3_rmse']:.3f} -> {args.metrics_file}")
+    print(
+        f"eval_odometry: {len(document['sequences'])} sequences, ATE-{n} {model[f'ate{n}_mean']:.4f} "
+        f"± {model[f'ate{n}_std']:.4f} (constant velocity {baseline[f'ate{n}_mean']:.4f}), full ATE "
+        f"{model['ate_full_rmse']:.3f}, Sim(3) ATE {model['ate_sim3_rmse']:.3f}, SE(3) ATE "
+        f"{model['ate_se3_rmse']:.3f} -> {args.metrics_file}"
+    )
     return document
 
 

@@ -20,6 +20,7 @@ resized by preprocessing's own code (``pipelines/footage.py``), batched through 
 (``model/predict.py``) and written atomically by a writer thread while the next batch is decoded.
 Exit status (``stages.common``): 0 done, 2 bad input or parameters (one line), 1 unexpected.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,18 +50,18 @@ OUTPUTS_LIST = "outputs.txt"
 ACCUMULATIONS = ("compose", "dfv")
 HELP = {
     "checkpoint_path": "checkpoint prefix (.../model-3000) or directory (its newest checkpoint); "
-                       "model_config.json must be beside it",
+    "model_config.json must be beside it",
     "input": "a video file, a folder of ordered frames (or of videos), or a glob such as 'footage/*.mp4'",
     "output": "output folder: new, empty, or an earlier predict output (never a folder of other files)",
     "batch_size": "frames per forward pass",
     "flip_augment": "depth = min(depth(x), flip(depth(flip(x)))), as the release's inference graph",
     "save_disparity": "also write disparity (1 / depth) as float32 .npy per frame",
     "trajectory": "run the motion network on consecutive frames: poses (KITTI, TUM), trajectory.png and, "
-                  "for a checkpoint trained with learn_intrinsics, the learned K",
+    "for a checkpoint trained with learn_intrinsics, the learned K",
     "trajectory_flip_augment": "average each pair's motion with its mirrored pair's (2x motion-network cost)",
     "accumulation": "pose accumulation order: compose (exact) or dfv (the release's order)",
     "intrinsics": "file with 9 comma-separated floats, K at the footage's native size (used when the "
-                  "checkpoint has no learned intrinsics); a named file that is missing is an error",
+    "checkpoint has no learned intrinsics); a named file that is missing is an error",
     "point_cloud_frames": "output frame indices written as coloured .ply point clouds, e.g. 0,10",
     "preview_video": "write <name>/preview.mp4 (frame | depth side by side)",
     "video.fps": "video frames sampled per second, by the container's timestamps (preprocessing's rule)",
@@ -74,6 +75,7 @@ class PredictError(common.StageError):
 
 
 # --- arguments -----------------------------------------------------------------------------------------
+
 
 def parse_args(argv: Optional[Sequence[str]] = None):
     pre = argparse.ArgumentParser(add_help=False)
@@ -120,18 +122,31 @@ def validate(params: Dict[str, Any]) -> Dict[str, Any]:
 def preprocess_config(params: Dict[str, Any], image_size):
     """Preprocessing's config for the readers: the model's size, uniform sampling at ``video.fps``."""
     from pipelines.config import config_from_params
+
     height, width = image_size
-    return config_from_params({
-        "source": "video", "input": str(params["input"]), "output": str(params["output"]),
-        "width": int(width), "height": int(height), "segmenter": "none",
-        "video": {"sampling": "uniform", "fps": float(params["video"]["fps"]),
-                  "intrinsics_file": params.get("intrinsics")},
-        "image_folder": {"stride": int(params["image_folder"]["stride"]),
-                         "fps": float(params["image_folder"]["fps"])},
-    })
+    return config_from_params(
+        {
+            "source": "video",
+            "input": str(params["input"]),
+            "output": str(params["output"]),
+            "width": int(width),
+            "height": int(height),
+            "segmenter": "none",
+            "video": {
+                "sampling": "uniform",
+                "fps": float(params["video"]["fps"]),
+                "intrinsics_file": params.get("intrinsics"),
+            },
+            "image_folder": {
+                "stride": int(params["image_folder"]["stride"]),
+                "fps": float(params["image_folder"]["fps"]),
+            },
+        }
+    )
 
 
 # --- the output folder ---------------------------------------------------------------------------------
+
 
 def _inside(path: Path, folder: Path) -> bool:
     try:
@@ -158,8 +173,10 @@ def check_output(output: Path, input_paths: Sequence[str]) -> bool:
         raise PredictError(f"output {output} exists and is not a folder")
     if output.is_dir() and any(output.iterdir()):
         if not (output / MARKER).is_file():
-            raise PredictError(f"output {output} is a non-empty folder that predict did not write (no {MARKER}); "
-                               "refusing to write into it")
+            raise PredictError(
+                f"output {output} is a non-empty folder that predict did not write (no {MARKER}); "
+                "refusing to write into it"
+            )
         return True
     return False
 
@@ -167,13 +184,15 @@ def check_output(output: Path, input_paths: Sequence[str]) -> bool:
 def claim_output(output: Path, checkpoint: str) -> Set[str]:
     """Create the folder and its marker; return the files an earlier run listed in ``outputs.txt``."""
     from formats import atomic
+
     output.mkdir(parents=True, exist_ok=True)
     previous: Set[str] = set()
     listing = output / OUTPUTS_LIST
     if listing.is_file():
         previous = {line.strip() for line in listing.read_text().splitlines() if line.strip()}
-    atomic.write_text(output / MARKER, json.dumps({"tool": "wilddepth stages.predict", "checkpoint": checkpoint})
-                      + "\n")
+    atomic.write_text(
+        output / MARKER, json.dumps({"tool": "wilddepth stages.predict", "checkpoint": checkpoint}) + "\n"
+    )
     return previous
 
 
@@ -183,7 +202,7 @@ def remove_stale(output: Path, previous: Set[str], written: Set[str]) -> int:
     removed = 0
     root = output.resolve()
     for relative in sorted(previous - written):
-        path = (output / relative)
+        path = output / relative
         if relative.startswith("/") or ".." in Path(relative).parts or not _inside(path.resolve(), root):
             continue
         if path.is_file() and not path.is_symlink():
@@ -193,6 +212,7 @@ def remove_stale(output: Path, previous: Set[str], written: Set[str]) -> int:
 
 
 # --- writing -------------------------------------------------------------------------------------------
+
 
 class Writer:
     """Atomic writes relative to the output folder, run in order on one background thread."""
@@ -228,6 +248,7 @@ class Writer:
 
     def bytes(self, relative: str, data: bytes) -> None:
         from formats import atomic
+
         atomic.write_bytes(self.output / relative, data)
         self.written.add(relative)
 
@@ -274,6 +295,7 @@ def colour_depth(depth: np.ndarray) -> np.ndarray:
     """BGR preview of one depth map: inverse depth on MAGMA (near bright), range = this frame's 2nd..98th
     depth percentiles (``evaluation.images.colorize_depth``)."""
     from evaluation.images import colorize_depth
+
     near, far = np.percentile(depth, [2.0, 98.0])
     near = max(float(near), 1e-6)
     return colorize_depth(depth, near, max(float(far), near * 1.01))
@@ -315,8 +337,9 @@ def _estimated_frames(item, params) -> Optional[int]:
     return None
 
 
-def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, dead_letters: List,
-                  progress: bool) -> Dict[str, Any]:
+def predict_input(
+    item, params: Dict[str, Any], config, model, writer: Writer, dead_letters: List, progress: bool
+) -> Dict[str, Any]:
     """Predict one input; returns its manifest entry. Frames stream through a bounded queue."""
     from tqdm import tqdm
 
@@ -329,8 +352,9 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
     from pipelines import footage
 
     provenance, provenance_file = footage.intrinsics_provenance(item, config)
-    predictor = SequencePredictor(model, bool(params["trajectory"]), bool(params["flip_augment"]),
-                                  bool(params["trajectory_flip_augment"]))
+    predictor = SequencePredictor(
+        model, bool(params["trajectory"]), bool(params["flip_augment"]), bool(params["trajectory_flip_augment"])
+    )
     height, width = model.image_size
     name = item.name
     fps = float(params["video"]["fps"])
@@ -338,8 +362,11 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
         fps = min(fps, _native_fps(item.path) or fps)
     else:
         fps = float(params["image_folder"]["fps"]) / int(params["image_folder"]["stride"])
-    preview = PreviewVideo(writer.output / name / "preview.mp4", fps, (2 * width, height)) \
-        if params["preview_video"] else None
+    preview = (
+        PreviewVideo(writer.output / name / "preview.mp4", fps, (2 * width, height))
+        if params["preview_video"]
+        else None
+    )
     cloud_frames = set(params["point_cloud_frames"])
     kept_for_clouds: Dict[int, tuple] = {}
     rows = [["index", "frame", "raw_index", "timestamp_s"]]
@@ -360,11 +387,13 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
             preview.write(np.concatenate([cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), colour], axis=1))
 
     frames_queue: "queue.Queue" = queue.Queue(maxsize=2 * int(params["batch_size"]))
-    reader = threading.Thread(target=_produce, args=(footage.stream_frames(item, config), frames_queue),
-                              name="predict-reader", daemon=True)
+    reader = threading.Thread(
+        target=_produce, args=(footage.stream_frames(item, config), frames_queue), name="predict-reader", daemon=True
+    )
     reader.start()
-    bar = tqdm(total=_estimated_frames(item, params), desc=name, unit="frame", disable=not progress or None,
-               leave=False)
+    bar = tqdm(
+        total=_estimated_frames(item, params), desc=name, unit="frame", disable=not progress or None, leave=False
+    )
     batch: List = []
     index = 0
 
@@ -413,8 +442,14 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
         raise
     finally:
         bar.close()
-    entry: Dict[str, Any] = {"name": name, "kind": item.kind, "path": item.path, "frames": index,
-                             "dead_letters": state["letters"], "depth_png_clipped_pixels": state["clipped"]}
+    entry: Dict[str, Any] = {
+        "name": name,
+        "kind": item.kind,
+        "path": item.path,
+        "frames": index,
+        "dead_letters": state["letters"],
+        "depth_png_clipped_pixels": state["clipped"],
+    }
     if index == 0:
         if preview is not None:
             preview.abort()
@@ -432,29 +467,45 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
     head = predictor.head_intrinsics()
     learned = model.intrinsics_source == "learned"  # model.inference.intrinsics_source: one decision
     reader_k = np.asarray(state["reader_K"], dtype=np.float64)
-    guess = scale_intrinsics(footage.guessed_intrinsics((native_w, native_h)), width / float(native_w),
-                             height / float(native_h))
+    guess = scale_intrinsics(
+        footage.guessed_intrinsics((native_w, native_h)), width / float(native_w), height / float(native_h)
+    )
     if provenance == footage.GUESSED and not np.allclose(reader_k, guess):
         provenance = "unknown"  # the readers found a K this label did not expect: never call it a guess
-    info: Dict[str, Any] = {"image_size": [height, width], "native_image_size": [native_h, native_w],
-                            "reader": {"source": provenance, "file": provenance_file, "K": reader_k.tolist()}}
+    info: Dict[str, Any] = {
+        "image_size": [height, width],
+        "native_image_size": [native_h, native_w],
+        "reader": {"source": provenance, "file": provenance_file, "K": reader_k.tolist()},
+    }
     if learned and head is not None:
         used, source = head["K"], "learned"
-        info["learned"] = {"K": head["K"].tolist(), "K_std": head["K_std"].tolist(), "num_pairs": head["num_pairs"],
-                           "statistic": "mean over the sequence's consecutive pairs"}
+        info["learned"] = {
+            "K": head["K"].tolist(),
+            "K_std": head["K_std"].tolist(),
+            "num_pairs": head["num_pairs"],
+            "statistic": "mean over the sequence's consecutive pairs",
+        }
     else:
         used, source = reader_k, provenance
         info["learned"] = None
-        info["learned_note"] = ("the checkpoint was trained without learn_intrinsics: its intrinsics head is "
-                                "untrained and not reported" if not learned else
-                                "not computed: the trajectory (motion network) was disabled or had no pair")
+        info["learned_note"] = (
+            "the checkpoint was trained without learn_intrinsics: its intrinsics head is untrained and not reported"
+            if not learned
+            else "not computed: the trajectory (motion network) was disabled or had no pair"
+        )
     try:
         native_k = scale_intrinsics(used, native_w / float(width), native_h / float(height)).tolist()
     except ValueError:
         native_k = None
-    info.update({"source": source, "K": np.asarray(used).tolist(), "K_native": native_k,
-                 "convention": "pixel centres at integer coordinates; K of the model-size image, K_native of "
-                               "the source frames (formats/camera.py)"})
+    info.update(
+        {
+            "source": source,
+            "K": np.asarray(used).tolist(),
+            "K_native": native_k,
+            "convention": "pixel centres at integer coordinates; K of the model-size image, K_native of "
+            "the source frames (formats/camera.py)",
+        }
+    )
     writer.text(f"{name}/intrinsics.json", json.dumps(info, indent=2) + "\n")
     entry["intrinsics_source"] = source
 
@@ -473,17 +524,20 @@ def predict_input(item, params: Dict[str, Any], config, model, writer: Writer, d
         writer.text(f"{name}/poses_kitti.txt", kitti.format_poses(poses))
         writer.text(f"{name}/poses_tum.txt", trajectory_format.format_tum(times, poses))
         writer.png(f"{name}/trajectory.png", top_view(poses))
-        entry.update({"poses": int(poses.shape[0]), "first_timestamp_s": float(times[0]),
-                      "last_timestamp_s": float(times[-1])})
+        entry.update(
+            {"poses": int(poses.shape[0]), "first_timestamp_s": float(times[0]), "last_timestamp_s": float(times[-1])}
+        )
     entry["depth_png_scale"] = DEPTH_PNG_SCALE
     return entry
 
 
 # --- main ----------------------------------------------------------------------------------------------
 
+
 def load_model(checkpoint_path: str):
     """The real model (TensorFlow is imported only here)."""
     from model.inference import InferenceModel
+
     return InferenceModel.from_checkpoint(checkpoint_path)
 
 
@@ -500,6 +554,7 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
     check_output(output, named + [item.path for item in inputs] + [path for item in inputs for path in item.files])
     if params.get("intrinsics"):  # named: must exist and parse, never a silent fallback to the guess
         from formats.struct2depth import parse_intrinsics
+
         path = Path(params["intrinsics"])
         if not path.is_file():
             raise PredictError(f"intrinsics file {path} not found")
@@ -517,8 +572,7 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
     started = _dt.datetime.now(_dt.timezone.utc)
     try:
         for item in inputs:
-            entries.append(predict_input(item, params, config, model, writer, dead_letters,
-                                         progress=not args.quiet))
+            entries.append(predict_input(item, params, config, model, writer, dead_letters, progress=not args.quiet))
     except BaseException:
         writer.abandon()
         raise
@@ -533,13 +587,20 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
         "model": dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else None,
         "image_size": list(model.image_size),
         "input": str(params["input"]),
-        "parameters": {key: value for key, value in params.items()
-                       if key not in ("checkpoint_path", "input", "output")},
-        "depth": {"npy": "float32 (H, W), the model's unit (depth is known up to one scale per model)",
-                  "png": "uint16, value = round(depth * depth_png_scale), 0 = no depth, clipped to 1..65535",
-                  "depth_png_scale": 256.0},
-        "counts": {"inputs": len(entries), "frames": total, "dead_letters": len(dead_letters),
-                   "inputs_without_frames": sum(1 for entry in entries if entry["frames"] == 0)},
+        "parameters": {
+            key: value for key, value in params.items() if key not in ("checkpoint_path", "input", "output")
+        },
+        "depth": {
+            "npy": "float32 (H, W), the model's unit (depth is known up to one scale per model)",
+            "png": "uint16, value = round(depth * depth_png_scale), 0 = no depth, clipped to 1..65535",
+            "depth_png_scale": 256.0,
+        },
+        "counts": {
+            "inputs": len(entries),
+            "frames": total,
+            "dead_letters": len(dead_letters),
+            "inputs_without_frames": sum(1 for entry in entries if entry["frames"] == 0),
+        },
         "dead_letter_reasons": dict(sorted(collections.Counter(letter.code for letter in dead_letters).items())),
         "inputs": entries,
     }
@@ -550,11 +611,15 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
     if removed:
         LOGGER.info("removed %d files of an earlier predict run that this run did not write again", removed)
     for entry in entries:
-        print(f"predict: {entry['name']}: {entry['frames']} frames, {entry['dead_letters']} dead letters "
-              f"-> {output / entry['name']}")
+        print(
+            f"predict: {entry['name']}: {entry['frames']} frames, {entry['dead_letters']} dead letters "
+            f"-> {output / entry['name']}"
+        )
     if total == 0:
-        raise PredictError(f"no frame could be predicted from {params['input']} "
-                           f"({len(dead_letters)} dead letters in {output / 'dead_letters.jsonl'})")
+        raise PredictError(
+            f"no frame could be predicted from {params['input']} "
+            f"({len(dead_letters)} dead letters in {output / 'dead_letters.jsonl'})"
+        )
     return manifest
 
 

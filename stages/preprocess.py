@@ -12,6 +12,7 @@ Exit codes (``stages.common.run_stage``): 0 done; 2 bad input or parameters, wit
 wilddepth's, overlaps the input or is not writable, a named intrinsics file that does not exist);
 1 unexpected.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     params, _, unknown = parse_stage_args(
-        "preprocess", "Turn raw footage into Struct2depth training records (Apache Beam).", argv, allow_unknown=True)
+        "preprocess", "Turn raw footage into Struct2depth training records (Apache Beam).", argv, allow_unknown=True
+    )
     from pipelines.config import config_from_params
     from pipelines.preprocess import read_manifest, run
 

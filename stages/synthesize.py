@@ -12,6 +12,7 @@ alone. The default (``--world original``: camera ``kitti``, path ``straight``) i
 
 Exit codes (``stages.common.run_stage``): 0 done; 2 bad parameters (one line on stderr, nothing written).
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,8 +29,11 @@ WORLDS = {"original": ("kitti", "straight"), "wild": ("wild", "wild")}  # world 
 
 def _extra(parser) -> None:
     parser.add_argument("--output", required=True, help="output folder (created)")
-    parser.add_argument("--split", default="train", help="params sub-section for seed/num_sequences; also the "
-                        "Cityscapes split folder (default: train)")
+    parser.add_argument(
+        "--split",
+        default="train",
+        help="params sub-section for seed/num_sequences; also the Cityscapes split folder (default: train)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="world seed (default: <split>.seed)")
     parser.add_argument("--num_sequences", type=int, default=None, help="default: <split>.num_sequences")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -57,16 +61,27 @@ def job_from_params(params, args) -> Job:
     seed = args.seed if args.seed is not None else split_defaults.get("seed")
     count = args.num_sequences if args.num_sequences is not None else split_defaults.get("num_sequences")
     if seed is None or count is None:
-        raise StageError(f"split {args.split!r} has no seed/num_sequences in params.yaml; "
-                         "pass --seed and --num_sequences")
+        raise StageError(
+            f"split {args.split!r} has no seed/num_sequences in params.yaml; pass --seed and --num_sequences"
+        )
     try:
-        job = Job(layout=params["layout"], output=args.output, split=args.split, seed=int(seed),
-                  num_sequences=int(count), frames_per_sequence=int(params["frames_per_sequence"]),
-                  width=int(params["width"]), height=int(params["height"]), fps=float(params["fps"]),
-                  supersampling=int(params["supersampling"]), workers=int(params["workers"]),
-                  camera=camera, path=path,
-                  wild_camera=CameraRanges.from_params(params.get("wild_camera")),
-                  wild_path=PathRanges.from_params(params.get("wild_path")))
+        job = Job(
+            layout=params["layout"],
+            output=args.output,
+            split=args.split,
+            seed=int(seed),
+            num_sequences=int(count),
+            frames_per_sequence=int(params["frames_per_sequence"]),
+            width=int(params["width"]),
+            height=int(params["height"]),
+            fps=float(params["fps"]),
+            supersampling=int(params["supersampling"]),
+            workers=int(params["workers"]),
+            camera=camera,
+            path=path,
+            wild_camera=CameraRanges.from_params(params.get("wild_camera")),
+            wild_path=PathRanges.from_params(params.get("wild_path")),
+        )
         return job.validate()
     except ValueError as error:
         raise StageError(str(error)) from None

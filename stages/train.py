@@ -13,6 +13,7 @@ and ``--img_width`` may be given and must then agree with the records. Rerunning
 Exit status (``stages.common.run_stage``): 0 done, 2 bad input or parameters (one line on stderr), 3 training
 stopped on non-finite values (the last finite checkpoint is kept and named), 1 unexpected.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,18 +29,27 @@ LOGGER = logging.getLogger("stages.train")
 def _extra(parser) -> None:
     parser.add_argument("--data_dir", required=True, help="folder with <input_file>.txt and the records")
     parser.add_argument("--checkpoint_dir", required=True, help="checkpoints, model_config.json, tensorboard/")
-    parser.add_argument("--imagenet_ckpt", default=None,
-                        help="ResNet-18 weights for the depth encoder: dalgu90-named TF checkpoint prefix or "
-                             ".npz, or a torchvision resnet18 state dict .npz (see model/imagenet.py)")
-    parser.add_argument("--init_checkpoint", default=None,
-                        help="start from this checkpoint and fine-tune: a wilddepth checkpoint folder or prefix, "
-                             "or a release TF1 checkpoint prefix (model-<step>); the network widths must match; "
-                             "the optimizer starts fresh; a checkpoint already in --checkpoint_dir is resumed "
-                             "instead")
+    parser.add_argument(
+        "--imagenet_ckpt",
+        default=None,
+        help="ResNet-18 weights for the depth encoder: dalgu90-named TF checkpoint prefix or "
+        ".npz, or a torchvision resnet18 state dict .npz (see model/imagenet.py)",
+    )
+    parser.add_argument(
+        "--init_checkpoint",
+        default=None,
+        help="start from this checkpoint and fine-tune: a wilddepth checkpoint folder or prefix, "
+        "or a release TF1 checkpoint prefix (model-<step>); the network widths must match; "
+        "the optimizer starts fresh; a checkpoint already in --checkpoint_dir is resumed "
+        "instead",
+    )
     parser.add_argument("--metrics_dir", default=None, help="dvclive output folder (default: no dvclive)")
-    parser.add_argument("--metrics_file", default=None,
-                        help="headline JSON for `dvc metrics show` (final total loss, steps, seconds per step), "
-                             "e.g. metrics/train.json; every logged term stays in --metrics_dir")
+    parser.add_argument(
+        "--metrics_file",
+        default=None,
+        help="headline JSON for `dvc metrics show` (final total loss, steps, seconds per step), "
+        "e.g. metrics/train.json; every logged term stays in --metrics_dir",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -52,15 +62,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from model.trainer import Trainer, TrainerConfig
 
     if params.get("weight_reg") not in (None, 0.01):
-        LOGGER.warning("--weight_reg=%s has no effect: as in the release, no weight regulariser enters the loss",
-                       params["weight_reg"])
+        LOGGER.warning(
+            "--weight_reg=%s has no effect: as in the release, no weight regulariser enters the loss",
+            params["weight_reg"],
+        )
     # Hyper-parameters first (ValueError: exit 2), then the records, which give the frame size.
     trainer_config = TrainerConfig.from_params(
-        args.checkpoint_dir, params, imagenet_ckpt=args.imagenet_ckpt, init_checkpoint=args.init_checkpoint,
-        metrics_dir=args.metrics_dir, progress=not args.quiet)
+        args.checkpoint_dir,
+        params,
+        imagenet_ckpt=args.imagenet_ckpt,
+        init_checkpoint=args.init_checkpoint,
+        metrics_dir=args.metrics_dir,
+        progress=not args.quiet,
+    )
     data_config = resolve_frame_size(DataConfig.from_params(args.data_dir, params))
     model_config = ModelConfig.from_params(
-        {**params, "img_height": data_config.img_height, "img_width": data_config.img_width})
+        {**params, "img_height": data_config.img_height, "img_width": data_config.img_width}
+    )
     trainer = Trainer(model_config, data_config, trainer_config)
     scalars = trainer.train()
     if args.metrics_file and scalars:

@@ -22,6 +22,7 @@ it also writes learned vs true fx, fy, cx, cy per sequence and their summary (``
 Translations are in the model's (arbitrary) scale. Options come from the ``trajectory_inference`` section of
 params.yaml (``accumulation``, ``orthonormalize``, ``flip_augment``, ``batch_size``, ``input_format``).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,24 +37,32 @@ from formats import atomic, kitti
 from stages import common
 
 
-
 def _extra_arguments(parser) -> None:
     parser.add_argument("--checkpoint_path", default=None, help="checkpoint prefix or directory (latest)")
-    parser.add_argument("--odometry_test_set_dir", required=True,
-                        help="folder searched for sequences (frames, KITTI layouts, *-image_2 triplet folders)")
+    parser.add_argument(
+        "--odometry_test_set_dir",
+        required=True,
+        help="folder searched for sequences (frames, KITTI layouts, *-image_2 triplet folders)",
+    )
     parser.add_argument("--output_dir", required=True, help="folder for the poses, intrinsics and manifest.json")
-    parser.add_argument("--intrinsics_metrics_file", default=None,
-                        help="also write learned vs true intrinsics per sequence and their summary to this JSON "
-                             "(e.g. metrics/intrinsics.json); not written when omitted")
-    parser.add_argument("--img_height", type=int, default=None, help="accepted for the release's CLI; must match "
-                        "the checkpoint's image size if given")
+    parser.add_argument(
+        "--intrinsics_metrics_file",
+        default=None,
+        help="also write learned vs true intrinsics per sequence and their summary to this JSON "
+        "(e.g. metrics/intrinsics.json); not written when omitted",
+    )
+    parser.add_argument(
+        "--img_height",
+        type=int,
+        default=None,
+        help="accepted for the release's CLI; must match the checkpoint's image size if given",
+    )
     parser.add_argument("--img_width", type=int, default=None, help="as --img_height")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
     """(options of the ``trajectory_inference`` section after flags, the full namespace)."""
-    options, args, _ = common.parse_stage_args("trajectory_inference", __doc__.splitlines()[0], argv,
-                                               _extra_arguments)
+    options, args, _ = common.parse_stage_args("trajectory_inference", __doc__.splitlines()[0], argv, _extra_arguments)
     return options, args
 
 
@@ -62,6 +71,7 @@ def load_predictor(checkpoint_path: Optional[str]):
     if not checkpoint_path:
         raise common.StageError("--checkpoint_path is required")
     from model.inference import InferenceModel
+
     return InferenceModel.from_checkpoint(checkpoint_path)
 
 
@@ -74,20 +84,33 @@ def predictor_intrinsics_source(predictor) -> str:
 def intrinsics_record(sequence, result: dict, source: str, size_hw) -> dict:
     """``<name>_intrinsics.json`` of one inferred sequence (see the module docstring)."""
     true_frames = odometry_inference.read_calibration(sequence)
-    true_model = (None if true_frames is None else
-                  intrinsics_evaluation.true_intrinsics_in_model_frame(true_frames, result["frame_size"], size_hw))
+    true_model = (
+        None
+        if true_frames is None
+        else intrinsics_evaluation.true_intrinsics_in_model_frame(true_frames, result["frame_size"], size_hw)
+    )
     record = intrinsics_evaluation.sequence_record(
-        result["pair_intrinsics"], source, size_hw, true_model,
-        str(sequence.calibration) if sequence.calibration is not None else None)
+        result["pair_intrinsics"],
+        source,
+        size_hw,
+        true_model,
+        str(sequence.calibration) if sequence.calibration is not None else None,
+    )
     record["source_image_size"] = list(result["frame_size"])
-    record["K_source"] = (result["intrinsics"]["K_source"] if source == "learned"
-                          else None if true_frames is None else true_frames.tolist())
+    record["K_source"] = (
+        result["intrinsics"]["K_source"]
+        if source == "learned"
+        else None
+        if true_frames is None
+        else true_frames.tolist()
+    )
     record["num_pairs"] = result["intrinsics"]["num_pairs"]
     return record
 
 
-def run(test_set_dir: Path, output_dir: Path, predictor, options: dict,
-        intrinsics_metrics_file: Optional[Path] = None) -> dict:
+def run(
+    test_set_dir: Path, output_dir: Path, predictor, options: dict, intrinsics_metrics_file: Optional[Path] = None
+) -> dict:
     """Infer and write every sequence below ``test_set_dir`` (and the intrinsics report when a file is given);
     returns the manifest."""
     sequences = odometry_inference.find_sequences(test_set_dir, options["input_format"])
@@ -96,9 +119,14 @@ def run(test_set_dir: Path, output_dir: Path, predictor, options: dict,
     output_dir = Path(output_dir)
     entries, records = [], {}
     for sequence in sequences:
-        result = odometry_inference.infer_sequence(sequence, predictor, int(options["batch_size"]),
-                                                   options["accumulation"], bool(options["orthonormalize"]),
-                                                   bool(options["flip_augment"]))
+        result = odometry_inference.infer_sequence(
+            sequence,
+            predictor,
+            int(options["batch_size"]),
+            options["accumulation"],
+            bool(options["orthonormalize"]),
+            bool(options["flip_augment"]),
+        )
         poses = result["poses"]
         times = result["timestamps"]
         if times is None:
@@ -107,18 +135,31 @@ def run(test_set_dir: Path, output_dir: Path, predictor, options: dict,
         kitti.write_poses(output_dir / f"{sequence.name}_poses.txt", poses)
         atomic.write_text(output_dir / f"{sequence.name}_tum.txt", trajectory.format_tum(times, poses))
         records[sequence.name] = intrinsics_record(sequence, result, source, size_hw)
-        atomic.write_text(output_dir / f"{sequence.name}_intrinsics.json",
-                          json.dumps(records[sequence.name], indent=2) + "\n")
-        entries.append({
-            "name": sequence.name, "kind": sequence.kind, "num_poses": int(poses.shape[0]),
-            "first_image": str(sequence.files[0]), "last_image": str(sequence.files[-1]),
-            "gt_poses": str(sequence.gt_poses) if sequence.gt_poses else None,
-            "poses": f"{sequence.name}_poses.txt", "tum": f"{sequence.name}_tum.txt",
-            "xyz": f"odometry_{sequence.name}.txt", "intrinsics": f"{sequence.name}_intrinsics.json",
-        })
-    manifest = {"accumulation": options["accumulation"], "orthonormalize": bool(options["orthonormalize"]),
-                "flip_augment": bool(options["flip_augment"]),
-                "image_size": list(predictor.image_size), "intrinsics_source": source, "sequences": entries}
+        atomic.write_text(
+            output_dir / f"{sequence.name}_intrinsics.json", json.dumps(records[sequence.name], indent=2) + "\n"
+        )
+        entries.append(
+            {
+                "name": sequence.name,
+                "kind": sequence.kind,
+                "num_poses": int(poses.shape[0]),
+                "first_image": str(sequence.files[0]),
+                "last_image": str(sequence.files[-1]),
+                "gt_poses": str(sequence.gt_poses) if sequence.gt_poses else None,
+                "poses": f"{sequence.name}_poses.txt",
+                "tum": f"{sequence.name}_tum.txt",
+                "xyz": f"odometry_{sequence.name}.txt",
+                "intrinsics": f"{sequence.name}_intrinsics.json",
+            }
+        )
+    manifest = {
+        "accumulation": options["accumulation"],
+        "orthonormalize": bool(options["orthonormalize"]),
+        "flip_augment": bool(options["flip_augment"]),
+        "image_size": list(predictor.image_size),
+        "intrinsics_source": source,
+        "sequences": entries,
+    }
     atomic.write_text(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if intrinsics_metrics_file is not None:
         report = intrinsics_evaluation.report(records, source)
@@ -132,15 +173,21 @@ def main(argv: Optional[Sequence[str]] = None, predictor=None) -> dict:
         predictor = load_predictor(args.checkpoint_path)
     for flag, value, index in (("--img_height", args.img_height, 0), ("--img_width", args.img_width, 1)):
         if value is not None and value != predictor.image_size[index]:
-            raise common.StageError(f"{flag}={value} but the checkpoint works at "
-                                    f"{tuple(predictor.image_size)} (H, W)")
-    manifest = run(Path(args.odometry_test_set_dir), Path(args.output_dir), predictor, options,
-                   Path(args.intrinsics_metrics_file) if args.intrinsics_metrics_file else None)
+            raise common.StageError(f"{flag}={value} but the checkpoint works at {tuple(predictor.image_size)} (H, W)")
+    manifest = run(
+        Path(args.odometry_test_set_dir),
+        Path(args.output_dir),
+        predictor,
+        options,
+        Path(args.intrinsics_metrics_file) if args.intrinsics_metrics_file else None,
+    )
     for entry in manifest["sequences"]:
         print(f"trajectory_inference: {entry['name']}: {entry['num_poses']} poses -> {args.output_dir}")
     if manifest["intrinsics_source"] == "given":
-        print("trajectory_inference: intrinsics head untrained (learn_intrinsics false): reporting the "
-              "sequences' calibration K, source \"records\"")
+        print(
+            "trajectory_inference: intrinsics head untrained (learn_intrinsics false): reporting the "
+            'sequences\' calibration K, source "records"'
+        )
     return manifest
 
 

@@ -12,6 +12,7 @@ A camera is drawn from :class:`CameraRanges` with its own random stream ``defaul
 
 Rendering at another size scales the native K exactly (:func:`formats.camera.scale_intrinsics`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,11 +74,14 @@ class CameraRanges:
 
     def validate(self) -> "CameraRanges":
         if not 1.0 <= self.hfov_min_deg <= self.hfov_max_deg < 179.0:
-            raise ValueError(f"wild_camera: need 1 <= hfov_min_deg <= hfov_max_deg < 179, got "
-                             f"{self.hfov_min_deg}..{self.hfov_max_deg}")
+            raise ValueError(
+                f"wild_camera: need 1 <= hfov_min_deg <= hfov_max_deg < 179, got "
+                f"{self.hfov_min_deg}..{self.hfov_max_deg}"
+            )
         if not 0.0 <= self.principal_point_offset < 0.5:
-            raise ValueError("wild_camera.principal_point_offset must be in [0, 0.5), got "
-                             f"{self.principal_point_offset}")
+            raise ValueError(
+                f"wild_camera.principal_point_offset must be in [0, 0.5), got {self.principal_point_offset}"
+            )
         if not self.sizes:
             raise ValueError("wild_camera.sizes is empty")
         for size in self.sizes:
@@ -112,7 +116,7 @@ class Camera:
     intrinsics: np.ndarray
     fps: float
     native_size: Tuple[int, int]
-    hfov_deg: float           # horizontal field of view at the native size (unchanged by scaling)
+    hfov_deg: float  # horizontal field of view at the native size (unchanged by scaling)
 
 
 def draw_camera(ranges: CameraRanges, seed: int, sequence: int) -> Camera:

@@ -8,6 +8,7 @@ Two switches make the world "wild" (both off by default, which is the original w
 point, frame size and aspect ratio, frame rate), ``path="wild"`` gives every sequence a drive with a sharp
 turn, stops or speed changes and lane changes (:mod:`synthetic.paths`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +27,7 @@ from synthetic.paths import PathRanges
 from synthetic.render import render_frame
 from synthetic.scene import Scene, build_scene
 
-CAMERAS = ("kitti", "wild")   # kitti: the layout's one native camera for every sequence; wild: one per sequence
+CAMERAS = ("kitti", "wild")  # kitti: the layout's one native camera for every sequence; wild: one per sequence
 PATHS = ("straight", "wild")  # straight: along the gently curving road; wild: turns, stops, lane changes
 
 
@@ -40,7 +41,7 @@ class Job:
     seed: int = 1
     num_sequences: int = 1
     frames_per_sequence: int = 60
-    width: int = 0          # 0 = the layout's native size
+    width: int = 0  # 0 = the layout's native size
     height: int = 0
     fps: float = 10.0
     supersampling: int = 2
@@ -91,8 +92,17 @@ def sequence_camera(job: Job, sequence: int) -> cameras.Camera:
 def scene_for(job: Job, sequence: int) -> Scene:
     camera = sequence_camera(job, sequence)
     path = job.wild_path if job.path == "wild" else None
-    return build_scene(job.seed, sequence, camera.width, camera.height, camera.intrinsics, camera.fps,
-                       job.frames_per_sequence, path=path, tall_sky=job.camera == "wild" or job.path == "wild")
+    return build_scene(
+        job.seed,
+        sequence,
+        camera.width,
+        camera.height,
+        camera.intrinsics,
+        camera.fps,
+        job.frames_per_sequence,
+        path=path,
+        tall_sky=job.camera == "wild" or job.path == "wild",
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -115,15 +125,19 @@ def _render_chunk(task: Tuple[Job, int, int, int]):
         if job.layout == "video":
             images.append(rendered.image)
         else:
-            layouts.write_image(layouts.image_path(job.layout, job.output, job.split, sequence, frame,
-                                                   job.camera_per_sequence), rendered.image)
+            layouts.write_image(
+                layouts.image_path(job.layout, job.output, job.split, sequence, frame, job.camera_per_sequence),
+                rendered.image,
+            )
     return sequence, start, images
 
 
 def _tasks(job: Job, chunk: int) -> List[Tuple[Job, int, int, int]]:
-    return [(job, sequence, start, min(start + chunk, job.frames_per_sequence))
-            for sequence in range(job.num_sequences)
-            for start in range(0, job.frames_per_sequence, chunk)]
+    return [
+        (job, sequence, start, min(start + chunk, job.frames_per_sequence))
+        for sequence in range(job.num_sequences)
+        for start in range(0, job.frames_per_sequence, chunk)
+    ]
 
 
 def run(job: Job, progress: bool = True) -> Path:
@@ -136,10 +150,21 @@ def run(job: Job, progress: bool = True) -> Path:
     for sequence in range(job.num_sequences):
         scene = _cached_scene(job, sequence)  # also reused by the frames of a 1-worker (or forked) render
         truth = groundtruth.GroundTruth(scene.poses, scene.intrinsics, scene.timestamps)
-        groundtruth.write_sequence(layouts.groundtruth_dir(job.layout, output, job.split, sequence,
-                                                           job.camera_per_sequence), truth)
-        layouts.write_sequence_files(job.layout, output, job.split, sequence, scene.intrinsics, scene.width,
-                                     scene.height, scene.timestamps, scene.poses, job.camera_per_sequence)
+        groundtruth.write_sequence(
+            layouts.groundtruth_dir(job.layout, output, job.split, sequence, job.camera_per_sequence), truth
+        )
+        layouts.write_sequence_files(
+            job.layout,
+            output,
+            job.split,
+            sequence,
+            scene.intrinsics,
+            scene.width,
+            scene.height,
+            scene.timestamps,
+            scene.poses,
+            job.camera_per_sequence,
+        )
         summaries.append(sequence_summary(job, sequence, scene))
     chunk = max(1, min(10, -(-job.frames_per_sequence // max(1, 2 * job.workers))))
     tasks = _tasks(job, chunk)
@@ -153,8 +178,9 @@ def run(job: Job, progress: bool = True) -> Path:
                 chunks = video_frames.pop(sequence)
                 frames = [image for key in sorted(chunks) for image in chunks[key]]
                 camera = sequence_camera(job, sequence)
-                layouts.write_video(output / f"{layouts.video_name(sequence)}.mp4", frames, camera.fps,
-                                    camera.width, camera.height)
+                layouts.write_video(
+                    output / f"{layouts.video_name(sequence)}.mp4", frames, camera.fps, camera.width, camera.height
+                )
     bar.close()
     description = describe(job, summaries)
     atomic.write_text(output / "synthetic.json", json.dumps(description, indent=2, sort_keys=True) + "\n")
@@ -186,15 +212,26 @@ def sequence_summary(job: Job, sequence: int, scene: Scene) -> dict:
     """What was drawn for one sequence (recorded in a wild world's ``synthetic.json``)."""
     camera = sequence_camera(job, sequence)
     K = scene.intrinsics
-    summary = {"sequence": sequence, "width": scene.width, "height": scene.height, "fps": camera.fps,
-               "fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
-               "hfov_deg": round(camera.hfov_deg, 6),
-               "native_size": f"{camera.native_size[0]}x{camera.native_size[1]}"}
+    summary = {
+        "sequence": sequence,
+        "width": scene.width,
+        "height": scene.height,
+        "fps": camera.fps,
+        "fx": float(K[0, 0]),
+        "fy": float(K[1, 1]),
+        "cx": float(K[0, 2]),
+        "cy": float(K[1, 2]),
+        "hfov_deg": round(camera.hfov_deg, 6),
+        "native_size": f"{camera.native_size[0]}x{camera.native_size[1]}",
+    }
     if scene.plan is not None:
         plan = scene.plan
-        summary.update(turn_deg=round(float(np.degrees(plan.turn_angle)), 6), stops=plan.stops,
-                       lane_change=plan.lane_from != plan.lane_to,
-                       distance_m=round(float(scene.camera_s[-1] - scene.camera_s[0]), 6))
+        summary.update(
+            turn_deg=round(float(np.degrees(plan.turn_angle)), 6),
+            stops=plan.stops,
+            lane_change=plan.lane_from != plan.lane_to,
+            distance_m=round(float(scene.camera_s[-1] - scene.camera_s[0]), 6),
+        )
     return summary
 
 
@@ -227,5 +264,6 @@ def _progress(job: Job, enabled: bool):
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=job.num_sequences * job.frames_per_sequence, unit="frame",
-                desc=f"synthesize {job.split} ({job.layout})")
+    return tqdm(
+        total=job.num_sequences * job.frames_per_sequence, unit="frame", desc=f"synthesize {job.split} ({job.layout})"
+    )

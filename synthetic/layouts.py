@@ -19,6 +19,7 @@ calibration per date folder is kept by giving each sequence its own date folder:
 The other layouts already carry a calibration per sequence (odometry ``calib.txt``, Cityscapes camera json per
 frame, the video's ``groundtruth/<name>/intrinsics.txt``).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,8 +63,9 @@ def camera(layout: str, width: int = 0, height: int = 0) -> Tuple[int, int, np.n
     return width, height, scale_intrinsics(native_k, width / native_width, height / native_height)
 
 
-def image_path(layout: str, root: os.PathLike, split: str, sequence: int, frame: int,
-               camera_per_sequence: bool = False) -> Path:
+def image_path(
+    layout: str, root: os.PathLike, split: str, sequence: int, frame: int, camera_per_sequence: bool = False
+) -> Path:
     """The image file of a frame (not used for ``video``)."""
     root = Path(root)
     if layout == "kitti_raw":
@@ -92,8 +94,9 @@ def video_name(sequence: int) -> str:
     return f"synthetic_{sequence:04d}"
 
 
-def groundtruth_dir(layout: str, root: os.PathLike, split: str, sequence: int,
-                    camera_per_sequence: bool = False) -> Path:
+def groundtruth_dir(
+    layout: str, root: os.PathLike, split: str, sequence: int, camera_per_sequence: bool = False
+) -> Path:
     root = Path(root)
     if layout == "kitti_raw":
         return kitti_raw_drive(root, sequence, camera_per_sequence) / "groundtruth"
@@ -151,9 +154,18 @@ def write_image(path: os.PathLike, rgb: np.ndarray) -> None:
     atomic.write_bytes(path, encode_png(rgb))
 
 
-def write_sequence_files(layout: str, root: os.PathLike, split: str, sequence: int, intrinsics: np.ndarray,
-                         width: int, height: int, timestamps: np.ndarray, poses: np.ndarray,
-                         camera_per_sequence: bool = False) -> None:
+def write_sequence_files(
+    layout: str,
+    root: os.PathLike,
+    split: str,
+    sequence: int,
+    intrinsics: np.ndarray,
+    width: int,
+    height: int,
+    timestamps: np.ndarray,
+    poses: np.ndarray,
+    camera_per_sequence: bool = False,
+) -> None:
     """The per-sequence files of the layout (calibration, timestamps, poses); not the frames.
 
     KITTI raw: with ``camera_per_sequence`` the sequence's own date folder gets its calibration (otherwise
@@ -166,8 +178,10 @@ def write_sequence_files(layout: str, root: os.PathLike, split: str, sequence: i
             start = KITTI_START + dt.timedelta(days=sequence)
         else:
             start = KITTI_START + dt.timedelta(minutes=5 * sequence)
-        atomic.write_text(kitti_raw_drive(root, sequence, camera_per_sequence) / "image_02" / "timestamps.txt",
-                          kitti.format_raw_timestamps(timestamps, start))
+        atomic.write_text(
+            kitti_raw_drive(root, sequence, camera_per_sequence) / "image_02" / "timestamps.txt",
+            kitti.format_raw_timestamps(timestamps, start),
+        )
     elif layout == "kitti_odometry":
         folder = root / "sequences" / f"{sequence:02d}"
         atomic.write_text(folder / "calib.txt", odometry_calibration(intrinsics))

@@ -21,6 +21,7 @@ right, i.e. +z towards +x, as headings in :mod:`synthetic.scene`).
   ends before the centre of the tightest bend); the camera moves from one to the other over 20-40 m
   of road with a cosine profile d(s) = a + (b - a) (1 - cos(pi u)) / 2.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,13 +30,13 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-PATH_STREAM = 2                 # third entropy word of the drive's random stream
-MIN_TURN_RADIUS = 12.0          # metres, tightest radius of curvature of a turn
+PATH_STREAM = 2  # third entropy word of the drive's random stream
+MIN_TURN_RADIUS = 12.0  # metres, tightest radius of curvature of a turn
 MAX_TURN_RADIUS = 25.0
-LANES = (1.75, 5.0)             # lane centres (metres right of the centreline) of the camera's direction
-LANE_DIVIDER = 3.375            # metres: the dashed line between the two lanes of a direction
-ROAD_HALF_WIDTH = (8.0, 8.8)    # metres: 2 lanes (about 3.4 and 3.1 m wide), then a parking strip
-MARGIN = 1.0                    # metres of straight road kept before and after the turn inside the drive
+LANES = (1.75, 5.0)  # lane centres (metres right of the centreline) of the camera's direction
+LANE_DIVIDER = 3.375  # metres: the dashed line between the two lanes of a direction
+ROAD_HALF_WIDTH = (8.0, 8.8)  # metres: 2 lanes (about 3.4 and 3.1 m wide), then a parking strip
+MARGIN = 1.0  # metres of straight road kept before and after the turn inside the drive
 LANE_CHANGE_LENGTH = (20.0, 40.0)
 
 
@@ -71,14 +72,16 @@ class PathRanges:
         if not all(math.isfinite(v) for v in values.values()):
             raise ValueError(f"wild_path: every value must be finite, got {values}")
         if not 0.0 < self.turn_min_deg <= self.turn_max_deg <= 170.0:
-            raise ValueError(f"wild_path: need 0 < turn_min_deg <= turn_max_deg <= 170, got "
-                             f"{self.turn_min_deg}..{self.turn_max_deg}")
+            raise ValueError(
+                f"wild_path: need 0 < turn_min_deg <= turn_max_deg <= 170, got {self.turn_min_deg}..{self.turn_max_deg}"
+            )
         for name in ("stop_probability", "lane_change_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"wild_path.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.5 <= self.speed_min <= self.speed_max <= 40.0:
-            raise ValueError(f"wild_path: need 0.5 <= speed_min <= speed_max <= 40 m/s, got "
-                             f"{self.speed_min}..{self.speed_max}")
+            raise ValueError(
+                f"wild_path: need 0.5 <= speed_min <= speed_max <= 40 m/s, got {self.speed_min}..{self.speed_max}"
+            )
         return self
 
 
@@ -117,8 +120,11 @@ class DrivePlan:
         s = np.asarray(s, np.float64)
         u = (s - self.lane_start) / self.lane_length
         inside = (u > 0.0) & (u < 1.0)
-        return np.where(inside, (self.lane_to - self.lane_from) * 0.5 * np.pi / self.lane_length
-                        * np.sin(np.pi * np.clip(u, 0.0, 1.0)), 0.0)
+        return np.where(
+            inside,
+            (self.lane_to - self.lane_from) * 0.5 * np.pi / self.lane_length * np.sin(np.pi * np.clip(u, 0.0, 1.0)),
+            0.0,
+        )
 
 
 def turn_heading(s, start: float, length: float, angle: float) -> np.ndarray:
@@ -143,19 +149,20 @@ def integrate_speed(knot_t: np.ndarray, knot_v: np.ndarray, t) -> np.ndarray:
     tau = np.clip(t - knot_t[index], 0.0, None)
     slope = (knot_v[index + 1] - knot_v[index]) / widths[index]
     inside = t <= knot_t[-1]
-    within = cumulative[index] + knot_v[index] * tau + 0.5 * slope * tau ** 2
+    within = cumulative[index] + knot_v[index] * tau + 0.5 * slope * tau**2
     beyond = cumulative[-1] + knot_v[-1] * (t - knot_t[-1])
     return np.where(inside, within, beyond)
 
 
-def _speed_knots(rng: np.random.Generator, duration: float,
-                 ranges: PathRanges) -> Tuple[np.ndarray, np.ndarray, Optional[float]]:
+def _speed_knots(
+    rng: np.random.Generator, duration: float, ranges: PathRanges
+) -> Tuple[np.ndarray, np.ndarray, Optional[float]]:
     """Knots of v(t) covering [0, duration + 1] and the time the camera comes to rest (None: no stop)."""
     v0 = rng.uniform(max(ranges.speed_min, 0.5 * (ranges.speed_min + ranges.speed_max) - 3.0), ranges.speed_max)
     knots = [(0.0, v0)]
     rest = None
     if rng.random() < ranges.stop_probability:
-        brake = max(rng.uniform(0.1, 0.45) * duration, 1e-3)   # knots strictly increasing, even for 1 frame
+        brake = max(rng.uniform(0.1, 0.45) * duration, 1e-3)  # knots strictly increasing, even for 1 frame
         stopped = brake + v0 / rng.uniform(2.5, 4.5)
         moving = stopped + rng.uniform(0.4, 1.2)
         v1 = rng.uniform(ranges.speed_min, ranges.speed_max)
@@ -204,5 +211,16 @@ def plan_drive(seed: int, sequence: int, timestamps: np.ndarray, ranges: PathRan
         lane_length = min(lane_change_length, travelled - 2.0 * MARGIN)
         lane_start = rng.uniform(MARGIN, travelled - MARGIN - lane_length)
     half_width = rng.uniform(*ROAD_HALF_WIDTH)
-    return DrivePlan(knot_t, knot_v, float(start), float(length), float(angle), float(lane_from), float(lane_to),
-                     float(lane_start), float(lane_length), rest is not None, float(half_width))
+    return DrivePlan(
+        knot_t,
+        knot_v,
+        float(start),
+        float(length),
+        float(angle),
+        float(lane_from),
+        float(lane_to),
+        float(lane_start),
+        float(lane_length),
+        rest is not None,
+        float(half_width),
+    )

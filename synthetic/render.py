@@ -10,6 +10,7 @@ everywhere) and upright boxes (slab test in the box frame). Boxes are culled by 
 box of their near-plane-clipped corners. Textures come from the mip-mapped atlas of
 :mod:`synthetic.textures` (trilinear), shading is per-face Lambert + ambient with distance haze.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Tuple
@@ -20,21 +21,21 @@ import numpy as np
 from synthetic import textures as tex
 from synthetic.scene import Boxes, Scene
 
-NEAR = 0.05                      # metres; hits closer than this are ignored
+NEAR = 0.05  # metres; hits closer than this are ignored
 SUN = np.array([-0.45, -0.75, 0.5]) / np.linalg.norm([-0.45, -0.75, 0.5])  # direction TO the sun (y down)
 AMBIENT = 0.5
 HAZE_COLOUR = np.float32([0.72, 0.78, 0.86])
-HAZE_DISTANCE = 350.0            # metres; transmittance exp(-distance / HAZE_DISTANCE)
-KIND_BACKDROP, KIND_GROUND, KIND_BOX = 0, 1, 2   # hit codes; box b is KIND_BOX + b
+HAZE_DISTANCE = 350.0  # metres; transmittance exp(-distance / HAZE_DISTANCE)
+KIND_BACKDROP, KIND_GROUND, KIND_BOX = 0, 1, 2  # hit codes; box b is KIND_BOX + b
 # the 12 edges of a box as pairs of corner indices (corner k has signs from the bits of k)
 _EDGES = np.array([(a, a | bit) for a in range(8) for bit in (1, 2, 4) if not a & bit])
 _CORNER_SIGNS = np.array([[1 if k & 1 else -1, 1 if k & 2 else -1, 1 if k & 4 else -1] for k in range(8)], float)
 
 
 class Frame(NamedTuple):
-    image: np.ndarray   # (H, W, 3) uint8 RGB
-    depth: np.ndarray   # (H, W) float32 metres
-    mask: np.ndarray    # (H, W) uint16 instance ids, 0 = static
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    depth: np.ndarray  # (H, W) float32 metres
+    mask: np.ndarray  # (H, W) uint16 instance ids, 0 = static
 
 
 def camera_rays(intrinsics: np.ndarray, width: int, height: int, supersampling: int = 1) -> np.ndarray:
@@ -78,14 +79,15 @@ def box_corners(boxes: Boxes) -> np.ndarray:
     return np.stack([x, local[..., 1], z], axis=-1) + boxes.center[:, None, :]
 
 
-def screen_bounds(boxes: Boxes, T_camera_from_world: np.ndarray, intrinsics: np.ndarray, width: int,
-                  height: int) -> np.ndarray:
+def screen_bounds(
+    boxes: Boxes, T_camera_from_world: np.ndarray, intrinsics: np.ndarray, width: int, height: int
+) -> np.ndarray:
     """(N, 4) integer pixel bounds (x0, y0, x1, y1), exclusive end, of each box's projection clipped to the
     image; empty (x1 <= x0) when the box lies behind the near plane or off screen. Conservative by 1 px."""
     if not len(boxes):
         return np.zeros((0, 4), np.int64)
     corners = box_corners(boxes) @ T_camera_from_world[:3, :3].T + T_camera_from_world[:3, 3]
-    a, b = corners[:, _EDGES[:, 0]], corners[:, _EDGES[:, 1]]            # (N, 12, 3)
+    a, b = corners[:, _EDGES[:, 0]], corners[:, _EDGES[:, 1]]  # (N, 12, 3)
     za, zb = a[..., 2], b[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = (NEAR - za) / (zb - za)
@@ -93,8 +95,11 @@ def screen_bounds(boxes: Boxes, T_camera_from_world: np.ndarray, intrinsics: np.
         clipped = np.where(crossing, a + fraction[..., None] * (b - a), np.nan)
     points = np.concatenate([np.where(corners[..., 2:] >= NEAR, corners, np.nan), clipped], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        u = intrinsics[0, 0] * points[..., 0] / points[..., 2] + intrinsics[0, 1] * points[..., 1] / points[..., 2] \
+        u = (
+            intrinsics[0, 0] * points[..., 0] / points[..., 2]
+            + intrinsics[0, 1] * points[..., 1] / points[..., 2]
             + intrinsics[0, 2]
+        )
         v = intrinsics[1, 1] * points[..., 1] / points[..., 2] + intrinsics[1, 2]
     visible = np.any(np.isfinite(u), axis=1)
     bounds = np.zeros((len(boxes), 4), np.int64)
@@ -102,16 +107,22 @@ def screen_bounds(boxes: Boxes, T_camera_from_world: np.ndarray, intrinsics: np.
         with np.errstate(invalid="ignore"):
             lo_u, hi_u = np.nanmin(u[visible], axis=1), np.nanmax(u[visible], axis=1)
             lo_v, hi_v = np.nanmin(v[visible], axis=1), np.nanmax(v[visible], axis=1)
-        bounds[visible] = np.stack([
-            np.clip(np.floor(lo_u) - 1, 0, width), np.clip(np.floor(lo_v) - 1, 0, height),
-            np.clip(np.ceil(hi_u) + 2, 0, width), np.clip(np.ceil(hi_v) + 2, 0, height)], axis=1).astype(np.int64)
+        bounds[visible] = np.stack(
+            [
+                np.clip(np.floor(lo_u) - 1, 0, width),
+                np.clip(np.floor(lo_v) - 1, 0, height),
+                np.clip(np.ceil(hi_u) + 2, 0, width),
+                np.clip(np.ceil(hi_v) + 2, 0, height),
+            ],
+            axis=1,
+        ).astype(np.int64)
     return bounds
 
 
 class Hits(NamedTuple):
-    t: np.ndarray       # (h, w) float32 ray parameter = depth
-    kind: np.ndarray    # (h, w) int32: KIND_BACKDROP, KIND_GROUND, or KIND_BOX + box index
-    axis: np.ndarray    # (h, w) int8 entry-face axis of box hits
+    t: np.ndarray  # (h, w) float32 ray parameter = depth
+    kind: np.ndarray  # (h, w) int32: KIND_BACKDROP, KIND_GROUND, or KIND_BOX + box index
+    axis: np.ndarray  # (h, w) int8 entry-face axis of box hits
     origin: np.ndarray  # (3,) camera centre in the world
     rays: Tuple[np.ndarray, np.ndarray, np.ndarray]  # world ray components (h, w) float32 each
 
@@ -129,7 +140,7 @@ def cast(scene: Scene, pose: np.ndarray, boxes: Boxes, rays_camera: np.ndarray, 
     oz = np.float32(origin[2] - scene.backdrop_center[1])
     a = dx * dx + dz * dz
     b = ox * dx + oz * dz
-    c = np.float32(ox * ox + oz * oz - scene.backdrop_radius ** 2)
+    c = np.float32(ox * ox + oz * oz - scene.backdrop_radius**2)
     t = (-b + np.sqrt(b * b - a * c)) / a
     kind = np.zeros(t.shape, np.int32)
     # road plane y = 0 (the camera is above it: origin y < 0)
@@ -148,8 +159,11 @@ def cast(scene: Scene, pose: np.ndarray, boxes: Boxes, rays_camera: np.ndarray, 
         window = (slice(y0, y1), slice(x0, x1))
         cos_yaw, sin_yaw = np.cos(boxes.yaw[index]), np.sin(boxes.yaw[index])
         relative = origin - boxes.center[index]
-        origin_local = (cos_yaw * relative[0] - sin_yaw * relative[2], relative[1],
-                        sin_yaw * relative[0] + cos_yaw * relative[2])
+        origin_local = (
+            cos_yaw * relative[0] - sin_yaw * relative[2],
+            relative[1],
+            sin_yaw * relative[0] + cos_yaw * relative[2],
+        )
         wx, wy, wz = dx[window], dy[window], dz[window]
         lx = np.float32(cos_yaw) * wx - np.float32(sin_yaw) * wz
         lz = np.float32(sin_yaw) * wx + np.float32(cos_yaw) * wz
@@ -171,8 +185,14 @@ def _remap_points(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarr
     map_x = np.zeros(padded, np.float32)
     map_y = np.zeros(padded, np.float32)
     map_x[:count], map_y[:count] = xs, ys
-    out = cv2.remap(image, map_x.reshape(rows, columns), map_y.reshape(rows, columns), cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_CONSTANT, borderValue=(np.nan, np.nan, np.nan, np.nan))
+    out = cv2.remap(
+        image,
+        map_x.reshape(rows, columns),
+        map_y.reshape(rows, columns),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(np.nan, np.nan, np.nan, np.nan),
+    )
     return out.reshape(padded, -1)[:count]
 
 
@@ -181,13 +201,13 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     atlas = tex.atlas()
     flat_t = hits.t.reshape(-1)
     dx, dy, dz = (r.reshape(-1) for r in hits.rays)
-    origin = hits.origin.astype(np.float32)   # float32 keeps millimetres at the scene's < 1 km scale
+    origin = hits.origin.astype(np.float32)  # float32 keeps millimetres at the scene's < 1 km scale
     px = origin[0] + flat_t * dx
     py = origin[1] + flat_t * dy
     pz = origin[2] + flat_t * dz
     kind = hits.kind.reshape(-1)
     count = flat_t.size
-    u = np.zeros(count, np.float32)            # texture coordinates in metres
+    u = np.zeros(count, np.float32)  # texture coordinates in metres
     v = np.zeros(count, np.float32)
     material = np.zeros(count, np.int64)
     normal = np.zeros((3, count), np.float32)
@@ -201,7 +221,7 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     if scene.tall_sky:  # above the top, mirror back into the sky band (above every skyline) instead of clipping
         band = 0.5 * tex.BACKDROP_HEIGHT
         excess = np.maximum(-py[backdrop] - top, 0.0)
-        folded = np.abs(np.mod(excess + band, 2 * band) - band)   # 0..band, continuous
+        folded = np.abs(np.mod(excess + band, 2 * band) - band)  # 0..band, continuous
         v[backdrop] = np.where(excess > 0, top - folded, np.clip(-py[backdrop], 0.0, top))
     else:
         v[backdrop] = np.clip(-py[backdrop], 0.0, top)
@@ -215,8 +235,7 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     known = np.isfinite(s_road) & np.isfinite(d_road)
     offroad = np.abs(np.where(known, d_road, 1e3))
     w = scene.road.half_width
-    ground_material = np.where(offroad < w, tex.ASPHALT,
-                               np.where(offroad < w + 3.0, tex.SIDEWALK, tex.GRASS))
+    ground_material = np.where(offroad < w, tex.ASPHALT, np.where(offroad < w + 3.0, tex.SIDEWALK, tex.GRASS))
     u[ground] = np.where(known, d_road, px[ground])
     v[ground] = np.where(known, s_road, pz[ground])
     material[ground] = ground_material
@@ -226,13 +245,16 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     if boxed.size:
         index = kind[boxed] - KIND_BOX
         cos_yaw, sin_yaw = np.cos(boxes.yaw[index]), np.sin(boxes.yaw[index])
-        rx, ry, rz = (px[boxed] - boxes.center[index, 0], py[boxed] - boxes.center[index, 1],
-                      pz[boxed] - boxes.center[index, 2])
+        rx, ry, rz = (
+            px[boxed] - boxes.center[index, 0],
+            py[boxed] - boxes.center[index, 1],
+            pz[boxed] - boxes.center[index, 2],
+        )
         lx = cos_yaw * rx - sin_yaw * rz
         lz = sin_yaw * rx + cos_yaw * rz
         half = boxes.half[index]
         face = hits.axis.reshape(-1)[boxed]
-        height_up = half[:, 1] - ry                     # metres above the box bottom
+        height_up = half[:, 1] - ry  # metres above the box bottom
         u[boxed] = np.where(face == 0, lz + half[:, 2], lx + half[:, 0]) + boxes.uv_offset[index, 0]
         v[boxed] = np.where(face == 1, lz + half[:, 2], height_up) + boxes.uv_offset[index, 1]
         material[boxed] = boxes.material[index]
@@ -250,7 +272,7 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     distance = flat_t * ray_length
     cosine = np.abs(normal[0] * dx + normal[1] * dy + normal[2] * dz) / ray_length
     cosine = np.where(lit, np.maximum(cosine, 0.02), 1.0)
-    footprint = distance / (scene.intrinsics[0, 0] * supersampling) / np.sqrt(cosine)   # metres
+    footprint = distance / (scene.intrinsics[0, 0] * supersampling) / np.sqrt(cosine)  # metres
     tile_u = tex.TILE_METRES[material, 0].astype(np.float32)
     tile_u[backdrop] = scene.backdrop_tile_u
     tile_v = tex.TILE_METRES[material, 1].astype(np.float32)
@@ -259,22 +281,23 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     level_lo = np.floor(level).astype(np.int64)
     blend = (level - level_lo).astype(np.float32)[:, None]
     colour = None
-    tu = u / tile_u * tex.TILE   # texel coordinates at level 0 (texel k spans [k, k + 1))
+    tu = u / tile_u * tex.TILE  # texel coordinates at level 0 (texel k spans [k, k + 1))
     # rows run downwards: height v above a surface's bottom edge maps to row TILE - v (wrapped), so the
     # tile's bottom row sits on the ground; the backdrop tile spans exactly its height (no wrap)
     tv = np.where(material == tex.BACKDROP, (tex.BACKDROP_HEIGHT - v) / tile_v, -v / tile_v) * tex.TILE
     for offset in (0, 1):
         lvl = np.minimum(level_lo + offset, tex.LEVELS - 1)
         size = atlas.size[lvl]
-        scale = np.float32(1.0) / (2.0 ** lvl).astype(np.float32)
+        scale = np.float32(1.0) / (2.0**lvl).astype(np.float32)
         ax = atlas.origin_x[material] + np.mod(tu * scale - 0.5, size)
         ay = atlas.origin_y[lvl] + np.mod(tv * scale - 0.5, size)
         sample = _remap_points(atlas.image, ax, ay)
         colour = sample * (1 - blend) if colour is None else colour + sample * blend
 
     colour *= tint
-    colour = _road_markings(colour, ground, s_road, d_road, known, footprint[ground], cosine[ground], w,
-                            scene.lane_lines)
+    colour = _road_markings(
+        colour, ground, s_road, d_road, known, footprint[ground], cosine[ground], w, scene.lane_lines
+    )
     sun = np.maximum(0.0, normal.T @ SUN.astype(np.float32))
     light = np.where(lit, AMBIENT + (1 - AMBIENT) * sun, 1.0)
     colour *= light[:, None].astype(np.float32)
@@ -287,7 +310,7 @@ def _road_markings(colour, ground, s_road, d_road, known, footprint, cosine, hal
     """Anti-aliased lane markings (coverage from the sample footprint): a dashed centre line (3 m of
     every 9 m) and solid edge lines 0.3 m inside the kerb; a dark kerb strip at |d| = half width; dashed
     lane dividers (3 m of every 9 m) at |d| in ``lane_lines``."""
-    across = np.maximum(footprint * np.sqrt(cosine), 1e-3)   # footprint across the line (metres)
+    across = np.maximum(footprint * np.sqrt(cosine), 1e-3)  # footprint across the line (metres)
     along = np.maximum(footprint / np.sqrt(np.maximum(cosine, 0.02)), 1e-3)
     d = np.where(known, d_road, 1e3)
     s = np.where(known, s_road, 0.0)
@@ -309,8 +332,9 @@ def _road_markings(colour, ground, s_road, d_road, known, footprint, cosine, hal
     return colour
 
 
-def render_frame(scene: Scene, frame: int, supersampling: int = 2, include_movers: bool = True,
-                 rays_cache: dict | None = None) -> Frame:
+def render_frame(
+    scene: Scene, frame: int, supersampling: int = 2, include_movers: bool = True, rays_cache: dict | None = None
+) -> Frame:
     """Render frame ``frame`` of ``scene``: RGB (mean of n x n samples), depth and instance mask at centres."""
     if not 0 <= frame < scene.num_frames:
         raise IndexError(f"frame {frame} outside 0..{scene.num_frames - 1}")

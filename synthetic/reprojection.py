@@ -3,6 +3,7 @@
 Pixel-centre convention: pixel (i, j) (column i, row j) has centre (x, y) = (i, j); camera axes x right,
 y down, z forward; depth is z in the camera frame.
 """
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -12,8 +13,13 @@ import numpy as np
 from formats.camera import validate_intrinsics
 
 
-def warp_to_target(source_image: np.ndarray, target_depth: np.ndarray, intrinsics: np.ndarray,
-                   T_source_from_target: np.ndarray, min_depth: float = 1e-3) -> Tuple[np.ndarray, np.ndarray]:
+def warp_to_target(
+    source_image: np.ndarray,
+    target_depth: np.ndarray,
+    intrinsics: np.ndarray,
+    T_source_from_target: np.ndarray,
+    min_depth: float = 1e-3,
+) -> Tuple[np.ndarray, np.ndarray]:
     """Synthesise the target view from the source image.
 
     Each target pixel p is back-projected with its depth, P_t = depth * K^-1 [x, y, 1]^T, moved into the
@@ -58,17 +64,20 @@ def warp_to_target(source_image: np.ndarray, target_depth: np.ndarray, intrinsic
     fx, fy = u - x0, v - y0
     if source.ndim == 3:
         fx, fy = fx[..., None], fy[..., None]
-    warped = ((source[y0, x0] * (1 - fx) + source[y0, x1] * fx) * (1 - fy)
-              + (source[y1, x0] * (1 - fx) + source[y1, x1] * fx) * fy)
+    warped = (source[y0, x0] * (1 - fx) + source[y0, x1] * fx) * (1 - fy) + (
+        source[y1, x0] * (1 - fx) + source[y1, x1] * fx
+    ) * fy
     mask = valid[..., None] if source.ndim == 3 else valid
     return np.where(mask, warped, 0.0), valid
 
 
 def T_source_from_target(pose_source: np.ndarray, pose_target: np.ndarray) -> np.ndarray:
     """4x4 transform from the target camera to the source camera, given camera-to-world poses."""
+
     def full(pose):
         pose = np.asarray(pose, dtype=np.float64)
         if pose.shape == (3, 4):
             pose = np.vstack([pose, [0, 0, 0, 1]])
         return pose
+
     return np.linalg.inv(full(pose_source)) @ full(pose_target)

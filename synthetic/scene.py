@@ -12,6 +12,7 @@ right lane (d = +1.75 m); oncoming traffic uses d = -1.75 m.
 Poses are camera-to-world 4 x 4 matrices (``T_world_from_camera``). Everything is a deterministic function
 of (seed, sequence index) and the camera/size settings.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,7 @@ from synthetic import paths as drives
 from synthetic import textures as tex
 
 LANE_OFFSET = 1.75
-DRIVE_START = 20.0    # arc length of the camera at t = 0
+DRIVE_START = 20.0  # arc length of the camera at t = 0
 SIDEWALK_WIDTH = 3.0
 
 
@@ -60,8 +61,15 @@ class Boxes:
 
     @staticmethod
     def empty() -> "Boxes":
-        return Boxes(np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros((0, 3)),
-                     np.zeros((0, 2)), np.zeros(0, np.int64))
+        return Boxes(
+            np.zeros((0, 3)),
+            np.zeros(0),
+            np.zeros((0, 3)),
+            np.zeros(0, np.int64),
+            np.zeros((0, 3)),
+            np.zeros((0, 2)),
+            np.zeros(0, np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.yaw)
@@ -78,17 +86,19 @@ class Road:
 
     s0: float
     step: float
-    xz: np.ndarray              # (M, 2) centreline points
+    xz: np.ndarray  # (M, 2) centreline points
     psi0: float
-    curv_amp: np.ndarray        # curvature kappa(s) = sum amp * sin(freq * s + phase)  [1/m]
+    curv_amp: np.ndarray  # curvature kappa(s) = sum amp * sin(freq * s + phase)  [1/m]
     curv_freq: np.ndarray
     curv_phase: np.ndarray
-    half_width: float           # road edge at |d| = half_width
+    half_width: float  # road edge at |d| = half_width
     turns: Tuple[Tuple[float, float, float], ...] = ()  # (start s, length, heading change) of sharp turns
 
     def heading(self, s) -> np.ndarray:
         s = np.asarray(s, np.float64)[..., None]
-        terms = self.curv_amp / self.curv_freq * (np.cos(self.curv_phase) - np.cos(self.curv_freq * s + self.curv_phase))
+        terms = (
+            self.curv_amp / self.curv_freq * (np.cos(self.curv_phase) - np.cos(self.curv_freq * s + self.curv_phase))
+        )
         heading = self.psi0 + terms.sum(-1)
         for start, length, angle in self.turns:
             heading = heading + drives.turn_heading(s[..., 0], start, length, angle)
@@ -128,9 +138,15 @@ class Road:
         return np.stack([x + d * np.cos(psi), z - d * np.sin(psi)], axis=-1)
 
 
-def make_road(rng: np.random.Generator, s_start: float, s_end: float, step: float = 0.5,
-              turns: Tuple[Tuple[float, float, float], ...] = (), half_width: Optional[float] = None,
-              gentle_scale: float = 1.0) -> Road:
+def make_road(
+    rng: np.random.Generator,
+    s_start: float,
+    s_end: float,
+    step: float = 0.5,
+    turns: Tuple[Tuple[float, float, float], ...] = (),
+    half_width: Optional[float] = None,
+    gentle_scale: float = 1.0,
+) -> Road:
     """A gently curving road between arc lengths s_start and s_end (curvature below ``gentle_scale``/120 per
     metre), plus the sharp ``turns`` (start s, length, heading change; see :func:`synthetic.paths.turn_heading`).
     ``half_width`` overrides the drawn 5-7 m (the draw is made either way)."""
@@ -140,8 +156,17 @@ def make_road(rng: np.random.Generator, s_start: float, s_end: float, step: floa
         amp = amp * gentle_scale
     freq = 2 * np.pi / rng.uniform(120.0, 450.0, count)
     phase = rng.uniform(0, 2 * np.pi, count)
-    road = Road(s_start, step, np.zeros((0, 2)), float(rng.uniform(-np.pi, np.pi)), amp, freq, phase,
-                float(rng.uniform(5.0, 7.0)), tuple(turns))
+    road = Road(
+        s_start,
+        step,
+        np.zeros((0, 2)),
+        float(rng.uniform(-np.pi, np.pi)),
+        amp,
+        freq,
+        phase,
+        float(rng.uniform(5.0, 7.0)),
+        tuple(turns),
+    )
     if half_width is not None:
         road.half_width = float(half_width)
     s = s_start + step * np.arange(int(np.ceil((s_end - s_start) / step)) + 2)
@@ -175,20 +200,20 @@ class Mover:
 class Scene:
     width: int
     height: int
-    intrinsics: np.ndarray      # 3x3 K in pixels, pixel centre (i, j) at (x, y) = (i, j)
-    timestamps: np.ndarray      # (N,) seconds
-    poses: np.ndarray           # (N, 4, 4) T_world_from_camera
+    intrinsics: np.ndarray  # 3x3 K in pixels, pixel centre (i, j) at (x, y) = (i, j)
+    timestamps: np.ndarray  # (N,) seconds
+    poses: np.ndarray  # (N, 4, 4) T_world_from_camera
     road: Road
     static: Boxes
     movers: List[Mover]
-    camera_s: np.ndarray        # (N,) camera arc length
+    camera_s: np.ndarray  # (N,) camera arc length
     backdrop_center: np.ndarray  # (2,) world (x, z)
     backdrop_radius: float
-    backdrop_tile_u: float      # metres of backdrop per texture tile (divides the circumference)
+    backdrop_tile_u: float  # metres of backdrop per texture tile (divides the circumference)
     ground_raster: Tuple[np.ndarray, float, float, float]  # (H, W, 2) float32 (s, d), x0, z0, cell
     plan: Optional[drives.DrivePlan] = None  # the wild drive (None: the straight drive along the road)
-    lane_lines: Tuple[float, ...] = ()       # |d| of dashed lane dividers besides the centre line
-    tall_sky: bool = False      # the backdrop's clouds go on (mirrored) above its top, for wide-angle cameras
+    lane_lines: Tuple[float, ...] = ()  # |d| of dashed lane dividers besides the centre line
+    tall_sky: bool = False  # the backdrop's clouds go on (mirrored) above its top, for wide-angle cameras
 
     @property
     def num_frames(self) -> int:
@@ -207,17 +232,27 @@ class Scene:
             rotation = rotation_y(yaw)
             local = mover.local
             center = local.center @ rotation.T + np.array([xz[0], 0.0, xz[1]])
-            parts.append(dataclasses.replace(local, center=center, yaw=local.yaw + yaw,
-                                             instance=np.full(len(local), mover.instance)))
+            parts.append(
+                dataclasses.replace(
+                    local, center=center, yaw=local.yaw + yaw, instance=np.full(len(local), mover.instance)
+                )
+            )
         return Boxes.concatenate(parts)
 
 
 # --- object models ----------------------------------------------------------------------------------------
 
+
 def _box(center, half, material, tint, rng, yaw=0.0, instance=0) -> Boxes:
-    return Boxes(np.array([center], float), np.array([yaw], float), np.array([half], float),
-                 np.array([material]), np.array([tint], float), np.array([[rng.uniform(0, 10), 0.0]]),
-                 np.array([instance]))
+    return Boxes(
+        np.array([center], float),
+        np.array([yaw], float),
+        np.array([half], float),
+        np.array([material]),
+        np.array([tint], float),
+        np.array([[rng.uniform(0, 10), 0.0]]),
+        np.array([instance]),
+    )
 
 
 def car_model(rng: np.random.Generator) -> Boxes:
@@ -241,12 +276,19 @@ def person_model(rng: np.random.Generator) -> Boxes:
 
 # --- scene construction -----------------------------------------------------------------------------------
 
+
 def footprint_points(center_xz, yaw: float, half_x: float, half_z: float, spacing: float = 2.0) -> np.ndarray:
     """(K, 2) world (x, z) points along the outline of an upright box's footprint, at most ``spacing`` apart."""
     nx, nz = max(1, int(np.ceil(2 * half_x / spacing))), max(1, int(np.ceil(2 * half_z / spacing)))
     xs, zs = np.linspace(-half_x, half_x, nx + 1), np.linspace(-half_z, half_z, nz + 1)
-    local = np.concatenate([np.stack([xs, np.full_like(xs, -half_z)], 1), np.stack([xs, np.full_like(xs, half_z)], 1),
-                            np.stack([np.full_like(zs, -half_x), zs], 1), np.stack([np.full_like(zs, half_x), zs], 1)])
+    local = np.concatenate(
+        [
+            np.stack([xs, np.full_like(xs, -half_z)], 1),
+            np.stack([xs, np.full_like(xs, half_z)], 1),
+            np.stack([np.full_like(zs, -half_x), zs], 1),
+            np.stack([np.full_like(zs, half_x), zs], 1),
+        ]
+    )
     c, s = np.cos(yaw), np.sin(yaw)
     return np.stack([c * local[:, 0] + s * local[:, 1], -s * local[:, 0] + c * local[:, 1]], 1) + np.asarray(center_xz)
 
@@ -260,13 +302,18 @@ def clearance_test(road: Road, s_lo: float, s_hi: float, step: float = 0.25) -> 
     def clear(points: np.ndarray, distance: float) -> bool:
         points = np.asarray(points, np.float64).reshape(-1, 2)
         squared = ((points[:, None, :] - centre[None, :, :]) ** 2).sum(-1)
-        return bool(squared.min() >= distance ** 2)
+        return bool(squared.min() >= distance**2)
 
     return clear
 
 
-def _static_structure(rng: np.random.Generator, road: Road, s_lo: float, s_hi: float,
-                      clear: Optional[Callable[[np.ndarray, float], bool]] = None) -> Boxes:
+def _static_structure(
+    rng: np.random.Generator,
+    road: Road,
+    s_lo: float,
+    s_hi: float,
+    clear: Optional[Callable[[np.ndarray, float], bool]] = None,
+) -> Boxes:
     """Buildings, walls, poles and parked cars along both sides. With ``clear`` (see :func:`clearance_test`)
     a building or wall must stay off the road and sidewalk, a pole off the road, a parked car in its
     parking strip; boxes that would not are left out (the random draws are the same either way)."""
@@ -281,9 +328,17 @@ def _static_structure(rng: np.random.Generator, road: Road, s_lo: float, s_hi: f
             distance = w + 0.2 if material == tex.POLE else w + SIDEWALK_WIDTH
             if not clear(footprint_points(xz, yaw, half[0], half[2]), distance - 0.05):
                 return
-        parts.append(Boxes(np.array([[xz[0], -half[1], xz[1]]]), np.array([yaw]), np.array([half], float),
-                           np.array([material]), np.array([tint], float),
-                           np.array([[offset, 0.0]]), np.array([0])))
+        parts.append(
+            Boxes(
+                np.array([[xz[0], -half[1], xz[1]]]),
+                np.array([yaw]),
+                np.array([half], float),
+                np.array([material]),
+                np.array([tint], float),
+                np.array([[offset, 0.0]]),
+                np.array([0]),
+            )
+        )
 
     for side in (-1.0, 1.0):
         s = s_lo
@@ -314,13 +369,17 @@ def _static_structure(rng: np.random.Generator, road: Road, s_lo: float, s_hi: f
                 model = car_model(rng)
                 xz = road.point(s, side * (w - 1.0))
                 yaw = float(road.heading(s)) + (0.0 if side > 0 else np.pi) + rng.uniform(-0.03, 0.03)
-                if clear is not None and not clear(footprint_points(xz, yaw, model.half[0, 0], model.half[0, 2]),
-                                                   w - 2.2):
+                if clear is not None and not clear(
+                    footprint_points(xz, yaw, model.half[0, 0], model.half[0, 2]), w - 2.2
+                ):
                     s += rng.uniform(5.5, 7.5)
                     continue
                 rotation = rotation_y(yaw)
-                parts.append(dataclasses.replace(model, center=model.center @ rotation.T + [xz[0], 0.0, xz[1]],
-                                                 yaw=model.yaw + yaw))
+                parts.append(
+                    dataclasses.replace(
+                        model, center=model.center @ rotation.T + [xz[0], 0.0, xz[1]], yaw=model.yaw + yaw
+                    )
+                )
             s += rng.uniform(5.5, 7.5)
     return Boxes.concatenate(parts)
 
@@ -334,25 +393,50 @@ def _movers(rng: np.random.Generator, road: Road, duration: float, camera_s0: fl
 
     if rng.random() < 0.8:  # a car ahead in the camera's lane, driving with it
         freq = rng.uniform(0.2, 0.6)
-        add("car", s0=rng.uniform(14.0, 30.0), rate=0.0, amp=rng.uniform(1.0, 4.0), freq=freq,
-            phase=rng.uniform(0, 2 * np.pi), lateral=LANE_OFFSET, backwards=False, follow=True)
+        add(
+            "car",
+            s0=rng.uniform(14.0, 30.0),
+            rate=0.0,
+            amp=rng.uniform(1.0, 4.0),
+            freq=freq,
+            phase=rng.uniform(0, 2 * np.pi),
+            lateral=LANE_OFFSET,
+            backwards=False,
+            follow=True,
+        )
     for _ in range(int(rng.integers(2, 4))):  # oncoming cars that meet the camera during the sequence
         speed = rng.uniform(7.0, 13.0)
         t_meet = rng.uniform(0.4, 1.3) * duration + 1.5
         s_meet = camera_s0 + (camera_s1 - camera_s0) * min(t_meet / max(duration, 1e-6), 1.0) + 3.0
-        add("car", s0=s_meet + speed * t_meet, rate=-speed, amp=0.0, freq=1.0, phase=0.0,
-            lateral=-LANE_OFFSET, backwards=True, follow=False)
+        add(
+            "car",
+            s0=s_meet + speed * t_meet,
+            rate=-speed,
+            amp=0.0,
+            freq=1.0,
+            phase=0.0,
+            lateral=-LANE_OFFSET,
+            backwards=True,
+            follow=False,
+        )
     for _ in range(int(rng.integers(2, 5))):  # pedestrians on both sidewalks
         side = rng.choice([-1.0, 1.0])
         direction = rng.choice([-1.0, 1.0])
-        add("person", s0=camera_s0 + rng.uniform(10.0, 25.0 + (camera_s1 - camera_s0)),
-            rate=direction * rng.uniform(1.0, 1.7), amp=0.0, freq=1.0, phase=0.0,
-            lateral=side * (road.half_width + rng.uniform(1.0, 2.4)), backwards=direction < 0, follow=False)
+        add(
+            "person",
+            s0=camera_s0 + rng.uniform(10.0, 25.0 + (camera_s1 - camera_s0)),
+            rate=direction * rng.uniform(1.0, 1.7),
+            amp=0.0,
+            freq=1.0,
+            phase=0.0,
+            lateral=side * (road.half_width + rng.uniform(1.0, 2.4)),
+            backwards=direction < 0,
+            follow=False,
+        )
     return movers
 
 
-def _ground_raster(road: Road, s_lo: float, s_hi: float, reach: float = 25.0, cell: float = 0.2,
-                   nearest: bool = False):
+def _ground_raster(road: Road, s_lo: float, s_hi: float, reach: float = 25.0, cell: float = 0.2, nearest: bool = False):
     """Lookup image from world (x, z) to road coordinates (s, d) of the cell centres (x0 + col * cell,
     z0 + row * cell), NaN where no road coordinate applies (beyond ``reach`` metres: plain grass).
 
@@ -413,11 +497,18 @@ class Drive(NamedTuple):
     camera_s: np.ndarray
     road: Road
     plan: Optional[drives.DrivePlan]
-    s_range: Tuple[float, float]   # (s_lo, s_hi): the stretch of road that is built
+    s_range: Tuple[float, float]  # (s_lo, s_hi): the stretch of road that is built
 
 
-def _drive(rng: np.random.Generator, seed: int, index: int, fps: float, num_frames: int, camera_height: float,
-           path: Optional[drives.PathRanges]) -> Drive:
+def _drive(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    fps: float,
+    num_frames: int,
+    camera_height: float,
+    path: Optional[drives.PathRanges],
+) -> Drive:
     """The road and the camera's poses, drawn from ``rng`` (the scene's stream) and, for a wild path, the
     drive's own stream."""
     if num_frames < 1:
@@ -433,8 +524,11 @@ def _drive(rng: np.random.Generator, seed: int, index: int, fps: float, num_fram
         amps = rng.uniform(0.0, 1.5, 2)
         freqs = rng.uniform(0.15, 0.6, 2)
         phases = rng.uniform(0, 2 * np.pi, 2)
-        camera_s = 20.0 + v0 * timestamps + np.sum(
-            amps / freqs * (np.cos(phases) - np.cos(freqs * timestamps[:, None] + phases)), axis=1)
+        camera_s = (
+            20.0
+            + v0 * timestamps
+            + np.sum(amps / freqs * (np.cos(phases) - np.cos(freqs * timestamps[:, None] + phases)), axis=1)
+        )
         s_lo, s_hi = camera_s[0] - 20.0, camera_s[-1] + 230.0
         road = make_road(rng, s_lo - 5.0, s_hi + 5.0)
     else:
@@ -472,16 +566,31 @@ def _drive(rng: np.random.Generator, seed: int, index: int, fps: float, num_fram
     return Drive(timestamps, poses, camera_s, road, plan, (float(s_lo), float(s_hi)))
 
 
-def camera_drive(seed: int, index: int, fps: float, num_frames: int, camera_height: float = 1.65,
-                 path: Optional[drives.PathRanges] = None) -> Drive:
+def camera_drive(
+    seed: int,
+    index: int,
+    fps: float,
+    num_frames: int,
+    camera_height: float = 1.65,
+    path: Optional[drives.PathRanges] = None,
+) -> Drive:
     """The drive (poses, road) of scene ``index`` without building its scenery: the same poses as
     :func:`build_scene` gives (cheap; e.g. to score a constant-velocity guess on many drives)."""
     return _drive(np.random.default_rng([int(seed), int(index)]), seed, index, fps, num_frames, camera_height, path)
 
 
-def build_scene(seed: int, index: int, width: int, height: int, intrinsics: np.ndarray, fps: float,
-                num_frames: int, camera_height: float = 1.65,
-                path: Optional[drives.PathRanges] = None, tall_sky: Optional[bool] = None) -> Scene:
+def build_scene(
+    seed: int,
+    index: int,
+    width: int,
+    height: int,
+    intrinsics: np.ndarray,
+    fps: float,
+    num_frames: int,
+    camera_height: float = 1.65,
+    path: Optional[drives.PathRanges] = None,
+    tall_sky: Optional[bool] = None,
+) -> Scene:
     """Scene number ``index`` of the world drawn with ``seed`` (deterministic).
 
     ``path=None``: the camera follows the gently curving road at a smoothly varying speed (the original world,
@@ -491,8 +600,9 @@ def build_scene(seed: int, index: int, width: int, height: int, intrinsics: np.n
     away; the sky then continues, mirrored, instead of repeating the top row in streaks. Off, the original
     world is rendered as it always was."""
     rng = np.random.default_rng([int(seed), int(index)])
-    timestamps, poses, camera_s, road, plan, (s_lo, s_hi) = _drive(rng, seed, index, fps, num_frames,
-                                                                   camera_height, path)
+    timestamps, poses, camera_s, road, plan, (s_lo, s_hi) = _drive(
+        rng, seed, index, fps, num_frames, camera_height, path
+    )
     duration = float(timestamps[-1])
 
     clear = None if plan is None else clearance_test(road, s_lo - 5.0, s_hi + 5.0)
@@ -504,8 +614,21 @@ def build_scene(seed: int, index: int, width: int, height: int, intrinsics: np.n
     radius = float(np.max(np.linalg.norm(centreline - center, axis=1))) + 80.0
     circumference = 2 * np.pi * radius
     tile_u = circumference / max(1, round(circumference / 400.0))
-    return Scene(width, height, np.asarray(intrinsics, np.float64), timestamps, poses, road, static, movers,
-                 camera_s, center, radius, tile_u,
-                 _ground_raster(road, s_lo - 5.0, s_hi + 5.0, nearest=plan is not None), plan,
-                 () if plan is None else (drives.LANE_DIVIDER,),
-                 plan is not None if tall_sky is None else bool(tall_sky))
+    return Scene(
+        width,
+        height,
+        np.asarray(intrinsics, np.float64),
+        timestamps,
+        poses,
+        road,
+        static,
+        movers,
+        camera_s,
+        center,
+        radius,
+        tile_u,
+        _ground_raster(road, s_lo - 5.0, s_hi + 5.0, nearest=plan is not None),
+        plan,
+        () if plan is None else (drives.LANE_DIVIDER,),
+        plan is not None if tall_sky is None else bool(tall_sky),
+    )

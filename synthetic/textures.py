@@ -9,6 +9,7 @@ All mip levels of all materials live in one atlas image, so texturing a whole fr
 per mip level pair (trilinear filtering). Tiles are stored with a wrapped border so that bilinear lookups
 across a tile edge read the opposite edge (seamless repetition).
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,28 +19,42 @@ from typing import NamedTuple, Tuple
 import cv2
 import numpy as np
 
-TILE = 512          # texels per tile side at mip level 0
-LEVELS = 8          # 512 ... 4 texels
-PAD = 2             # wrapped border texels around every tile of every level
+TILE = 512  # texels per tile side at mip level 0
+LEVELS = 8  # 512 ... 4 texels
+PAD = 2  # wrapped border texels around every tile of every level
 
 # material ids (also the column of the material in the atlas)
 ASPHALT, SIDEWALK, GRASS, FACADE_BRICK, FACADE_PLASTER, FACADE_SHOP, WALL, CAR, PERSON, POLE, BACKDROP = range(11)
-NAMES = ("asphalt", "sidewalk", "grass", "facade_brick", "facade_plaster", "facade_shop", "wall", "car",
-         "person", "pole", "backdrop")
+NAMES = (
+    "asphalt",
+    "sidewalk",
+    "grass",
+    "facade_brick",
+    "facade_plaster",
+    "facade_shop",
+    "wall",
+    "car",
+    "person",
+    "pole",
+    "backdrop",
+)
 # size in metres covered by one tile (u along the surface's horizontal axis, v along its second axis)
-TILE_METRES = np.array([
-    (3.0, 3.0),      # asphalt (u lateral, v along the road)
-    (2.4, 2.4),      # sidewalk paving
-    (2.5, 2.5),      # grass
-    (4.0, 3.2),      # brick facade: one window bay x one storey
-    (5.0, 3.5),      # plaster facade
-    (6.0, 4.5),      # shop front with photographic posters
-    (3.0, 3.0),      # concrete wall
-    (2.2, 1.6),      # car: v spans the whole body height (bottom at 0)
-    (0.6, 1.8),      # pedestrian: one picture per person
-    (0.6, 2.5),      # pole
-    (0.0, 160.0),    # backdrop: u set per scene so the cylinder closes seamlessly, v = height in metres
-], dtype=np.float64)
+TILE_METRES = np.array(
+    [
+        (3.0, 3.0),  # asphalt (u lateral, v along the road)
+        (2.4, 2.4),  # sidewalk paving
+        (2.5, 2.5),  # grass
+        (4.0, 3.2),  # brick facade: one window bay x one storey
+        (5.0, 3.5),  # plaster facade
+        (6.0, 4.5),  # shop front with photographic posters
+        (3.0, 3.0),  # concrete wall
+        (2.2, 1.6),  # car: v spans the whole body height (bottom at 0)
+        (0.6, 1.8),  # pedestrian: one picture per person
+        (0.6, 2.5),  # pole
+        (0.0, 160.0),  # backdrop: u set per scene so the cylinder closes seamlessly, v = height in metres
+    ],
+    dtype=np.float64,
+)
 BACKDROP_HEIGHT = TILE_METRES[BACKDROP, 1]
 
 
@@ -80,8 +95,8 @@ def _noise(rng: np.random.Generator, octaves: Tuple[int, ...], size: int = TILE)
         # sample cell centres with bicubic interpolation over the wrapped grid
         coords = (np.arange(size, dtype=np.float32) + 0.5) / scale - 0.5 + 1.0
         map_x, map_y = np.meshgrid(coords, coords)
-        total += cv2.remap(wrapped, map_x, map_y, cv2.INTER_CUBIC) / cells ** 0.5
-        weight += 1.0 / cells ** 0.5
+        total += cv2.remap(wrapped, map_x, map_y, cv2.INTER_CUBIC) / cells**0.5
+        weight += 1.0 / cells**0.5
     total /= weight
     total -= total.min()
     return total / max(float(total.max()), 1e-6)
@@ -96,13 +111,13 @@ def _windows(base: np.ndarray, glass: np.ndarray, box: Tuple[float, float, float
     out = base.copy()
     left, top, right, bottom = (int(round(f * TILE)) for f in box)
     border = 10
-    out[top - border:bottom + border, left - border:right + border] = np.asarray(frame_colour, np.float32)
+    out[top - border : bottom + border, left - border : right + border] = np.asarray(frame_colour, np.float32)
     region = cv2.resize(glass, (right - left, bottom - top), interpolation=cv2.INTER_AREA)
     out[top:bottom, left:right] = region
     # a mullion and a transom
     mid_x, mid_y = (left + right) // 2, top + (bottom - top) // 3
-    out[top:bottom, mid_x - 4:mid_x + 4] = np.asarray(frame_colour, np.float32)
-    out[mid_y - 4:mid_y + 4, left:right] = np.asarray(frame_colour, np.float32)
+    out[top:bottom, mid_x - 4 : mid_x + 4] = np.asarray(frame_colour, np.float32)
+    out[mid_y - 4 : mid_y + 4, left:right] = np.asarray(frame_colour, np.float32)
     return out
 
 
@@ -123,7 +138,7 @@ def _sky_and_skyline(rng: np.random.Generator) -> np.ndarray:
     x = 0
     while x < TILE:
         width = int(rng.integers(12, 48))
-        towers[x:x + width] = rng.uniform(0.1, 0.42) if rng.random() < 0.6 else 0.0
+        towers[x : x + width] = rng.uniform(0.1, 0.42) if rng.random() < 0.6 else 0.0
         x += width + int(rng.integers(0, 20))
     skyline = np.maximum(hills, towers)
     height_of_row = (TILE - 1 - np.arange(TILE)) / (TILE - 1)
@@ -158,8 +173,9 @@ def material_tiles() -> np.ndarray:
     sidewalk = _tint(paving * joints, (0.95, 0.9, 0.82))
     grass_tile = _tint(0.25 + 0.75 * grass, (0.45, 0.7, 0.3))
     glass = np.clip(0.15 + 0.45 * camera * np.float32([0.8, 0.9, 1.0]), 0, 1)
-    facade_brick = _windows(_tint(0.35 + 0.65 * brick, (0.85, 0.55, 0.42)), glass, (0.3, 0.25, 0.7, 0.75),
-                            (0.9, 0.88, 0.82))
+    facade_brick = _windows(
+        _tint(0.35 + 0.65 * brick, (0.85, 0.55, 0.42)), glass, (0.3, 0.25, 0.7, 0.75), (0.9, 0.88, 0.82)
+    )
     plaster = _tint(0.7 + 0.3 * _noise(rng, (8, 32, 128, 256)), (0.92, 0.87, 0.75))
     facade_plaster = _windows(plaster, glass[::-1], (0.2, 0.2, 0.8, 0.7), (0.3, 0.3, 0.32))
     shop = _tint(0.6 + 0.4 * _noise(rng, (16, 64, 256)), (0.75, 0.78, 0.8))
@@ -167,16 +183,17 @@ def material_tiles() -> np.ndarray:
     shop[40:300, 272:482] = cv2.resize(chelsea, (210, 260), interpolation=cv2.INTER_AREA)
     shop[340:500, 30:482] = 0.2 + 0.6 * cv2.resize(motorcycle, (452, 160), interpolation=cv2.INTER_AREA)
     wall = 0.45 + 0.45 * gravel + 0.1 * _noise(rng, (4, 16))
-    wall[TILE // 2 - 3:TILE // 2 + 3, :] = 0.35
+    wall[TILE // 2 - 3 : TILE // 2 + 3, :] = 0.35
     wall[:, :4] = 0.35
     wall_tile = _tint(wall, (0.82, 0.8, 0.76))
     car = _tint(0.75 + 0.25 * _noise(rng, (8, 64, 256)), (1.0, 1.0, 1.0))
     car[: int(0.38 * TILE)] = np.clip(0.1 + 0.5 * _square(coffee)[: int(0.38 * TILE)] * 0.6, 0, 1)  # glass band
-    car[int(0.38 * TILE): int(0.38 * TILE) + 8] = 0.15
-    car[int(0.8 * TILE):] *= 0.35  # dark bumper / sill
+    car[int(0.38 * TILE) : int(0.38 * TILE) + 8] = 0.15
+    car[int(0.8 * TILE) :] *= 0.35  # dark bumper / sill
     person = _square(astronaut)
-    pole = _tint(0.45 + 0.3 * _noise(rng, (4, 16, 128)) + 0.1 * np.sin(np.arange(TILE) / 8.0)[None, :],
-                 (0.75, 0.78, 0.8))
+    pole = _tint(
+        0.45 + 0.3 * _noise(rng, (4, 16, 128)) + 0.1 * np.sin(np.arange(TILE) / 8.0)[None, :], (0.75, 0.78, 0.8)
+    )
     backdrop = _sky_and_skyline(rng)
     tiles = [asphalt, sidewalk, grass_tile, facade_brick, facade_plaster, shop, wall_tile, car, person, pole, backdrop]
     return np.clip(np.stack(tiles).astype(np.float32), 0.0, 1.0)
@@ -212,6 +229,6 @@ def atlas() -> Atlas:
             padded = np.pad(level_image, ((PAD, PAD), (PAD, PAD), (0, 0)), mode="wrap")
             top = int(origin_y[level]) - PAD
             left = material * column
-            image[top:top + size + 2 * PAD, left:left + size + 2 * PAD] = padded
+            image[top : top + size + 2 * PAD, left : left + size + 2 * PAD] = padded
     origin_x = np.arange(count, dtype=np.int64) * column + PAD
     return Atlas(image, origin_x.astype(np.float32), origin_y.astype(np.float32), sizes.astype(np.float32))

@@ -1,4 +1,5 @@
 """Shared test fixtures: paths to the real samples beside the repository (never copied into it)."""
+
 from pathlib import Path
 
 import pytest

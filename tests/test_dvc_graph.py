@@ -3,6 +3,7 @@ including imports inside functions) is covered by a dep, and the params.yaml sec
 
 So a stage re-runs whenever code or a parameter it depends on changes, and the graph cannot drift again.
 """
+
 from __future__ import annotations
 
 import ast
@@ -89,8 +90,9 @@ def test_stage_deps_cover_every_imported_module(name):
     match = re.search(r"python -m (stages\.[a-z_0-9]+)", stage["cmd"])
     assert match, f"{name}: command does not run a stages module: {stage['cmd']}"
     deps = [str(dep) for dep in stage.get("deps", [])]
-    missing = sorted(path.relative_to(REPO_ROOT).as_posix() for path in transitive_files(match.group(1))
-                     if not _covered(path, deps))
+    missing = sorted(
+        path.relative_to(REPO_ROOT).as_posix() for path in transitive_files(match.group(1)) if not _covered(path, deps)
+    )
     assert not missing, f"dvc.yaml stage {name!r} imports these files without depending on them: {missing}"
 
 
@@ -103,10 +105,11 @@ def test_stage_params_cover_the_sections_it_reads(name):
     for section in _sections_read(transitive_files(module)):
         assert section in declared, (
             f"dvc.yaml stage {name!r} reads params.yaml section {section!r} but declares "
-            f"{'only some of its keys' if section in partial else 'none of it'}: list the whole section")
+            f"{'only some of its keys' if section in partial else 'none of it'}: list the whole section"
+        )
 
 
 def test_the_import_scan_sees_function_level_imports():
     files = {p.relative_to(REPO_ROOT).as_posix() for p in transitive_files("stages.train")}
-    assert "model/trainer.py" in files            # imported inside main()
+    assert "model/trainer.py" in files  # imported inside main()
     assert "stages/common.py" in files

@@ -6,6 +6,7 @@ reads both back: depth from the grey level (times an arbitrary scale, which medi
 relative motion T_a_from_b of the two frames it is given from the world's ground-truth poses (translation
 times ``motion_scale``).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,9 @@ def trajectory(num_frames: int, speed: float, yaw_rate: float) -> np.ndarray:
     return poses
 
 
-def make_kitti_raw_world(root: Path, num_drives: int = 2, num_frames: int = 8,
-                         size: Tuple[int, int] = (90, 300)) -> Dict[str, np.ndarray]:
+def make_kitti_raw_world(
+    root: Path, num_drives: int = 2, num_frames: int = 8, size: Tuple[int, int] = (90, 300)
+) -> Dict[str, np.ndarray]:
     """Write drives ``<root>/<DATE>/<DATE>_drive_000N_sync`` with images and groundtruth/; return poses by drive.
 
     Frame indices are global across drives (drive d, frame k -> index d * num_frames + k) so each image is unique.
@@ -73,8 +75,9 @@ def make_kitti_raw_world(root: Path, num_drives: int = 2, num_frames: int = 8,
             path.write_bytes(struct2depth.encode_png(image))
             groundtruth.write_frame(drive / "groundtruth", k, depth, np.zeros((height, width), np.uint8))
         intrinsics = np.array([[0.8 * width, 0, width / 2], [0, 0.8 * width, height / 2], [0, 0, 1.0]])
-        groundtruth.write_sequence(drive / "groundtruth",
-                                   groundtruth.GroundTruth(poses, intrinsics, 0.1 * np.arange(num_frames)))
+        groundtruth.write_sequence(
+            drive / "groundtruth", groundtruth.GroundTruth(poses, intrinsics, 0.1 * np.arange(num_frames))
+        )
         poses_by_drive[drive.name] = poses
     return poses_by_drive
 
@@ -83,15 +86,21 @@ def write_triplet_folder(folder: Path, frames: List[np.ndarray]) -> None:
     """The release's odometry test layout: triplet k = frames (k, k+1, k+2) side by side, named by k."""
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(len(frames) - 2):
-        triplet = struct2depth.pack_triplet(frames[k:k + 3])
+        triplet = struct2depth.pack_triplet(frames[k : k + 3])
         (folder / f"{k:010d}.png").write_bytes(struct2depth.encode_png(triplet))
 
 
 class FakePredictor:
     """Same methods as ``model.inference.InferenceModel``; records its calls."""
 
-    def __init__(self, image_size=(32, 96), poses_by_index: Dict[int, np.ndarray] | None = None,
-                 depth_scale: float = 0.37, motion_scale: float = 0.5, intrinsics_scale: float = 0.8):
+    def __init__(
+        self,
+        image_size=(32, 96),
+        poses_by_index: Dict[int, np.ndarray] | None = None,
+        depth_scale: float = 0.37,
+        motion_scale: float = 0.5,
+        intrinsics_scale: float = 0.8,
+    ):
         self.image_size = tuple(image_size)
         self.poses_by_index = poses_by_index or {}
         self.depth_scale = depth_scale
@@ -130,8 +139,12 @@ class FakePredictor:
             rotations.append(relative[:3, :3])
             translations.append(self.motion_scale * relative[:3, 3])
         height, width = self.image_size
-        k = np.array([[self.intrinsics_scale * width, 0, width / 2], [0, self.intrinsics_scale * width, height / 2],
-                      [0, 0, 1.0]])
+        k = np.array(
+            [[self.intrinsics_scale * width, 0, width / 2], [0, self.intrinsics_scale * width, height / 2], [0, 0, 1.0]]
+        )
         count = image_a.shape[0]
-        return (np.array(rotations, np.float32), np.array(translations, np.float32),
-                np.repeat(k[None], count, axis=0).astype(np.float32))
+        return (
+            np.array(rotations, np.float32),
+            np.array(translations, np.float32),
+            np.repeat(k[None], count, axis=0).astype(np.float32),
+        )

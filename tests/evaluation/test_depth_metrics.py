@@ -49,7 +49,9 @@ def test_known_values_on_a_tiny_array():
         "sq_rel": (1 / 1 + 0 + 4 / 4) / 3,
         "rmse": math.sqrt((1 + 0 + 4) / 3),
         "rmse_log": math.log(2) * math.sqrt(2 / 3),
-        "a1": 1 / 3, "a2": 1 / 3, "a3": 1 / 3,  # ratios 2, 1, 2; 2 > 1.25**3 = 1.953125
+        "a1": 1 / 3,
+        "a2": 1 / 3,
+        "a3": 1 / 3,  # ratios 2, 1, 2; 2 > 1.25**3 = 1.953125
     }
     got = dm.evaluate_depth_map(gt, pred, crop="none", scaling="none")
     for name, value in expected.items():
@@ -101,6 +103,7 @@ def test_distance_binned_errors():
 
 # --- regions: object pixels vs the rest, scored with the whole image's median scale ---------------------------
 
+
 def test_regions_on_a_hand_computed_2x3_image():
     gt = np.array([[1.0, 2.0, 4.0], [2.0, 4.0, 8.0]])
     pred = np.array([[2.0, 2.0, 2.0], [2.0, 4.0, 4.0]])
@@ -109,12 +112,25 @@ def test_regions_on_a_hand_computed_2x3_image():
     regions = dm.evaluate_depth_regions(gt, pred, mask, crop="none", scaling="median")
     objects, rest, whole = regions["objects"], regions["rest"], regions["all"]
     # objects: gt (2, 2, 4) vs (3, 3, 6): every ratio 1.5
-    expected_objects = {"abs_rel": 0.5, "sq_rel": (0.5 + 0.5 + 1.0) / 3, "rmse": math.sqrt(2.0),
-                        "rmse_log": math.log(1.5), "a1": 0.0, "a2": 1.0, "a3": 1.0}
+    expected_objects = {
+        "abs_rel": 0.5,
+        "sq_rel": (0.5 + 0.5 + 1.0) / 3,
+        "rmse": math.sqrt(2.0),
+        "rmse_log": math.log(1.5),
+        "a1": 0.0,
+        "a2": 1.0,
+        "a3": 1.0,
+    }
     # rest: gt (1, 4, 8) vs (3, 3, 6): ratios 3, 4/3, 4/3
-    expected_rest = {"abs_rel": (2.0 + 0.25 + 0.25) / 3, "sq_rel": (4.0 + 0.25 + 0.5) / 3, "rmse": math.sqrt(3.0),
-                     "rmse_log": math.sqrt((math.log(3) ** 2 + 2 * math.log(4 / 3) ** 2) / 3),
-                     "a1": 0.0, "a2": 2 / 3, "a3": 2 / 3}
+    expected_rest = {
+        "abs_rel": (2.0 + 0.25 + 0.25) / 3,
+        "sq_rel": (4.0 + 0.25 + 0.5) / 3,
+        "rmse": math.sqrt(3.0),
+        "rmse_log": math.sqrt((math.log(3) ** 2 + 2 * math.log(4 / 3) ** 2) / 3),
+        "a1": 0.0,
+        "a2": 2 / 3,
+        "a3": 2 / 3,
+    }
     for name in dm.METRIC_NAMES:
         assert objects[name] == pytest.approx(expected_objects[name]), name
         assert rest[name] == pytest.approx(expected_rest[name]), name

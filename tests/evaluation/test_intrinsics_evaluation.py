@@ -1,4 +1,5 @@
 """Learned vs true intrinsics: hand-computed errors, rank agreement, records and the report's provenance."""
+
 import numpy as np
 import pytest
 
@@ -18,15 +19,18 @@ def test_true_k_in_the_model_frame_uses_the_pixel_centre_resize():
 
 
 def test_relative_errors_by_hand():
-    errors = ie.relative_errors({"fx": 110, "fy": 90, "cx": 50, "cy": 30}, {"fx": 100, "fy": 100, "cx": 48, "cy": 32},
-                                (64, 200))
-    assert errors == pytest.approx({"fx_rel_error": 0.1, "fy_rel_error": -0.1, "cx_rel_error": 2 / 200,
-                                    "cy_rel_error": -2 / 64})
+    errors = ie.relative_errors(
+        {"fx": 110, "fy": 90, "cx": 50, "cy": 30}, {"fx": 100, "fy": 100, "cx": 48, "cy": 32}, (64, 200)
+    )
+    assert errors == pytest.approx(
+        {"fx_rel_error": 0.1, "fy_rel_error": -0.1, "cx_rel_error": 2 / 200, "cy_rel_error": -2 / 64}
+    )
 
 
 def test_median_over_pairs_is_per_parameter():
-    stack = np.stack([intrinsics_matrix(100, 50, 10, 5), intrinsics_matrix(300, 40, 12, 6),
-                      intrinsics_matrix(110, 45, 11, 100)])
+    stack = np.stack(
+        [intrinsics_matrix(100, 50, 10, 5), intrinsics_matrix(300, 40, 12, 6), intrinsics_matrix(110, 45, 11, 100)]
+    )
     assert ie.median_parameters(stack) == {"fx": 110, "fy": 45, "cx": 11, "cy": 6}  # robust to the one outlier
     with pytest.raises(ValueError):
         ie.median_parameters(np.zeros((0, 3, 3)))
@@ -35,10 +39,10 @@ def test_median_over_pairs_is_per_parameter():
 def test_rank_agreement_counts_pairs_with_distinct_truths():
     assert ie.rank_agreement([1, 2, 3], [10, 20, 30]) == 1.0
     assert ie.rank_agreement([3, 2, 1], [10, 20, 30]) == 0.0
-    assert ie.rank_agreement([1, 3, 2], [10, 20, 30]) == pytest.approx(2 / 3)   # (1,2) and (1,3) right, (2,3) wrong
-    assert ie.rank_agreement([3, 1, 4], [10, 10, 30]) == 1.0                    # the tied pair is left out
-    assert ie.rank_agreement([5, 6], [10, 10]) is None                          # one camera: nothing to rank
-    assert ie.rank_agreement([5, 5], [10, 20]) == 0.0                           # equal learned values do not agree
+    assert ie.rank_agreement([1, 3, 2], [10, 20, 30]) == pytest.approx(2 / 3)  # (1,2) and (1,3) right, (2,3) wrong
+    assert ie.rank_agreement([3, 1, 4], [10, 10, 30]) == 1.0  # the tied pair is left out
+    assert ie.rank_agreement([5, 6], [10, 10]) is None  # one camera: nothing to rank
+    assert ie.rank_agreement([5, 5], [10, 20]) == 0.0  # equal learned values do not agree
     with pytest.raises(ValueError):
         ie.rank_agreement([1], [1, 2])
 
@@ -50,13 +54,22 @@ def test_records_and_report_keep_an_untrained_head_out():
     assert given["source"] == "records" and given["K"] == true.tolist() and "errors" not in given
     assert ie.sequence_record(head, "given", (32, 96), None)["K"] is None
     report = ie.report({"a": given}, "given")
-    assert report == {"learned_intrinsics_available": False, "source": "records", "image_size": [32, 96],
-                      "sequences": {"a": {"true": {"fx": 100, "fy": 100, "cx": 48, "cy": 16}}}}
+    assert report == {
+        "learned_intrinsics_available": False,
+        "source": "records",
+        "image_size": [32, 96],
+        "sequences": {"a": {"true": {"fx": 100, "fy": 100, "cx": 48, "cy": 16}}},
+    }
     learned = ie.sequence_record(head, "learned", (32, 96), true)
-    assert learned["errors"] == pytest.approx({"fx_rel_error": -0.5, "fy_rel_error": -0.4, "cx_rel_error": -28 / 96,
-                                               "cy_rel_error": -6 / 32})
-    other = ie.sequence_record(np.repeat(intrinsics_matrix(90, 100, 48, 16)[None], 2, axis=0), "learned", (32, 96),
-                               intrinsics_matrix(80, 100, 48, 16))
+    assert learned["errors"] == pytest.approx(
+        {"fx_rel_error": -0.5, "fy_rel_error": -0.4, "cx_rel_error": -28 / 96, "cy_rel_error": -6 / 32}
+    )
+    other = ie.sequence_record(
+        np.repeat(intrinsics_matrix(90, 100, 48, 16)[None], 2, axis=0),
+        "learned",
+        (32, 96),
+        intrinsics_matrix(80, 100, 48, 16),
+    )
     report = ie.report({"a": learned, "b": other}, "learned")
     assert report["learned_intrinsics_available"] is True
     assert report["summary"]["fx_rel_error_abs_median"] == pytest.approx((0.5 + 0.125) / 2)

@@ -1,4 +1,5 @@
 """Matching predicted poses to ground-truth frames (pure; the stage tests run the same rules end to end)."""
+
 import numpy as np
 import pytest
 
@@ -25,8 +26,11 @@ def test_timestamps_match_the_nearest_ground_truth_time_within_the_tolerance():
     assert frames.tolist() == [0, 1, 2, 3] and matching == "timestamp"
     assert details["largest_time_diff_s"] == pytest.approx(0.01, abs=1e-9)
     assert oe.match_frames(tum([0.2]), gt, times, 0.01)[0].tolist() == [2]  # one pose in the middle
-    with pytest.raises(tr.TrajectoryFileError, match=r"^pred.txt:2: timestamp 0.15 has no ground-truth pose within "
-                                                     r"0.01 s \(nearest: frame 1 at 0.1\); 1 of 2 poses unmatched"):
+    with pytest.raises(
+        tr.TrajectoryFileError,
+        match=r"^pred.txt:2: timestamp 0.15 has no ground-truth pose within "
+        r"0.01 s \(nearest: frame 1 at 0.1\); 1 of 2 poses unmatched",
+    ):
         oe.match_frames(tum([0.1, 0.15]), gt, times, 0.01)
     with pytest.raises(tr.TrajectoryFileError, match=r"^pred.txt:2: matches ground-truth frame 1 .* like line 1"):
         oe.match_frames(tum([0.1, 0.14]), gt, times, 0.06)

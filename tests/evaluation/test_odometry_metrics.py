@@ -72,7 +72,7 @@ def test_moving_one_frame_changes_only_its_snippets(gt_poses):
     perturbed[frame, :3, 3] += perturbed[frame, :3, :3] @ np.array([0.5, 0.0, 0.0])  # 0.5 m to its right
     ates = om.snippet_ates(gt_poses, perturbed)
     touched = np.zeros(ates.size, dtype=bool)
-    touched[frame - 4:frame + 1] = True
+    touched[frame - 4 : frame + 1] = True
     assert np.max(ates[~touched]) < 1e-9
     assert np.all(ates[touched] > 1e-3)
     # first snippet containing it: frame 300 is the 5th; hand-compute with the snippet formula
@@ -136,6 +136,7 @@ def test_kitti_relative_errors_on_real_ground_truth(gt_poses):
 
 
 # --- Sim(3) / SE(3) alignment (Umeyama 1991) ---------------------------------------------------------------
+
 
 def poses_at(positions, rotations=None):
     positions = np.asarray(positions, dtype=float)
@@ -230,7 +231,7 @@ def test_aligned_ate_of_degenerate_predictions():
     frozen = om.aligned_ate(gt, np.tile(np.eye(4), (6, 1, 1)))
     spread = gt[:, 2, 3] - gt[:, 2, 3].mean()
     assert frozen["scale"] == 0.0
-    assert frozen["rmse"] == pytest.approx(math.sqrt(np.mean(spread ** 2)))
+    assert frozen["rmse"] == pytest.approx(math.sqrt(np.mean(spread**2)))
     with pytest.raises(ValueError, match="length"):
         om.aligned_ate(gt, gt[:5])
 
@@ -257,6 +258,7 @@ def test_sim3_and_se3_ate_match_evo_on_real_ground_truth(gt_poses):
     pytest.importorskip("evo")
     from evo.core import metrics as evo_metrics
     from evo.core.trajectory import PosePath3D
+
     rng = np.random.default_rng(11)
     relative = np.linalg.inv(gt_poses[:-1]) @ gt_poses[1:]
     pred = np.tile(np.eye(4), (gt_poses.shape[0], 1, 1))

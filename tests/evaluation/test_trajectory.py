@@ -75,6 +75,7 @@ def test_nearest_rotation_fixes_an_averaged_matrix():
 
 # --- prediction files read for evaluation ---------------------------------------------------------------
 
+
 def kitti_line(pose, frame=None):
     values = " ".join(f"{v:.9e}" for v in np.asarray(pose)[:3, :4].reshape(-1))
     return values if frame is None else f"{frame} {values}"
@@ -94,24 +95,27 @@ def test_kitti_files_with_and_without_frame_numbers(real_data):
     assert tr.detect_format("# c\n0 1 2 3 0 0 0 1\n") == "tum"
 
 
-@pytest.mark.parametrize("text, fmt, line, message", [
-    ("1 0 0 0 0 1 0 0 0 0 1\n", "auto", 1, "11 values"),
-    ("1 0 0 0 0 1 0 0 0 0 1 0\n1 0 0 0 0 1 0 0 0 0 1\n", "auto", 2, "got 11"),
-    ("1 0 0 0 0 1 0 0 0 0 1 0\n0 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 2, "13 values where earlier lines have 12"),
-    ("1 0 0 0 0 1 0 0 0 0 1 0\n1 0 0 nan 0 1 0 0 0 0 1 0\n", "auto", 2, "non-finite"),
-    ("1 0 0 0 0 1 0 0 0 0 1 inf\n", "auto", 1, "non-finite"),
-    ("1 0 0 0 0 1 0 0 0 0 1 x7\n", "kitti", 1, "not a number: 'x7'"),
-    ("1 0 0 0 0 1 0 0 0 0 1.2 0\n", "auto", 1, "not orthonormal"),
-    ("-1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "determinant"),
-    ("3 1 0 0 0 0 1 0 0 0 0 1 0\n3 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 2, "does not increase"),
-    ("2.5 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "not a non-negative integer"),
-    ("-1 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "not a non-negative integer"),
-    ("0 0 0 0 0 0 0 1\n0 0 0 0 0 0 0 1\n", "tum", 2, "timestamp 0.0 does not increase"),
-    ("0 0 0 0 0 0 0 1.1\n", "auto", 1, "quaternion norm 1.1"),
-    ("0 0 0 0 0 0 0 0\n", "auto", 1, "zero quaternion"),
-    ("0 0 0 0 0 0 0 1 0 0 0 0\n", "tum", 1, "needs 8 values"),
-    ("1 2 3 4 5\n", "auto", 1, "neither a KITTI pose"),
-])
+@pytest.mark.parametrize(
+    "text, fmt, line, message",
+    [
+        ("1 0 0 0 0 1 0 0 0 0 1\n", "auto", 1, "11 values"),
+        ("1 0 0 0 0 1 0 0 0 0 1 0\n1 0 0 0 0 1 0 0 0 0 1\n", "auto", 2, "got 11"),
+        ("1 0 0 0 0 1 0 0 0 0 1 0\n0 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 2, "13 values where earlier lines have 12"),
+        ("1 0 0 0 0 1 0 0 0 0 1 0\n1 0 0 nan 0 1 0 0 0 0 1 0\n", "auto", 2, "non-finite"),
+        ("1 0 0 0 0 1 0 0 0 0 1 inf\n", "auto", 1, "non-finite"),
+        ("1 0 0 0 0 1 0 0 0 0 1 x7\n", "kitti", 1, "not a number: 'x7'"),
+        ("1 0 0 0 0 1 0 0 0 0 1.2 0\n", "auto", 1, "not orthonormal"),
+        ("-1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "determinant"),
+        ("3 1 0 0 0 0 1 0 0 0 0 1 0\n3 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 2, "does not increase"),
+        ("2.5 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "not a non-negative integer"),
+        ("-1 1 0 0 0 0 1 0 0 0 0 1 0\n", "auto", 1, "not a non-negative integer"),
+        ("0 0 0 0 0 0 0 1\n0 0 0 0 0 0 0 1\n", "tum", 2, "timestamp 0.0 does not increase"),
+        ("0 0 0 0 0 0 0 1.1\n", "auto", 1, "quaternion norm 1.1"),
+        ("0 0 0 0 0 0 0 0\n", "auto", 1, "zero quaternion"),
+        ("0 0 0 0 0 0 0 1 0 0 0 0\n", "tum", 1, "needs 8 values"),
+        ("1 2 3 4 5\n", "auto", 1, "neither a KITTI pose"),
+    ],
+)
 def test_bad_trajectory_lines_name_the_file_and_line(text, fmt, line, message):
     with pytest.raises(tr.TrajectoryFileError, match=f"^pred.txt:{line}: .*{message}") as caught:
         tr.parse_trajectory(text, "pred.txt", fmt)

@@ -1,17 +1,17 @@
 """Undistortion onto the same K: a distorted checkerboard comes back straight, K stays exact."""
+
 import cv2
 import numpy as np
 import pytest
 
 from formats.camera import intrinsics_matrix
-from formats.distortion import (distort_pixels, parse_camera_text, undistort_image, undistort_mask,
-                                validate_distortion)
+from formats.distortion import distort_pixels, parse_camera_text, undistort_image, undistort_mask, validate_distortion
 
 SIZE = (640, 480)
 K = intrinsics_matrix(400.0, 400.0, 319.5, 239.5)
-DIST = np.array([-0.25, 0.08, 0.001, -0.0005, 0.0])   # a dash-cam-like barrel lens (k1 = -0.25)
+DIST = np.array([-0.25, 0.08, 0.001, -0.0005, 0.0])  # a dash-cam-like barrel lens (k1 = -0.25)
 SQUARE = 40.0
-INNER = (11, 7)                                      # inner corners per row, per column
+INNER = (11, 7)  # inner corners per row, per column
 
 
 def ideal_checkerboard(width, height, oversample=4) -> np.ndarray:
@@ -21,8 +21,12 @@ def ideal_checkerboard(width, height, oversample=4) -> np.ndarray:
     x0 = (width - 1) / 2.0 - SQUARE * (INNER[0] - 1) / 2.0
     y0 = (height - 1) / 2.0 - SQUARE * (INNER[1] - 1) / 2.0
     cells = (np.floor((xs[None, :] - x0) / SQUARE) + np.floor((ys[:, None] - y0) / SQUARE)) % 2
-    inside = ((xs[None, :] >= x0 - SQUARE) & (xs[None, :] <= x0 + SQUARE * INNER[0])
-              & (ys[:, None] >= y0 - SQUARE) & (ys[:, None] <= y0 + SQUARE * INNER[1]))
+    inside = (
+        (xs[None, :] >= x0 - SQUARE)
+        & (xs[None, :] <= x0 + SQUARE * INNER[0])
+        & (ys[:, None] >= y0 - SQUARE)
+        & (ys[:, None] <= y0 + SQUARE * INNER[1])
+    )
     fine = np.where(inside, 40 + 180 * cells, 220).astype(np.float32)
     return cv2.resize(fine, (width, height), interpolation=cv2.INTER_AREA).astype(np.uint8)
 
@@ -31,8 +35,9 @@ def distorted(image: np.ndarray) -> np.ndarray:
     """What the lens records: pixel p of the distorted image shows the ideal point that distorts to p."""
     height, width = image.shape[:2]
     grid = np.stack(np.meshgrid(np.arange(width), np.arange(height)), axis=-1).reshape(-1, 1, 2).astype(np.float64)
-    ideal = cv2.undistortPointsIter(grid, K, DIST, None, K,
-                                    (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12))
+    ideal = cv2.undistortPointsIter(
+        grid, K, DIST, None, K, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12)
+    )
     maps = ideal.reshape(height, width, 2).astype(np.float32)
     return cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -40,8 +45,9 @@ def distorted(image: np.ndarray) -> np.ndarray:
 def corners(image: np.ndarray) -> np.ndarray:
     found, points = cv2.findChessboardCorners(image, INNER)
     assert found, "checkerboard not found"
-    points = cv2.cornerSubPix(image, points, (5, 5), (-1, -1),
-                              (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-4))
+    points = cv2.cornerSubPix(
+        image, points, (5, 5), (-1, -1), (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-4)
+    )
     return points.reshape(-1, 2)
 
 
@@ -64,7 +70,7 @@ def boards():
 
 def test_distorted_checkerboard_is_bent(boards):
     _, bent = boards
-    assert max_line_residual(corners(bent)) > 3.0          # the test would notice a missing undistortion
+    assert max_line_residual(corners(bent)) > 3.0  # the test would notice a missing undistortion
 
 
 def test_undistorted_checkerboard_is_straight_and_in_place(boards):
@@ -81,7 +87,7 @@ def test_mask_follows_the_same_map_with_nearest_ids(boards):
     ideal, bent = boards
     ids = (bent < 128).astype(np.uint8) * 7
     straight_ids = undistort_mask(ids, K, DIST)
-    assert set(np.unique(straight_ids)) <= {0, 7}            # never blended
+    assert set(np.unique(straight_ids)) <= {0, 7}  # never blended
     agree = (straight_ids == 7) == (undistort_image(bent, K, DIST) < 128)
     assert agree.mean() > 0.99
 
@@ -89,9 +95,10 @@ def test_mask_follows_the_same_map_with_nearest_ids(boards):
 def test_distort_pixels_matches_opencv_inverse():
     points = np.array([[10.0, 10.0], [319.5, 239.5], [600.0, 400.0]])
     bent = distort_pixels(points, K, DIST)
-    np.testing.assert_allclose(bent[1], [319.5, 239.5], atol=1e-9)          # principal point is fixed
-    back = cv2.undistortPointsIter(bent.reshape(-1, 1, 2), K, DIST, None, K,
-                                   (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12))
+    np.testing.assert_allclose(bent[1], [319.5, 239.5], atol=1e-9)  # principal point is fixed
+    back = cv2.undistortPointsIter(
+        bent.reshape(-1, 1, 2), K, DIST, None, K, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12)
+    )
     np.testing.assert_allclose(back.reshape(-1, 2), points, atol=1e-6)
 
 
@@ -104,14 +111,17 @@ def test_camera_file_with_and_without_distortion():
     np.testing.assert_array_equal(coefficients, DIST)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "empty camera file"),
-    ("400,0,319.5,0,400,239.5,0,0\n", "9 comma-separated"),
-    ("0,0,319.5,0,400,239.5,0,0,1\n", "focal lengths"),
-    ("400,0,319.5,0,400,239.5,0,0,1\n-0.25 0.08 0.001\n", "4, 5, 8, 12 or 14"),
-    ("400,0,319.5,0,400,239.5,0,0,1\n-0.25 nan 0 0\n", "finite"),
-    ("400,0,319.5,0,400,239.5,0,0,1\n-0.25 x 0 0\n", "not a list"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty camera file"),
+        ("400,0,319.5,0,400,239.5,0,0\n", "9 comma-separated"),
+        ("0,0,319.5,0,400,239.5,0,0,1\n", "focal lengths"),
+        ("400,0,319.5,0,400,239.5,0,0,1\n-0.25 0.08 0.001\n", "4, 5, 8, 12 or 14"),
+        ("400,0,319.5,0,400,239.5,0,0,1\n-0.25 nan 0 0\n", "finite"),
+        ("400,0,319.5,0,400,239.5,0,0,1\n-0.25 x 0 0\n", "not a list"),
+    ],
+)
 def test_malformed_camera_files_are_errors(text, message):
     with pytest.raises(ValueError, match=message):
         parse_camera_text(text, "cam.txt")

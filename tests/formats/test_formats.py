@@ -1,4 +1,5 @@
 """Hand-computed cases and invariants for the shared file formats and intrinsics transforms."""
+
 import numpy as np
 import pytest
 
@@ -64,7 +65,8 @@ def test_record_roundtrip_is_byte_identical(tmp_path):
     struct2depth.write_record(tmp_path / "a", "seq", "0000000001", frames, masks, K)
     struct2depth.write_record(tmp_path / "b", "seq", "0000000001", frames, masks, K)
     for suffix in (".png", "-fseg.png", "_cam.txt"):
-        assert (tmp_path / "a/seq" / f"0000000001{suffix}").read_bytes() == (tmp_path / "b/seq" / f"0000000001{suffix}").read_bytes()
+        name = f"0000000001{suffix}"
+        assert (tmp_path / "a/seq" / name).read_bytes() == (tmp_path / "b/seq" / name).read_bytes()
     read_frames, read_masks, read_K = struct2depth.read_record(tmp_path / "a", "seq", "0000000001")
     for a, b in zip(read_frames + read_masks, frames + masks):
         np.testing.assert_array_equal(a, b)
@@ -116,7 +118,9 @@ def test_raw_timestamps_roundtrip():
 
 
 def test_groundtruth_roundtrip(tmp_path):
-    truth = groundtruth.GroundTruth(np.tile(np.eye(4), (2, 1, 1)), camera.intrinsics_matrix(5, 5, 2, 2), np.array([0.0, 0.1]))
+    truth = groundtruth.GroundTruth(
+        np.tile(np.eye(4), (2, 1, 1)), camera.intrinsics_matrix(5, 5, 2, 2), np.array([0.0, 0.1])
+    )
     groundtruth.write_sequence(tmp_path, truth)
     groundtruth.write_frame(tmp_path, 1, np.ones((3, 4)), np.full((3, 4), 300))
     back = groundtruth.read_sequence(tmp_path)

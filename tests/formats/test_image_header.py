@@ -1,4 +1,5 @@
 """Image headers are read before decoding: size, channels, and the documented pixel limit."""
+
 import struct
 import zlib
 
@@ -34,12 +35,12 @@ def test_size_and_channels_of_real_encodings(extension):
 
 def test_jpeg_size_after_app_segments():
     data = _encode(".jpg", np.zeros((8, 640, 3), np.uint8))
-    exif = b"\xff\xe1" + struct.pack(">H", 2 + 100) + b"x" * 100       # an extra APP1 segment first
+    exif = b"\xff\xe1" + struct.pack(">H", 2 + 100) + b"x" * 100  # an extra APP1 segment first
     assert read_image_size(data[:2] + exif + data[2:]) == (640, 8)
 
 
 def test_bomb_header_rejected_before_decoding():
-    bomb = _png_header(100000, 100000) + b"\x00" * 134                 # 167 bytes claiming 10^10 pixels
+    bomb = _png_header(100000, 100000) + b"\x00" * 134  # 167 bytes claiming 10^10 pixels
     assert len(bomb) == 167
     assert read_image_size(bomb) == (100000, 100000)
     with pytest.raises(ValueError, match=r"frame.png: header claims 100000x100000 pixels, more than the limit"):
@@ -53,13 +54,16 @@ def test_limit_is_inclusive_and_documented():
         check_image_header(_png_header(8192, 8193))
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty file"),
-    (b"GIF89a" + b"\x00" * 40, "not a PNG, JPEG or BMP"),
-    (_png_header(10, 10)[:20], "truncated"),
-    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "truncated or has no frame header"),
-    (_png_header(0, 10), "empty image"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty file"),
+        (b"GIF89a" + b"\x00" * 40, "not a PNG, JPEG or BMP"),
+        (_png_header(10, 10)[:20], "truncated"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "truncated or has no frame header"),
+        (_png_header(0, 10), "empty image"),
+    ],
+)
 def test_bad_headers_are_value_errors(data, message):
     with pytest.raises(ValueError, match=message):
         check_image_header(data, "x")

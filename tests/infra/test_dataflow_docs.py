@@ -13,6 +13,7 @@ For ``--segmenter detectron2`` the construction-time check of torch/Detectron2/w
 (that check runs again inside the worker container; the weights path is a path in the image).
 Not checked: bucket access, credentials, quotas, the image's existence, a run on Dataflow.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,12 @@ from stages.preprocess import beam_arguments
 from tests.conftest import REPO_ROOT
 
 DOCS = ("docs/preprocessing.md", "docs/masking.md")
-PLACEHOLDERS = {"BUCKET": "demo-bucket", "PROJECT": "demo-project", "REGISTRY": "europe-docker.pkg.dev/demo/images",
-                "TAG": "v1"}
+PLACEHOLDERS = {
+    "BUCKET": "demo-bucket",
+    "PROJECT": "demo-project",
+    "REGISTRY": "europe-docker.pkg.dev/demo/images",
+    "TAG": "v1",
+}
 
 
 def dataflow_commands(text: str):
@@ -50,8 +55,10 @@ def concrete(command: str):
     for name, value in PLACEHOLDERS.items():
         command = re.sub(rf"\b{name}\b", value, command)
     argv = shlex.split(command)[3:]
-    return [str(REPO_ROOT / "setup.py") if a == "./setup.py" else a.replace("=./setup.py", f"={REPO_ROOT}/setup.py")
-            for a in argv] + ["--dry_run=True"]
+    return [
+        str(REPO_ROOT / "setup.py") if a == "./setup.py" else a.replace("=./setup.py", f"={REPO_ROOT}/setup.py")
+        for a in argv
+    ] + ["--dry_run=True"]
 
 
 def flag_names(arguments):
@@ -67,8 +74,10 @@ def test_each_page_has_a_dataflow_command():
 
 
 def test_command_extraction_joins_continuations_and_ignores_prose():
-    text = "prose python -m stages.preprocess --runner DataflowRunner\n```\npython -m stages.preprocess --a 1 \\\n" \
-           "  --runner DataflowRunner\npython -m stages.preprocess --local\n```\n"
+    text = (
+        "prose python -m stages.preprocess --runner DataflowRunner\n```\npython -m stages.preprocess --a 1 \\\n"
+        "  --runner DataflowRunner\npython -m stages.preprocess --local\n```\n"
+    )
     assert dataflow_commands(text) == ["python -m stages.preprocess --a 1 --runner DataflowRunner"]
 
 
@@ -92,12 +101,12 @@ def test_documented_dataflow_command_dry_runs(doc, command, monkeypatch):
         monkeypatch.setattr(masker, "check_installed", checked.append)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config)
-    job = pipeline.run().job   # --dry_run: translated, never submitted
+    job = pipeline.run().job  # --dry_run: translated, never submitted
 
     assert job.proto.name
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
     assert {"Read", "Mask", "WriteRecords", "Finalize"} <= names
-    environment, = job.proto_pipeline.components.environments.values()
+    (environment,) = job.proto_pipeline.components.environments.values()
     payload = environment.payload.decode("latin-1")
     all_options = options.get_all_options()
     if all_options.get("sdk_container_image"):
@@ -106,9 +115,12 @@ def test_documented_dataflow_command_dry_runs(doc, command, monkeypatch):
     from apache_beam.runners.dataflow.internal import apiclient
 
     environment_request = apiclient.Environment(
-        packages=[], options=job.options, environment_version="0",
+        packages=[],
+        options=job.options,
+        environment_version="0",
         proto_pipeline_staged_url=f"{all_options['temp_location']}/pipeline.pb",
-        proto_pipeline=job.proto_pipeline).proto
+        proto_pipeline=job.proto_pipeline,
+    ).proto
     request = str(environment_request)
     if all_options.get("machine_type"):
         assert all_options["machine_type"] in request
@@ -144,8 +156,12 @@ def test_worker_install_script_uses_the_pins_of_install_detectron2():
     script = (REPO_ROOT / "scripts" / "install_detectron2.sh").read_text()
     pins = dict(re.findall(r"^(TORCH_VERSION|TORCHVISION_VERSION|D2_SDIST)=(\S+)$", script, flags=re.M))
     assert len(pins) == 3, pins
-    result = subprocess.run(["bash", str(REPO_ROOT / "docker" / "install_worker.sh"), "--dry-run"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "docker" / "install_worker.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     printed = result.stdout
     assert f"torch=={pins['TORCH_VERSION']}" in printed and f"torchvision=={pins['TORCHVISION_VERSION']}" in printed
     assert pins["D2_SDIST"] in printed

@@ -3,6 +3,7 @@
 The real run needs a CUDA machine (none was available when this was written); ``--dry-run`` exercises the same
 phases with the CPU .venv: the fast infra tests and the float32 / mixed-precision comparison at 32x64.
 """
+
 from __future__ import annotations
 
 import os

@@ -18,6 +18,7 @@ With ``--setup_file ./setup.py`` Beam's stager builds a source distribution of t
    submitted) and runs the same pipeline on Beam's local runner over three tiny frames, which unpickles
    and executes every DoFn from the installed code, as a worker does.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,12 @@ def make_clean_venv(tmp_path: Path) -> Path:
     venv = tmp_path / "worker-venv"
     subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     deps = sysconfig.get_paths()["purelib"]  # this interpreter's (the project .venv's) site-packages
     assert Path(deps).resolve() != Path(site).resolve()
     (Path(site) / "_wilddepth_third_party.pth").write_text(deps + "\n")
@@ -80,7 +85,7 @@ def clean_env() -> dict:
     return env
 
 
-CHECK_SCRIPT = textwrap.dedent('''
+CHECK_SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     repo, site, frames_dir, out_dir, tmp_dir = (Path(a) for a in sys.argv[1:6])
@@ -115,7 +120,7 @@ CHECK_SCRIPT = textwrap.dedent('''
     print(json.dumps({"data": data, "transforms": names, "job": bool(job.proto.name),
                       "counts": read_manifest(str(out_dir))["counts"],
                       "records": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.png"))}))
-''')
+""")
 
 
 def write_frames(folder: Path, count: int = 3) -> None:
@@ -140,10 +145,18 @@ def test_worker_package_installs_and_builds_the_pipeline_without_the_repository(
     assert not any(name.startswith(f"{top}/tests/") for name in members), "tests must not ship to workers"
 
     python = make_clean_venv(tmp_path)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                    str(sdist)], check=True, env=clean_env(), cwd=tmp_path)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation", str(sdist)],
+        check=True,
+        env=clean_env(),
+        cwd=tmp_path,
+    )
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     frames = tmp_path / "frames" / "clip"
     write_frames(frames)
     script = tmp_path / "check.py"
@@ -151,8 +164,22 @@ def test_worker_package_installs_and_builds_the_pipeline_without_the_repository(
     work = tmp_path / "elsewhere"
     work.mkdir()
     result = subprocess.run(
-        [str(python), "-I", str(script), str(REPO_ROOT), site, str(frames.parent), str(tmp_path / "records"),
-         str(tmp_path / "beam_tmp")], cwd=work, env=clean_env(), capture_output=True, text=True, timeout=600)
+        [
+            str(python),
+            "-I",
+            str(script),
+            str(REPO_ROOT),
+            site,
+            str(frames.parent),
+            str(tmp_path / "records"),
+            str(tmp_path / "beam_tmp"),
+        ],
+        cwd=work,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     import json
 

@@ -1,4 +1,5 @@
 """The tf.data reader: decoding, shared colour jitter, flip with the intrinsics rule, skipping of bad records."""
+
 import logging
 
 import numpy as np
@@ -16,9 +17,10 @@ def textured_frames(rng, height=HEIGHT, width=WIDTH, shift=3):
     """Three frames cut from one smooth random texture, each shifted ``shift`` px further right."""
     big = rng.random((height // 4 + 2, (width + 2 * shift) // 4 + 2, 3))
     import cv2
+
     texture = cv2.resize(big, (width + 2 * shift + 8, height + 8), interpolation=cv2.INTER_CUBIC)
-    texture = (np.clip(texture[4:4 + height], 0, 1) * 255).astype(np.uint8)
-    return [np.ascontiguousarray(texture[:, k * shift:k * shift + width]) for k in range(3)]
+    texture = (np.clip(texture[4 : 4 + height], 0, 1) * 255).astype(np.uint8)
+    return [np.ascontiguousarray(texture[:, k * shift : k * shift + width]) for k in range(3)]
 
 
 def write_records(root, count=4, seed=0, height=HEIGHT, width=WIDTH, intrinsics=K_TEST, folder="seq_00"):
@@ -30,7 +32,7 @@ def write_records(root, count=4, seed=0, height=HEIGHT, width=WIDTH, intrinsics=
         masks = []
         for k in range(3):
             mask = np.zeros((height, width), np.uint8)
-            mask[10:30, 20 + 2 * k:40 + 2 * k] = 7
+            mask[10:30, 20 + 2 * k : 40 + 2 * k] = 7
             masks.append(mask)
         record_id = struct2depth.sample_id(index + 1)
         struct2depth.write_record(root, folder, record_id, frames, masks, intrinsics)
@@ -45,18 +47,26 @@ def first_batch(config):
 
 
 def plain_config(root, **overrides):
-    values = dict(img_height=HEIGHT, img_width=WIDTH, batch_size=1, shuffle=False, color_probability=0.0,
-                  flip_probability=0.0)
+    values = dict(
+        img_height=HEIGHT, img_width=WIDTH, batch_size=1, shuffle=False, color_probability=0.0, flip_probability=0.0
+    )
     values.update(overrides)
     return data.DataConfig(str(root), **values)
 
 
 def test_reads_real_struct2depth_example(real_data):
-    config = data.DataConfig(str(real_data / "struct2depth_example"), img_height=128, img_width=416,
-                             batch_size=2, color_probability=0.0, flip_probability=0.0)
+    config = data.DataConfig(
+        str(real_data / "struct2depth_example"),
+        img_height=128,
+        img_width=416,
+        batch_size=2,
+        color_probability=0.0,
+        flip_probability=0.0,
+    )
     batch, reader = first_batch(config)
-    frames, masks, intrinsics = struct2depth.read_record(real_data / "struct2depth_example", "erfurt_93",
-                                                          "0000000002", width=416)
+    frames, masks, intrinsics = struct2depth.read_record(
+        real_data / "struct2depth_example", "erfurt_93", "0000000002", width=416
+    )
     assert batch["images"].shape == (2, 128, 416, 9) and batch["images"].dtype == np.float32
     assert batch["segmentation"].shape == (2, 128, 416, 3) and batch["segmentation"].dtype == np.uint8
     np.testing.assert_allclose(batch["images"][0, :, :, 3:6], frames[1] / 255.0, atol=1e-6)
@@ -112,14 +122,22 @@ def test_bad_records_are_reported_and_skipped(tmp_path, caplog):
     frames = textured_frames(np.random.default_rng(1), HEIGHT, WIDTH + 32)
     struct2depth.write_record(tmp_path, "seq_00", "0000000011", frames, [np.zeros((HEIGHT, WIDTH + 32))] * 3, K_TEST)
     write_records(tmp_path / "tmp", count=1)
-    for record_id, problem in (("0000000012", "cam"), ("0000000013", "png")):
-        for source, target in zip(struct2depth.record_paths(tmp_path / "tmp", "seq_00", "0000000001"),
-                                  struct2depth.record_paths(tmp_path, "seq_00", record_id)):
+    for record_id in ("0000000012", "0000000013"):
+        for source, target in zip(
+            struct2depth.record_paths(tmp_path / "tmp", "seq_00", "0000000001"),
+            struct2depth.record_paths(tmp_path, "seq_00", record_id),
+        ):
             target.write_bytes(source.read_bytes())
     struct2depth.record_paths(tmp_path, "seq_00", "0000000012")[2].write_text("1,2,3\n")
     struct2depth.record_paths(tmp_path, "seq_00", "0000000013")[0].write_bytes(b"not a png")
-    listed = [("seq_00", "0000000099"), entries[0], ("seq_00", "0000000011"), ("seq_00", "0000000012"),
-              ("seq_00", "0000000013"), entries[1]]
+    listed = [
+        ("seq_00", "0000000099"),
+        entries[0],
+        ("seq_00", "0000000011"),
+        ("seq_00", "0000000012"),
+        ("seq_00", "0000000013"),
+        entries[1],
+    ]
     struct2depth.write_list(tmp_path / "train.txt", listed)
 
     config = plain_config(tmp_path, repeat=False, batch_size=1)
@@ -153,8 +171,9 @@ def test_no_valid_record_is_a_clear_error(tmp_path):
 
 
 def test_config_from_params_ignores_unrelated_keys():
-    config = data.DataConfig.from_params("/d", {"img_height": 32, "img_width": 64, "learning_rate": 1.0,
-                                                "queue_size": 7, "flip_rule": "release"})
+    config = data.DataConfig.from_params(
+        "/d", {"img_height": 32, "img_width": 64, "learning_rate": 1.0, "queue_size": 7, "flip_rule": "release"}
+    )
     assert (config.img_height, config.img_width, config.queue_size, config.flip_rule) == (32, 64, 7, "release")
     with pytest.raises(ValueError, match="flip_rule"):
         data.DataConfig("/d", flip_rule="corner")
@@ -162,17 +181,27 @@ def test_config_from_params_ignores_unrelated_keys():
 
 # --- bad input: one bad line or record never sinks the list (issue 10, items 6, 8, 9) ----------------------
 
+
 def huge_png_header(width=100_000, height=100_000) -> bytes:
     """A 45-byte PNG whose IHDR claims ``width`` x ``height`` RGB pixels (no image data follows)."""
     import struct
     import zlib
+
     body = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + body + struct.pack(">I", zlib.crc32(body))
-            + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + body
+        + struct.pack(">I", zlib.crc32(body))
+        + struct.pack(">I", 0)
+        + b"IEND"
+        + struct.pack(">I", zlib.crc32(b"IEND"))
+    )
 
 
 def test_huge_header_and_grey_records_are_skipped_with_a_reason(tmp_path):
     import cv2
+
     entries = write_records(tmp_path, count=4)
     huge, grey = entries[1], entries[2]
     struct2depth.record_paths(tmp_path, *huge)[0].write_bytes(huge_png_header())
@@ -191,21 +220,22 @@ def test_bad_list_lines_are_reported_and_the_others_used(tmp_path, caplog):
     entries = write_records(tmp_path, count=2)
     outside = tmp_path.parent / f"{tmp_path.name}_outside"
     write_records(outside, count=1, folder="x")
-    lines = [" ".join(entries[0]),
-             "drive with space 0000000001",            # three fields (a folder name with a space)
-             f"../{outside.name}/x 0000000001",         # leaves data_dir
-             "/etc passwd",                             # absolute
-             "seq_00 ../../etc/passwd",                 # id with a path
-             "C:\\\\data 0000000001",                   # Windows drive
-             " ".join(entries[1])]
+    lines = [
+        " ".join(entries[0]),
+        "drive with space 0000000001",  # three fields (a folder name with a space)
+        f"../{outside.name}/x 0000000001",  # leaves data_dir
+        "/etc passwd",  # absolute
+        "seq_00 ../../etc/passwd",  # id with a path
+        "C:\\\\data 0000000001",  # Windows drive
+        " ".join(entries[1]),
+    ]
     (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING, logger="model.data"):
         dataset, reader = data.make_dataset(plain_config(tmp_path, repeat=False))
         batches = list(dataset)
     assert reader.entries == entries and len(batches) == 2
     bad = reader.report.bad_lines
-    assert [line.split("train.txt:")[1].split(":")[0] for line in bad] == \
-        ["2", "3", "4", "5", "6"]
+    assert [line.split("train.txt:")[1].split(":")[0] for line in bad] == ["2", "3", "4", "5", "6"]
     assert "expected '<folder> <id>', got 4 fields 'drive with space 0000000001'" in bad[0]
     assert "contains '..'" in bad[1] and "absolute path" in bad[2] and "not a plain file name" in bad[3]
     assert "absolute path" in bad[4]
@@ -214,6 +244,7 @@ def test_bad_list_lines_are_reported_and_the_others_used(tmp_path, caplog):
 
 
 # --- the frame size comes from the records (issue 11, item 2) -----------------------------------------------
+
 
 def test_frame_size_from_the_images_or_the_manifest(tmp_path):
     write_records(tmp_path, count=3)
@@ -225,8 +256,11 @@ def test_frame_size_from_the_images_or_the_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text('{"parameters": {"width": 416, "height": 128}}')
     resolved = data.resolve_frame_size(data.DataConfig(str(tmp_path)))
     assert (resolved.img_height, resolved.img_width) == (128, 416), "the manifest comes first"
-    with pytest.raises(data.FrameSizeError, match=r"give \?x64 \(WxH\) but the records of .* are 416x128 "
-                                                  r"\(from .*manifest.json parameters\)"):
+    with pytest.raises(
+        data.FrameSizeError,
+        match=r"give \?x64 \(WxH\) but the records of .* are 416x128 "
+        r"\(from .*manifest.json parameters\)",
+    ):
         data.resolve_frame_size(data.DataConfig(str(tmp_path), img_height=64))
 
 
@@ -235,16 +269,23 @@ def test_real_example_frame_size_from_its_images(real_data):
     assert (config.img_height, config.img_width) == (128, 416)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("batch_size", 0, "batch_size must be >= 1"), ("queue_size", "x", "queue_size must be a number"),
-    ("flip_probability", 1.5, r"flip_probability must lie in \[0, 1\]"), ("img_height", 2.5, "whole number"),
-    ("color_probability", float("nan"), "color_probability must be finite")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("batch_size", 0, "batch_size must be >= 1"),
+        ("queue_size", "x", "queue_size must be a number"),
+        ("flip_probability", 1.5, r"flip_probability must lie in \[0, 1\]"),
+        ("img_height", 2.5, "whole number"),
+        ("color_probability", float("nan"), "color_probability must be finite"),
+    ],
+)
 def test_bad_reader_settings_are_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):
         data.DataConfig("/d", **{field: value})
 
 
 # --- full shuffles and resuming the stream (issue 14 item 3, issue 10 item 4) ------------------------------
+
 
 def listed_only(root, count, folders=8):
     """A list of ``count`` records sorted by folder, and a manifest with the size (no image files)."""
@@ -267,11 +308,11 @@ def test_every_epoch_is_a_full_permutation_and_early_batches_span_the_list(tmp_p
     config = data.DataConfig(str(tmp_path), queue_size=queue, batch_size=batch)
     positions, indices = stream_indices(config)
     assert positions == list(range(3 * count))
-    epochs = [indices[k * count:(k + 1) * count] for k in range(3)]
+    epochs = [indices[k * count : (k + 1) * count] for k in range(3)]
     for epoch in epochs:
         assert sorted(epoch) == list(range(count)), "every record exactly once per epoch"
     assert epochs[0] != epochs[1], "a new permutation every epoch"
-    first_batches = np.array(epochs[0][:5 * batch]).reshape(5, batch)
+    first_batches = np.array(epochs[0][: 5 * batch]).reshape(5, batch)
     spreads = first_batches.max(axis=1) - first_batches.min(axis=1)
     # A buffer of 16 over the sorted list would keep the first batches within indices 0..~60.
     assert np.median(spreads) > count / 2 and first_batches.max() > 0.9 * count, first_batches

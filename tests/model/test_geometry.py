@@ -1,4 +1,5 @@
 """Gold tests of the warping geometry: conventions, hand-computed cases, invariants, synthetic scenes."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,9 @@ def test_rotation_convention_is_rx_ry_rz():
     np.testing.assert_allclose(both, [[0, -1, 0], [0, 0, -1], [1, 0, 0]], atol=1e-6)
     # General angles: a proper rotation equal to the product of the three elementary ones.
     angles = np.array([[0.3, -0.2, 0.7]], np.float32)
-    elementary = [geometry.matrix_from_angles(np.eye(3, dtype=np.float32)[k:k + 1] * angles[0, k])[0].numpy()
-                  for k in range(3)]
+    elementary = [
+        geometry.matrix_from_angles(np.eye(3, dtype=np.float32)[k : k + 1] * angles[0, k])[0].numpy() for k in range(3)
+    ]
     full = geometry.matrix_from_angles(angles)[0].numpy()
     np.testing.assert_allclose(full, elementary[0] @ elementary[1] @ elementary[2], atol=1e-6)
     np.testing.assert_allclose(full @ full.T, np.eye(3), atol=1e-6)
@@ -67,15 +69,17 @@ def test_back_project_then_project_is_identity():
     np.testing.assert_allclose(x.numpy()[0], grid[..., 0], atol=1e-4)
     np.testing.assert_allclose(y.numpy()[1], grid[..., 1], atol=1e-4)
     # Hand case: pixel (x=20, y=5) at depth 2 -> X = 2 (20 - 15.5) / 30, Y = 2 (5 - 11) / 28.
-    np.testing.assert_allclose(points[0, 5, 20].numpy() / depth[0, 5, 20].numpy() * 2.0,
-                               [2 * 4.5 / 30, 2 * -6 / 28, 2.0], rtol=1e-5)
+    np.testing.assert_allclose(
+        points[0, 5, 20].numpy() / depth[0, 5, 20].numpy() * 2.0, [2 * 4.5 / 30, 2 * -6 / 28, 2.0], rtol=1e-5
+    )
 
 
 def test_sideways_translation_shifts_by_disparity():
     """Camera b is 0.5 to the right of a, i.e. P_a = P_b + (0.5, 0, 0): a point at depth 10 moves fx * 0.05 px."""
     depth = tf.fill([1, HEIGHT, WIDTH], 10.0)
     result = geometry.warp(depth, tf.zeros([1, 3]), tf.constant([[0.5, 0.0, 0.0]]), _batch_k())
-    np.testing.assert_allclose(result.x.numpy()[0, :, :20], np.broadcast_to(np.arange(20) + 30.0 * 0.05, (HEIGHT, 20)), atol=1e-4)
+    expected = np.broadcast_to(np.arange(20) + 30.0 * 0.05, (HEIGHT, 20))
+    np.testing.assert_allclose(result.x.numpy()[0, :, :20], expected, atol=1e-4)
     np.testing.assert_allclose(result.depth.numpy(), 10.0, rtol=1e-6)
     # Forward motion of b by +1 (P_a = P_b + (0, 0, 1)): depth grows by 1, pixels contract to the centre.
     result = geometry.warp(depth, tf.zeros([1, 3]), tf.constant([[0.0, 0.0, 1.0]]), _batch_k())
@@ -90,8 +94,9 @@ def test_per_pixel_translation_field_moves_only_its_pixels():
     result = geometry.warp(depth, tf.zeros([1, 3]), field, _batch_k())
     y = result.y.numpy()[0]
     np.testing.assert_allclose(y[4:8, 4:8], np.broadcast_to(np.arange(4, 8)[:, None] + 2.8, (4, 4)), atol=1e-4)
-    np.testing.assert_allclose(y[10:, :], np.broadcast_to(np.arange(10, HEIGHT)[:, None], (HEIGHT - 10, WIDTH)),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        y[10:, :], np.broadcast_to(np.arange(10, HEIGHT)[:, None], (HEIGHT - 10, WIDTH)), atol=1e-4
+    )
 
 
 def test_clamp_and_filter_rules():
@@ -103,8 +108,9 @@ def test_clamp_and_filter_rules():
     np.testing.assert_allclose(result.x.numpy()[0, 0], [0.0, 0.0, 30.99, 31.0, 0.0, 5.0], atol=1e-6)
     behind = geometry.clamp_and_filter(tf.ones([1, 1, 1]), tf.ones([1, 1, 1]), -tf.ones([1, 1, 1]), HEIGHT, WIDTH)
     assert float(behind.mask[0, 0, 0]) == 0.0
-    far_out = geometry.clamp_and_filter(tf.fill([1, 1, 1], 100.0), tf.fill([1, 1, 1], -7.0), tf.ones([1, 1, 1]),
-                                        HEIGHT, WIDTH)
+    far_out = geometry.clamp_and_filter(
+        tf.fill([1, 1, 1], 100.0), tf.fill([1, 1, 1], -7.0), tf.ones([1, 1, 1]), HEIGHT, WIDTH
+    )
     assert (float(far_out.x[0, 0, 0]), float(far_out.y[0, 0, 0])) == (WIDTH - 1.0, 0.0)
 
 
@@ -120,7 +126,8 @@ def test_resample_gradients_reach_data_and_coordinates():
     data = tf.random.stateless_uniform([1, 5, 6, 2], seed=[4, 2], dtype=tf.float64)
     coordinates = tf.constant([[[[1.3, 2.6], [3.7, 0.2]]]], tf.float64)
     theoretical, numerical = tf.test.compute_gradient(
-        lambda d, c: geometry.resample_bilinear(d, c), [data, coordinates])
+        lambda d, c: geometry.resample_bilinear(d, c), [data, coordinates]
+    )
     for analytic, finite_difference in zip(theoretical, numerical):
         np.testing.assert_allclose(analytic, finite_difference, atol=1e-5)
         assert np.abs(analytic).sum() > 0
@@ -135,9 +142,14 @@ def _render_textured_plane(intrinsics, rotation, translation, height, width):
     def render(origin, directions):
         distance = (offset - origin @ normal) / (directions @ normal)
         points = origin + distance[..., None] * directions
-        texture = np.stack([0.5 + 0.3 * np.sin(1.7 * points[..., 0]) * np.cos(2.3 * points[..., 1]),
-                            0.5 + 0.3 * np.cos(1.1 * points[..., 0] + 0.8 * points[..., 1]),
-                            0.5 + 0.2 * np.sin(2.9 * points[..., 1])], axis=-1)
+        texture = np.stack(
+            [
+                0.5 + 0.3 * np.sin(1.7 * points[..., 0]) * np.cos(2.3 * points[..., 1]),
+                0.5 + 0.3 * np.cos(1.1 * points[..., 0] + 0.8 * points[..., 1]),
+                0.5 + 0.2 * np.sin(2.9 * points[..., 1]),
+            ],
+            axis=-1,
+        )
         return texture, distance
 
     x, y = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
@@ -149,8 +161,12 @@ def _render_textured_plane(intrinsics, rotation, translation, height, width):
 
 def _photometric_error(image_a, image_b, depth_b, intrinsics, angles, translation, valid=None):
     """Mean |image_a resampled at the warp of b's pixels - image_b| over the in-bounds pixels."""
-    result = geometry.warp(depth_b[None], tf.constant([angles], tf.float32),
-                           tf.constant([translation], tf.float32), tf.constant(intrinsics[None], tf.float32))
+    result = geometry.warp(
+        depth_b[None],
+        tf.constant([angles], tf.float32),
+        tf.constant([translation], tf.float32),
+        tf.constant(intrinsics[None], tf.float32),
+    )
     warped = geometry.resample_bilinear(tf.constant(image_a[None]), result.pixel_xy)[0].numpy()
     mask = result.mask.numpy()[0] > 0
     if valid is not None:
@@ -171,10 +187,12 @@ def test_true_pose_reconstructs_synthetic_plane():
     assert true_error < 2e-3
     assert wrong_translation > 5 * true_error and wrong_rotation > 5 * true_error
     # The model's loss term agrees: near zero with the true motion.
-    result = geometry.warp(depth_b[None], tf.constant([angles]), tf.constant([translation]),
-                           tf.constant(intrinsics[None]))
-    terms = rgbd_consistency_loss(result, tf.constant(image_b[None]), tf.constant(image_a[None]),
-                                  tf.fill([1, 64, 96, 1], 1e3))
+    result = geometry.warp(
+        depth_b[None], tf.constant([angles]), tf.constant([translation]), tf.constant(intrinsics[None])
+    )
+    terms = rgbd_consistency_loss(
+        result, tf.constant(image_b[None]), tf.constant(image_a[None]), tf.fill([1, 64, 96, 1], 1e3)
+    )
     assert float(terms["rgb_error"]) < 2e-3
 
 
@@ -183,9 +201,30 @@ def synthetic_sequence(tmp_path_factory):
     """Three frames of the project's synthetic world at 96 x 64, with ground truth (stages.synthesize)."""
     output = tmp_path_factory.mktemp("synthetic")
     repo = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-m", "stages.synthesize", "--layout", "kitti_raw", "--output", str(output),
-                    "--num_sequences", "1", "--frames_per_sequence", "3", "--seed", "0", "--width", "96",
-                    "--height", "64"], check=True, cwd=repo, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.synthesize",
+            "--layout",
+            "kitti_raw",
+            "--output",
+            str(output),
+            "--num_sequences",
+            "1",
+            "--frames_per_sequence",
+            "3",
+            "--seed",
+            "0",
+            "--width",
+            "96",
+            "--height",
+            "64",
+        ],
+        check=True,
+        cwd=repo,
+        capture_output=True,
+    )
     drives = sorted(output.glob("*/*_drive_*_sync"))
     assert drives, f"no drive written under {output}"
     return drives[0]
@@ -211,8 +250,12 @@ def test_synthetic_world_true_pose_and_numpy_reference(synthetic_sequence):
     transform = T_source_from_target(truth.poses[0], truth.poses[1])  # T_a_from_b: camera 1 into camera 0
     rotation, translation = transform[:3, :3], transform[:3, 3]
 
-    result = geometry.warp(depth_b[None], tf.constant(rotation[None], tf.float32),
-                           tf.constant(translation[None], tf.float32), tf.constant(intrinsics[None]))
+    result = geometry.warp(
+        depth_b[None],
+        tf.constant(rotation[None], tf.float32),
+        tf.constant(translation[None], tf.float32),
+        tf.constant(intrinsics[None]),
+    )
     warped = geometry.resample_bilinear(tf.constant(image_a[None]), result.pixel_xy)[0].numpy()
     reference, reference_valid = warp_to_target(image_a, depth_b, intrinsics, transform)
     both_valid = reference_valid & (result.mask.numpy()[0] > 0)
@@ -222,9 +265,12 @@ def test_synthetic_world_true_pose_and_numpy_reference(synthetic_sequence):
     # Static pixels reconstruct well with the true pose and clearly worse with a wrong one.
     valid = both_valid & static_b
     true_error = float(np.abs(warped - image_b)[valid].mean())
-    wrong = geometry.warp(depth_b[None], tf.constant(rotation[None], tf.float32),
-                          tf.constant((translation + [0.0, 0.0, 1.0])[None], tf.float32),
-                          tf.constant(intrinsics[None]))
+    wrong = geometry.warp(
+        depth_b[None],
+        tf.constant(rotation[None], tf.float32),
+        tf.constant((translation + [0.0, 0.0, 1.0])[None], tf.float32),
+        tf.constant(intrinsics[None]),
+    )
     wrong_warped = geometry.resample_bilinear(tf.constant(image_a[None]), wrong.pixel_xy)[0].numpy()
     wrong_error = float(np.abs(wrong_warped - image_b)[valid & (wrong.mask.numpy()[0] > 0)].mean())
     assert wrong_error > 1.5 * true_error, (true_error, wrong_error)
@@ -236,11 +282,13 @@ def test_average_bidirectional_motion_of_consistent_pair_is_exact():
     inverse_rotation = tf.transpose(rotation, [0, 2, 1])
     inverse_translation = -tf.linalg.matvec(inverse_rotation, translation)
     averaged_rotation, averaged_translation = geometry.average_bidirectional_motion(
-        rotation, translation, inverse_rotation, inverse_translation)
+        rotation, translation, inverse_rotation, inverse_translation
+    )
     np.testing.assert_allclose(averaged_rotation.numpy(), rotation.numpy(), atol=1e-6)
     np.testing.assert_allclose(averaged_translation.numpy(), translation.numpy(), atol=1e-6)
-    composed_rotation, composed_translation = geometry.compose(rotation, translation, inverse_rotation,
-                                                               inverse_translation)
+    composed_rotation, composed_translation = geometry.compose(
+        rotation, translation, inverse_rotation, inverse_translation
+    )
     np.testing.assert_allclose(composed_rotation.numpy()[0], np.eye(3), atol=1e-6)
     np.testing.assert_allclose(composed_translation.numpy(), 0.0, atol=1e-6)
 

@@ -1,4 +1,5 @@
 """ImageNet initialisation of the depth encoder from a dalgu90 TF checkpoint and from a torchvision .npz."""
+
 import re
 
 import numpy as np
@@ -20,15 +21,20 @@ def snapshot(model):
 
 def dalgu90_weights(model, seed=0):
     rng = np.random.default_rng(seed)
-    return {name: rng.normal(size=variable.shape).astype(np.float32)
-            for name, variable in encoder_variables(model).items()}
+    return {
+        name: rng.normal(size=variable.shape).astype(np.float32) for name, variable in encoder_variables(model).items()
+    }
 
 
 def write_tf1_checkpoint(prefix, arrays):
     """A name-based (TF1-style) checkpoint, as tf.compat.v1.train.Saver would write it."""
     names = sorted(arrays)
-    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(arrays[name]) for name in names])
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(arrays[name]) for name in names],
+    )
 
 
 def torchvision_state(weights):
@@ -79,8 +85,13 @@ def test_dalgu90_checkpoint_sets_exactly_the_encoder(model, tmp_path):
 def test_torchvision_npz_sets_exactly_the_encoder(model, tmp_path):
     weights = dalgu90_weights(model, seed=2)
     state = torchvision_state(weights)
-    state.update({"fc.weight": np.zeros((1000, 512), np.float32), "bn1.running_mean": np.zeros(64, np.float32),
-                  "layer2.0.downsample.1.weight": np.ones(128, np.float32)})
+    state.update(
+        {
+            "fc.weight": np.zeros((1000, 512), np.float32),
+            "bn1.running_mean": np.zeros(64, np.float32),
+            "layer2.0.downsample.1.weight": np.ones(128, np.float32),
+        }
+    )
     np.savez(tmp_path / "resnet18.npz", **state)
     before = snapshot(model)
     report = load_imagenet_encoder(model, tmp_path / "resnet18.npz")

@@ -1,4 +1,5 @@
 """InferenceModel: loading by directory or prefix, numpy shapes, agreement with the Keras model, errors."""
+
 import numpy as np
 import pytest
 
@@ -31,8 +32,11 @@ def test_loads_directory_or_prefix_and_matches_the_model(saved):
     depth = from_folder.predict_depth(batch)
     assert depth.shape == (2, 64, 96) and depth.dtype == np.float32 and np.all(depth > 0)
     np.testing.assert_allclose(depth, model.predict_depth(batch).numpy()[..., 0], rtol=1e-5)
-    np.testing.assert_allclose(from_prefix.predict_depth(batch, flip_augment=False),
-                               model.predict_depth(batch, flip_augment=False).numpy()[..., 0], rtol=1e-5)
+    np.testing.assert_allclose(
+        from_prefix.predict_depth(batch, flip_augment=False),
+        model.predict_depth(batch, flip_augment=False).numpy()[..., 0],
+        rtol=1e-5,
+    )
     assert np.all(depth <= from_folder.predict_depth(batch, flip_augment=False) + 1e-6), "flip TTA takes the min"
 
 

@@ -1,12 +1,13 @@
 """Provenance of a checkpoint's intrinsics: learned head or K given by the records (untrained head)."""
+
 import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from model.depth_motion_model import DepthMotionModel, ModelConfig
 from evaluation.intrinsics_evaluation import SOURCES
+from model.depth_motion_model import DepthMotionModel, ModelConfig
 from model.inference import INTRINSICS_SOURCES, InferenceModel, intrinsics_source
 from model.trainer import make_checkpoint, write_model_config
 
@@ -40,8 +41,9 @@ def test_missing_or_bad_configs_are_clear_errors(tmp_path):
 
 
 def test_loaded_model_reports_the_same_source(tmp_path):
-    config = ModelConfig(img_height=64, img_width=96, depth_network_width=0.25, motion_network_width=0.25,
-                         learn_intrinsics=False)
+    config = ModelConfig(
+        img_height=64, img_width=96, depth_network_width=0.25, motion_network_width=0.25, learn_intrinsics=False
+    )
     write_model_config(tmp_path, config)
     make_checkpoint(DepthMotionModel(config)).save(str(tmp_path / "model"))
     loaded = InferenceModel.from_checkpoint(tmp_path)

@@ -1,4 +1,5 @@
 """Randomized layer normalization, reflect-padded convolution, legacy bilinear resize."""
+
 import numpy as np
 import pytest
 import tensorflow as tf

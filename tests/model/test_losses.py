@@ -1,4 +1,5 @@
 """Loss terms on hand-computed cases, invariants and NaN guards (docs/release.md §3.1-3.3, 8)."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,9 +12,12 @@ H, W = 8, 10
 def _identity_warp(depth_value=2.0, mask=None, batch=1):
     x, y = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
     mask = np.ones((batch, H, W), np.float32) if mask is None else mask
-    return geometry.WarpResult(x=tf.constant(np.broadcast_to(x, (batch, H, W))),
-                               y=tf.constant(np.broadcast_to(y, (batch, H, W))),
-                               depth=tf.fill([batch, H, W], depth_value), mask=tf.constant(mask))
+    return geometry.WarpResult(
+        x=tf.constant(np.broadcast_to(x, (batch, H, W))),
+        y=tf.constant(np.broadcast_to(y, (batch, H, W))),
+        depth=tf.fill([batch, H, W], depth_value),
+        mask=tf.constant(mask),
+    )
 
 
 def _image(seed, batch=1):
@@ -26,7 +30,7 @@ def test_ssim_of_identical_images_is_zero_and_ignores_brightness():
     error, average_weight = losses.weighted_ssim(x, x, weight)
     assert error.shape == (1, H - 2, W - 2, 3) and average_weight.shape == (1, H - 2, W - 2, 1)
     np.testing.assert_allclose(error.numpy(), 0.0, atol=1e-4)
-    shifted, _ = losses.weighted_ssim(x + 0.3, x, weight)   # c1 = inf: means do not matter
+    shifted, _ = losses.weighted_ssim(x + 0.3, x, weight)  # c1 = inf: means do not matter
     np.testing.assert_allclose(shifted.numpy(), 0.0, atol=1e-4)
     inverted, _ = losses.weighted_ssim(1.0 - x, x, weight)  # anti-correlated -> error near 1
     assert float(tf.reduce_mean(inverted)) > 0.95
@@ -46,19 +50,19 @@ def test_rgbd_consistency_hand_case_with_occlusion():
     target_rgb = _image(3)
     source_rgb = target_rgb + tf.constant([0.1, 0.0, 0.0])
     target_depth = np.full((1, H, W, 1), 3.0, np.float32)
-    target_depth[0, :, :5] = 1.0          # left half: target surface in front of the warped one -> occluded
+    target_depth[0, :, :5] = 1.0  # left half: target surface in front of the warped one -> occluded
     mask = np.ones((1, H, W), np.float32)
-    mask[0, 0, :] = 0.0                   # first row out of bounds
+    mask[0, 0, :] = 0.0  # first row out of bounds
     terms = losses.rgbd_consistency_loss(_identity_warp(2.0, mask), source_rgb, target_rgb, target_depth)
     consistent = np.zeros((H, W))
-    consistent[1:, 5:] = 1.0              # valid and not occluded
+    consistent[1:, 5:] = 1.0  # valid and not occluded
     np.testing.assert_array_equal(terms["mask"].numpy()[0], consistent)
     assert float(terms["depth_error"]) == pytest.approx(1.0 * consistent.mean(), rel=1e-5)
     assert float(terms["rgb_error"]) == pytest.approx(0.1 / 3 * consistent.mean(), rel=1e-4)
     identical = losses.rgbd_consistency_loss(_identity_warp(2.0), target_rgb, target_rgb, tf.fill([1, H, W, 1], 2.5))
     assert float(identical["rgb_error"]) == pytest.approx(0.0, abs=1e-6)
     assert float(identical["ssim_error"]) == pytest.approx(0.0, abs=1e-5)
-    assert float(identical["depth_error"]) == pytest.approx(0.5, rel=1e-5)   # |2.5 - 2| everywhere
+    assert float(identical["depth_error"]) == pytest.approx(0.5, rel=1e-5)  # |2.5 - 2| everywhere
 
 
 def test_motion_cycle_consistency():
@@ -70,14 +74,16 @@ def test_motion_cycle_consistency():
     inverse_rotation = tf.transpose(geometry.matrix_from_angles(angles), [0, 2, 1])
     inverse_field = -tf.einsum("bij,bhwj->bhwi", inverse_rotation, field)
     rotation_error, translation_error = losses.motion_field_consistency_loss(
-        warp, mask, angles, field, -angles, inverse_field)
+        warp, mask, angles, field, -angles, inverse_field
+    )
     assert float(rotation_error) == pytest.approx(0.0, abs=1e-6)
     assert float(translation_error) == pytest.approx(0.0, abs=1e-6)
     # Same rotation both ways: error = mean((R R - I)^2) / (2 mean((R - I)^2)), computed here by numpy.
     rotation = geometry.matrix_from_angles(angles)[0].numpy()
     expected = np.mean((rotation @ rotation - np.eye(3)) ** 2) / (2 * np.mean((rotation - np.eye(3)) ** 2))
     rotation_error, translation_error = losses.motion_field_consistency_loss(
-        warp, mask, angles, tf.zeros([1, H, W, 3]), angles, field)
+        warp, mask, angles, tf.zeros([1, H, W, 3]), angles, field
+    )
     assert float(rotation_error) == pytest.approx(expected, rel=1e-4)
     # Backward translation missing: |R t2|^2 / (0 + |t2|^2) = 1.
     assert float(translation_error) == pytest.approx(1.0, rel=1e-5)
@@ -88,7 +94,8 @@ def test_zero_motion_gives_finite_values_and_gradients():
     zero_field = tf.Variable(tf.zeros([1, H, W, 3]))
     with tf.GradientTape() as tape:
         rotation_error, translation_error = losses.motion_field_consistency_loss(
-            _identity_warp(), tf.ones([1, H, W]), zero_angles, zero_field, zero_angles, zero_field)
+            _identity_warp(), tf.ones([1, H, W]), zero_angles, zero_field, zero_angles, zero_field
+        )
         smoothness = losses.motion_field_smoothness(zero_field)
         sparsity = losses.motion_sparsity(zero_field, zero_field)
         residual_tv = losses.residual_field_smoothness(zero_field, zero_field)
@@ -103,13 +110,13 @@ def test_depth_smoothness_hand_case_and_scale_invariance():
     constant = tf.fill([1, H, W, 1], 4.0)
     assert float(losses.depth_smoothness(constant, image)) == pytest.approx(0.0, abs=1e-7)
     depth = np.full((1, H, W, 1), 2.0, np.float32)
-    depth[:, :, W // 2:] = 1.0            # disparity 0.5 | 1.0, mean 0.75 -> normalised step 2/3
+    depth[:, :, W // 2 :] = 1.0  # disparity 0.5 | 1.0, mean 0.75 -> normalised step 2/3
     value = float(losses.depth_smoothness(depth, image))
     # One column of x-differences out of W-1 has |step| = 2/3; no y-differences; flat image -> weight 1.
     assert value == pytest.approx((2 / 3) / (W - 1), rel=1e-5)
     assert float(losses.depth_smoothness(depth * 7.0, image)) == pytest.approx(value, rel=1e-5)
     edge_image = np.full((1, H, W, 3), 0.0, np.float32)
-    edge_image[:, :, W // 2:] = 1.0       # an image edge at the depth edge lowers the penalty by e^-1
+    edge_image[:, :, W // 2 :] = 1.0  # an image edge at the depth edge lowers the penalty by e^-1
     assert float(losses.depth_smoothness(depth, edge_image)) == pytest.approx(value * np.exp(-1.0), rel=1e-5)
 
 
@@ -122,14 +129,14 @@ def test_motion_field_smoothness_is_cyclic_and_scale_invariant():
     value = float(losses.motion_field_smoothness(ramp))
     assert value == pytest.approx(float(losses.motion_field_smoothness(ramp * 3.0)), rel=1e-5)
     # Wrap-around: column 0 is compared with column W-1, a jump of W-1 instead of 1.
-    rms = np.sqrt(3 * np.mean(ramp ** 2))
-    expected = ((W - 1) * 1.0 + (W - 1)) / W / rms / 3   # mean over W columns and 3 channels
+    rms = np.sqrt(3 * np.mean(ramp**2))
+    expected = ((W - 1) * 1.0 + (W - 1)) / W / rms / 3  # mean over W columns and 3 channels
     assert value == pytest.approx(expected, rel=1e-4)
     assert float(losses.residual_field_smoothness(ramp, ramp)) == pytest.approx(1.0 / rms / 3, rel=1e-4)
 
 
 def test_motion_sparsity_hand_case():
-    full = tf.fill([1, H, W, 3], 1.0)     # rms vector norm = sqrt(3)
+    full = tf.fill([1, H, W, 3], 1.0)  # rms vector norm = sqrt(3)
     residual = np.zeros((1, H, W, 3), np.float32)
     residual[..., 0] = np.sqrt(3.0) * 0.2  # normalised |t| = 0.2 on channel 0, zero elsewhere
     value = float(losses.motion_sparsity(residual, full))

@@ -15,6 +15,7 @@ Slow tier: two ``python -m stages.train`` processes with ``TF_CONFIG`` on 127.0.
 - a worker killed (SIGKILL) mid-run stops the other with WorkerLostError, the newest checkpoint restores, and
   restarting both workers resumes from it to the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,15 @@ from tests.model.test_trainer import TinyModel, make_trainer
 
 
 def fake_strategy(cluster, task_type, task_id):
-    resolver = types.SimpleNamespace(task_type=task_type, task_id=task_id,
-                                     cluster_spec=lambda: tf.train.ClusterSpec(cluster))
+    resolver = types.SimpleNamespace(
+        task_type=task_type, task_id=task_id, cluster_spec=lambda: tf.train.ClusterSpec(cluster)
+    )
     return types.SimpleNamespace(cluster_resolver=resolver)
 
 
 def test_is_chief_follows_tensorflow_cluster_conventions():
     workers = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    assert trainer.is_chief(tf.distribute.get_strategy())            # no cluster: the only process writes
+    assert trainer.is_chief(tf.distribute.get_strategy())  # no cluster: the only process writes
     assert trainer.is_chief(fake_strategy(workers, "worker", 0))
     assert not trainer.is_chief(fake_strategy(workers, "worker", 1))
     with_chief = {"chief": ["127.0.0.1:3"], **workers}
@@ -58,14 +60,20 @@ def test_is_chief_follows_tensorflow_cluster_conventions():
 def test_a_non_chief_worker_trains_and_saves_but_writes_nothing(tmp_path, monkeypatch):
     write_records(tmp_path / "data", count=2)
     monkeypatch.setattr(trainer, "is_chief", lambda strategy: False)
-    run = make_trainer(tmp_path / "data", tmp_path / "ckpt", model_factory=TinyModel, train_steps=2,
-                       checkpoint_freq=1, metrics_dir=str(tmp_path / "dvclive"))
+    run = make_trainer(
+        tmp_path / "data",
+        tmp_path / "ckpt",
+        model_factory=TinyModel,
+        train_steps=2,
+        checkpoint_freq=1,
+        metrics_dir=str(tmp_path / "dvclive"),
+    )
     saved = []
     original_write = run.checkpoint.write
-    run.checkpoint.write = lambda prefix: saved.append(original_write(prefix))   # the save still happens
+    run.checkpoint.write = lambda prefix: saved.append(original_write(prefix))  # the save still happens
     run.train()
     assert run.step == 2 and len(saved) == 2
-    assert not any(Path(path).parent.exists() for path in saved)   # its scratch folders are gone
+    assert not any(Path(path).parent.exists() for path in saved)  # its scratch folders are gone
     assert list((tmp_path / "ckpt").iterdir()) == []
     assert not (tmp_path / "dvclive").exists()
 
@@ -73,10 +81,21 @@ def test_a_non_chief_worker_trains_and_saves_but_writes_nothing(tmp_path, monkey
 # --- slow tier: real processes -----------------------------------------------------------------------------
 
 STEPS = 3
-TIMEOUT_S = 1500   # two TensorFlow processes on 2 shared cores: variable broadcast and tracing take minutes
-TRAIN_ARGS = ["--img_height", str(HEIGHT), "--img_width", str(WIDTH), "--depth_network_width=0.25",
-              "--motion_network_width=0.25", "--batch_size=4", "--summary_freq=1", "--checkpoint_freq=1",
-              "--learning_rate=5e-4", "--seed=3", "--quiet"]
+TIMEOUT_S = 1500  # two TensorFlow processes on 2 shared cores: variable broadcast and tracing take minutes
+TRAIN_ARGS = [
+    "--img_height",
+    str(HEIGHT),
+    "--img_width",
+    str(WIDTH),
+    "--depth_network_width=0.25",
+    "--motion_network_width=0.25",
+    "--batch_size=4",
+    "--summary_freq=1",
+    "--checkpoint_freq=1",
+    "--learning_rate=5e-4",
+    "--seed=3",
+    "--quiet",
+]
 
 
 def free_ports(count):
@@ -94,8 +113,16 @@ def start(data_dir, checkpoint_dir, metrics_dir, steps, tf_config=None, log=None
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
-    command = [sys.executable, "-m", "stages.train", f"--data_dir={data_dir}", f"--checkpoint_dir={checkpoint_dir}",
-               f"--metrics_dir={metrics_dir}", f"--train_steps={steps}", *TRAIN_ARGS]
+    command = [
+        sys.executable,
+        "-m",
+        "stages.train",
+        f"--data_dir={data_dir}",
+        f"--checkpoint_dir={checkpoint_dir}",
+        f"--metrics_dir={metrics_dir}",
+        f"--train_steps={steps}",
+        *TRAIN_ARGS,
+    ]
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
@@ -105,8 +132,16 @@ def start_cluster(tmp_path, name, steps):
     processes = []
     for index in range(2):
         log = open(tmp_path / f"{name}-worker{index}.log", "w")
-        processes.append(start(tmp_path / "data", tmp_path / f"{name}-ckpt", tmp_path / f"{name}-dvclive{index}",
-                               steps, {"cluster": cluster, "task": {"type": "worker", "index": index}}, log))
+        processes.append(
+            start(
+                tmp_path / "data",
+                tmp_path / f"{name}-ckpt",
+                tmp_path / f"{name}-dvclive{index}",
+                steps,
+                {"cluster": cluster, "task": {"type": "worker", "index": index}},
+                log,
+            )
+        )
     return processes
 
 
@@ -132,8 +167,9 @@ def loss_on_fixed_batch(prefix, data_dir):
     params.update(img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25)
     model = DepthMotionModel(ModelConfig.from_params(params))
     trainer.make_checkpoint(model).restore(prefix).expect_partial()
-    reader = data.RecordDataset(data.DataConfig(str(data_dir), img_height=HEIGHT, img_width=WIDTH, batch_size=4,
-                                                seed=0))
+    reader = data.RecordDataset(
+        data.DataConfig(str(data_dir), img_height=HEIGHT, img_width=WIDTH, batch_size=4, seed=0)
+    )
     batch = next(iter(reader.build()))
     batch = {key: value for key, value in batch.items() if key != "position"}
     return float(model.compute_loss(batch, tf.constant(STEPS, tf.int64), training=False)["total"])
@@ -162,8 +198,10 @@ def test_two_workers_on_loopback_match_one_process_and_only_the_chief_writes(tmp
 
     multi = loss_on_fixed_batch(str(ckpt / f"model-{STEPS}"), tmp_path / "data")
     one = loss_on_fixed_batch(str(tmp_path / "single-ckpt" / f"model-{STEPS}"), tmp_path / "data")
-    print(f"loss after {STEPS} steps on a fixed batch: two workers {multi:.5f}, one process {one:.5f}, "
-          f"relative difference {abs(multi - one) / abs(one):.4f}")
+    print(
+        f"loss after {STEPS} steps on a fixed batch: two workers {multi:.5f}, one process {one:.5f}, "
+        f"relative difference {abs(multi - one) / abs(one):.4f}"
+    )
     assert np.isfinite(multi) and abs(multi - one) <= 0.01 * abs(one)
 
 
@@ -187,8 +225,11 @@ def test_a_killed_worker_stops_the_run_clearly_and_a_restart_resumes(tmp_path):
     latest = tf.train.latest_checkpoint(str(ckpt))
     step = int(latest.rsplit("-", 1)[-1])
     assert 2 <= step < steps
-    assert all(np.all(np.isfinite(tf.train.load_checkpoint(latest).get_tensor(name)))
-               for name, _ in tf.train.list_variables(latest) if "VARIABLE_VALUE" in name and "position" not in name)
+    assert all(
+        np.all(np.isfinite(tf.train.load_checkpoint(latest).get_tensor(name)))
+        for name, _ in tf.train.list_variables(latest)
+        if "VARIABLE_VALUE" in name and "position" not in name
+    )
 
     again = start_cluster(tmp_path, "run", step + 2)
     assert wait_all(again, TIMEOUT_S) == [0, 0], (tmp_path / "run-worker0.log").read_text()[-3000:]

@@ -1,8 +1,9 @@
 """Network structure: activation shapes at 128 x 416 (docs/release.md §2.1 / 2.3 tables), normalizer layout, heads."""
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from model.layers import RandomizedLayerNormalization
 from model.networks import DepthNetwork, MotionNetwork
@@ -17,11 +18,24 @@ def depth_features():
 def test_depth_network_shapes_at_128x416(depth_features):
     _, features = depth_features
     expected = {
-        "econv1": (64, 208, 64), "pool1": (32, 104, 64), "conv2_2": (32, 104, 64), "conv3_1": (16, 52, 128),
-        "conv3_2": (16, 52, 128), "conv4_2": (8, 26, 256), "conv5_2": (4, 13, 512),
-        "upconv5": (8, 26, 256), "iconv5": (8, 26, 256), "upconv4": (16, 52, 128), "iconv4": (16, 52, 128),
-        "upconv3": (32, 104, 64), "iconv3": (32, 104, 64), "upconv2": (64, 208, 32), "iconv2": (64, 208, 32),
-        "upconv1": (128, 416, 16), "iconv1": (128, 416, 16), "disp1": (128, 416, 1),
+        "econv1": (64, 208, 64),
+        "pool1": (32, 104, 64),
+        "conv2_2": (32, 104, 64),
+        "conv3_1": (16, 52, 128),
+        "conv3_2": (16, 52, 128),
+        "conv4_2": (8, 26, 256),
+        "conv5_2": (4, 13, 512),
+        "upconv5": (8, 26, 256),
+        "iconv5": (8, 26, 256),
+        "upconv4": (16, 52, 128),
+        "iconv4": (16, 52, 128),
+        "upconv3": (32, 104, 64),
+        "iconv3": (32, 104, 64),
+        "upconv2": (64, 208, 32),
+        "iconv2": (64, 208, 32),
+        "upconv1": (128, 416, 16),
+        "iconv1": (128, 416, 16),
+        "disp1": (128, 416, 1),
     }
     for name, shape in expected.items():
         assert tuple(features[name].shape[1:]) == shape, name
@@ -32,19 +46,28 @@ def test_release_layout_has_batch_norm_in_three_blocks(depth_features):
     network, _ = depth_features
     kinds = {scope: type(layer) for scope, layer in network.tf1_scopes().items() if "/bn" in scope}
     batch_norm = sorted(scope for scope, kind in kinds.items() if kind is keras.layers.BatchNormalization)
-    assert batch_norm == ["conv2_2/bn_1", "conv2_2/bn_2", "conv3_2/bn_1", "conv3_2/bn_2",
-                          "conv4_2/bn_1", "conv4_2/bn_2"]
+    assert batch_norm == [
+        "conv2_2/bn_1",
+        "conv2_2/bn_2",
+        "conv3_2/bn_1",
+        "conv3_2/bn_2",
+        "conv4_2/bn_1",
+        "conv4_2/bn_2",
+    ]
     assert sum(kind is RandomizedLayerNormalization for kind in kinds.values()) == 11  # conv1 + 5 blocks x 2
     everywhere = DepthNetwork(normalization="randomized_layer_norm")
-    assert all(isinstance(layer, RandomizedLayerNormalization)
-               for scope, layer in everywhere.tf1_scopes().items() if "/bn" in scope)
+    assert all(
+        isinstance(layer, RandomizedLayerNormalization)
+        for scope, layer in everywhere.tf1_scopes().items()
+        if "/bn" in scope
+    )
     with pytest.raises(ValueError):
         DepthNetwork(normalization="group_norm")
 
 
 def test_depth_network_rejects_sizes_that_are_not_multiples_of_32():
     network = DepthNetwork(normalization="randomized_layer_norm")
-    with pytest.raises(Exception):
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
         network(tf.zeros([1, 48, 96, 3]))
 
 

@@ -1,4 +1,5 @@
 """model/predict.py: pairs across batch boundaries, pose accumulation, head intrinsics, damaged outputs."""
+
 import numpy as np
 import pytest
 
@@ -45,7 +46,7 @@ def test_pairs_span_batch_boundaries_and_poses_accumulate():
     assert model.depth_calls == [(3, False), (3, False), (1, False)]
     poses = predictor.poses()
     assert poses.shape == (7, 4, 4)
-    np.testing.assert_allclose(poses[:, 2, 3], np.arange(7))               # z: one unit per pair
+    np.testing.assert_allclose(poses[:, 2, 3], np.arange(7))  # z: one unit per pair
     np.testing.assert_allclose(poses[:, 0, 3], np.concatenate([[0], np.cumsum(np.arange(6))]))  # sum of a
     head = predictor.head_intrinsics()
     assert head["num_pairs"] == 6

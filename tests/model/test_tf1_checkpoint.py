@@ -1,17 +1,26 @@
 """The TF1 name map of docs/release.md §7 and restoring a TF1-style checkpoint written by the test itself."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from model.depth_motion_model import DepthMotionModel, ModelConfig
-from model.tf1_checkpoint import (CheckpointMismatchError, is_skipped, load_tf1_checkpoint, tf1_variable_map,
-                                  tf1_variable_shapes)
+from model.tf1_checkpoint import (
+    CheckpointMismatchError,
+    is_skipped,
+    load_tf1_checkpoint,
+    tf1_variable_map,
+    tf1_variable_shapes,
+)
 
 
 def _spec_table():
     """docs/release.md §7.1 / 7.2 written out independently of the code: TF1 name -> shape."""
-    table = {"depth_prediction/conv1/conv/kernel": (7, 7, 3, 64),
-             "depth_prediction/conv1/bn/beta": (64,), "depth_prediction/conv1/bn/gamma": (64,)}
+    table = {
+        "depth_prediction/conv1/conv/kernel": (7, 7, 3, 64),
+        "depth_prediction/conv1/bn/beta": (64,),
+        "depth_prediction/conv1/bn/gamma": (64,),
+    }
     in_channels = 64
     for stage, channels in zip((2, 3, 4, 5), (64, 128, 256, 512)):
         for index in (1, 2):
@@ -28,10 +37,19 @@ def _spec_table():
                 for name in names:
                     table[f"{scope}/{bn}/{name}"] = (channels,)
         in_channels = channels
-    decoder = {"upconv5": (3, 3, 256, 512), "iconv5": (3, 3, 512, 256), "upconv4": (3, 3, 128, 256),
-               "iconv4": (3, 3, 256, 128), "upconv3": (3, 3, 64, 128), "iconv3": (3, 3, 128, 64),
-               "upconv2": (3, 3, 32, 64), "iconv2": (3, 3, 96, 32), "upconv1": (3, 3, 16, 32),
-               "iconv1": (3, 3, 16, 16), "disp1": (3, 3, 16, 1)}
+    decoder = {
+        "upconv5": (3, 3, 256, 512),
+        "iconv5": (3, 3, 512, 256),
+        "upconv4": (3, 3, 128, 256),
+        "iconv4": (3, 3, 256, 128),
+        "upconv3": (3, 3, 64, 128),
+        "iconv3": (3, 3, 128, 64),
+        "upconv2": (3, 3, 32, 64),
+        "iconv2": (3, 3, 96, 32),
+        "upconv1": (3, 3, 16, 32),
+        "iconv1": (3, 3, 16, 16),
+        "disp1": (3, 3, 16, 1),
+    }
     for scope, shape in decoder.items():
         table[f"depth_prediction/{scope}/weights"] = shape
         table[f"depth_prediction/{scope}/biases"] = (shape[2] if scope.startswith("upconv") else shape[3],)
@@ -83,8 +101,12 @@ def _write_tf1_checkpoint(prefix, shapes, extra=()):
         for index, (name, shape) in enumerate(list(shapes.items()) + list(extra)):
             # Small weights keep the restored network finite; variances must be positive.
             low, high = (0.5, 1.5) if name.endswith("moving_variance") else (-0.05, 0.05)
-            tf.compat.v1.get_variable(name, shape=shape, dtype=tf.float32,
-                                      initializer=tf.compat.v1.random_uniform_initializer(low, high, seed=index))
+            tf.compat.v1.get_variable(
+                name,
+                shape=shape,
+                dtype=tf.float32,
+                initializer=tf.compat.v1.random_uniform_initializer(low, high, seed=index),
+            )
         saver = tf.compat.v1.train.Saver()
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
@@ -93,21 +115,29 @@ def _write_tf1_checkpoint(prefix, shapes, extra=()):
 
 def test_restores_tf1_checkpoint_end_to_end(model, tmp_path):
     shapes = _spec_table()
-    extra = [("depth_prediction/conv1/conv/kernel/Adam", (7, 7, 3, 64)),
-             ("depth_prediction/conv1/conv/kernel/Adam_1", (7, 7, 3, 64)),
-             ("global_step", ()), ("beta1_power", ()), ("beta2_power", ()),
-             ("MotionFieldNet/compute_loss/MotionFieldNet_1/Conv7/Relu/MotionBottleneck/weights", (1, 1, 2048, 3))]
+    extra = [
+        ("depth_prediction/conv1/conv/kernel/Adam", (7, 7, 3, 64)),
+        ("depth_prediction/conv1/conv/kernel/Adam_1", (7, 7, 3, 64)),
+        ("global_step", ()),
+        ("beta1_power", ()),
+        ("beta2_power", ()),
+        ("MotionFieldNet/compute_loss/MotionFieldNet_1/Conv7/Relu/MotionBottleneck/weights", (1, 1, 2048, 3)),
+    ]
     prefix = _write_tf1_checkpoint(tmp_path / "model-1", shapes, extra)
     unused = load_tf1_checkpoint(model, prefix)
     assert unused == ["MotionFieldNet/compute_loss/MotionFieldNet_1/Conv7/Relu/MotionBottleneck/weights"]
     reader = tf.train.load_checkpoint(prefix)
-    np.testing.assert_array_equal(model.depth_net.tf1_scopes()["upconv5"].kernel.numpy(),
-                                  reader.get_tensor("depth_prediction/upconv5/weights"))
-    np.testing.assert_array_equal(model.depth_net.tf1_scopes()["conv2_2/bn_1"].moving_variance.numpy(),
-                                  reader.get_tensor("depth_prediction/conv2_2/bn_1/moving_variance"))
-    np.testing.assert_array_equal(model.motion_net.refinements[0].bottleneck.kernel.numpy(),
-                                  reader.get_tensor(
-                                      "MotionFieldNet/compute_loss/MotionFieldNet/Conv7/Relu/MotionBottleneck/weights"))
+    np.testing.assert_array_equal(
+        model.depth_net.tf1_scopes()["upconv5"].kernel.numpy(), reader.get_tensor("depth_prediction/upconv5/weights")
+    )
+    np.testing.assert_array_equal(
+        model.depth_net.tf1_scopes()["conv2_2/bn_1"].moving_variance.numpy(),
+        reader.get_tensor("depth_prediction/conv2_2/bn_1/moving_variance"),
+    )
+    np.testing.assert_array_equal(
+        model.motion_net.refinements[0].bottleneck.kernel.numpy(),
+        reader.get_tensor("MotionFieldNet/compute_loss/MotionFieldNet/Conv7/Relu/MotionBottleneck/weights"),
+    )
     for name, variable in tf1_variable_map(model).items():
         np.testing.assert_array_equal(variable.numpy(), reader.get_tensor(name), err_msg=name)
     # The restored model runs.

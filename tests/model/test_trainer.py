@@ -3,9 +3,10 @@
 The loop's own behaviour (resume, NaN stop) is tested around ``TinyModel``, a small stand-in with the
 DepthMotionModel interface, so these tests take seconds; the learning test uses the full model (slow).
 """
+
 import csv
-import logging
 import json
+import logging
 
 import keras
 import numpy as np
@@ -29,8 +30,9 @@ def make_trainer(records, checkpoint_dir, model_factory=None, **overrides):
     data_config = data.DataConfig(str(records), img_height=HEIGHT, img_width=WIDTH, batch_size=2, seed=1)
     values = dict(learning_rate=2e-4, train_steps=4, checkpoint_freq=2, summary_freq=1, progress=False)
     values.update(overrides)
-    return trainer.Trainer(MODEL_CONFIG, data_config, trainer.TrainerConfig(str(checkpoint_dir), **values),
-                           model_factory=model_factory)
+    return trainer.Trainer(
+        MODEL_CONFIG, data_config, trainer.TrainerConfig(str(checkpoint_dir), **values), model_factory=model_factory
+    )
 
 
 class TinyModel(keras.Model):
@@ -57,24 +59,32 @@ def variables_of(model):
 def test_clipping_is_per_tensor_and_detects_non_finite():
     gradients = [tf.constant([12.0, 16.0]), tf.constant([3.0, 4.0]), tf.constant([np.nan, 1.0])]
     clipped, squared = trainer.clip_per_tensor(gradients, 10.0)
-    np.testing.assert_allclose(clipped[0], [6.0, 8.0], rtol=1e-6)      # norm 20 -> 10
-    np.testing.assert_allclose(clipped[1], [3.0, 4.0], rtol=1e-6)      # norm 5: untouched (not a global norm)
+    np.testing.assert_allclose(clipped[0], [6.0, 8.0], rtol=1e-6)  # norm 20 -> 10
+    np.testing.assert_allclose(clipped[1], [3.0, 4.0], rtol=1e-6)  # norm 5: untouched (not a global norm)
     np.testing.assert_allclose([float(squared[0]), float(squared[1])], [400.0, 25.0])
     assert not np.isfinite(float(squared[2]))
 
 
 # A configuration known to learn (the CPU defaults of params.yaml at a quarter width): overfitting one fixed
 # batch (2 records, no augmentation) takes the loss from ~2.0 to ~0.11 in 40 steps at lr 1e-3 (measured).
-LEARNABLE = ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False, depth_network_width=0.25,
-                        motion_network_width=0.25, motion_scale_initial_value=0.1, motion_pairing="inverse",
-                        smooth_weight=1e-3)
+LEARNABLE = ModelConfig(
+    img_height=HEIGHT,
+    img_width=WIDTH,
+    learn_intrinsics=False,
+    depth_network_width=0.25,
+    motion_network_width=0.25,
+    motion_scale_initial_value=0.1,
+    motion_pairing="inverse",
+    smooth_weight=1e-3,
+)
 
 
 def fixed_batch_losses(records, checkpoint_dir, learning_rate, steps, **overrides):
     """Train LEARNABLE on the same batch every step (2 records, batch 2, no augmentation); per-step losses."""
     data_config = data.DataConfig(str(records), batch_size=2, seed=1, color_probability=0.0, flip_probability=0.0)
-    values = dict(learning_rate=learning_rate, train_steps=steps, checkpoint_freq=100, summary_freq=1,
-                  progress=False, seed=1)
+    values = dict(
+        learning_rate=learning_rate, train_steps=steps, checkpoint_freq=100, summary_freq=1, progress=False, seed=1
+    )
     values.update(overrides)
     run = trainer.Trainer(LEARNABLE, data_config, trainer.TrainerConfig(str(checkpoint_dir), **values))
     losses = []
@@ -164,22 +174,31 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(records, tmp_path)
 def test_image_sizes_of_data_and_model_must_agree(records, tmp_path):
     data_config = data.DataConfig(str(records), img_height=HEIGHT, img_width=WIDTH)
     with pytest.raises(ValueError, match="image sizes differ"):
-        trainer.Trainer(ModelConfig(img_height=32, img_width=WIDTH), data_config,
-                        trainer.TrainerConfig(str(tmp_path / "ckpt")))
+        trainer.Trainer(
+            ModelConfig(img_height=32, img_width=WIDTH), data_config, trainer.TrainerConfig(str(tmp_path / "ckpt"))
+        )
 
 
 # --- poisoned checkpoints and hyper-parameters (issue 10, item 3) -----------------------------------------
 
-@pytest.mark.parametrize("field, value, message", [
-    ("learning_rate", float("nan"), "learning_rate must be finite"),
-    ("learning_rate", float("inf"), "learning_rate must be finite"),
-    ("learning_rate", -1e-4, "learning_rate must be >= 0"),
-    ("learning_rate", 1e6, "learning_rate must be <= 1.0"),
-    ("learning_rate", "fast", "learning_rate must be a number"),
-    ("beta1", 1.0, "beta1 must be <="), ("clip_gradient_norm", float("nan"), "clip_gradient_norm must be finite"),
-    ("train_steps", 0, "train_steps must be >= 1"), ("train_steps", 2.5, "whole number"),
-    ("summary_freq", 0, "summary_freq must be >= 1"), ("checkpoint_freq", -1, "checkpoint_freq must be >= 0"),
-    ("keep_checkpoints", 0, "keep_checkpoints must be >= 1")])
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("learning_rate", float("nan"), "learning_rate must be finite"),
+        ("learning_rate", float("inf"), "learning_rate must be finite"),
+        ("learning_rate", -1e-4, "learning_rate must be >= 0"),
+        ("learning_rate", 1e6, "learning_rate must be <= 1.0"),
+        ("learning_rate", "fast", "learning_rate must be a number"),
+        ("beta1", 1.0, "beta1 must be <="),
+        ("clip_gradient_norm", float("nan"), "clip_gradient_norm must be finite"),
+        ("train_steps", 0, "train_steps must be >= 1"),
+        ("train_steps", 2.5, "whole number"),
+        ("summary_freq", 0, "summary_freq must be >= 1"),
+        ("checkpoint_freq", -1, "checkpoint_freq must be >= 0"),
+        ("keep_checkpoints", 0, "keep_checkpoints must be >= 1"),
+    ],
+)
 def test_bad_hyper_parameters_are_rejected_at_startup(field, value, message):
     with pytest.raises(ValueError, match=message):
         trainer.TrainerConfig("/tmp/unused", **{field: value})
@@ -210,9 +229,11 @@ def all_checkpoint_tensors_finite(prefix):
 
 def test_an_update_that_poisons_the_weights_is_never_saved(records, tmp_path):
     run = make_trainer(records, tmp_path / "ckpt", model_factory=StatisticGoesNaN, train_steps=6, checkpoint_freq=1)
-    with pytest.raises(trainer.NonFiniteLossError,
-                       match=r"update of step 3 made 1 model variables non-finite .*statistic.*nothing was saved; "
-                             r"last good \(finite\) checkpoint: .*model-2 \(step 2\)"):
+    with pytest.raises(
+        trainer.NonFiniteLossError,
+        match=r"update of step 3 made 1 model variables non-finite .*statistic.*nothing was saved; "
+        r"last good \(finite\) checkpoint: .*model-2 \(step 2\)",
+    ):
         run.train()
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("model-2")
     assert all(all_checkpoint_tensors_finite(prefix) for prefix in run.manager.checkpoints)
@@ -230,13 +251,16 @@ def test_save_refuses_non_finite_weights_and_resume_refuses_a_poisoned_checkpoin
     run.optimizer.iterations.assign(3)
     run.manager.save(checkpoint_number=3)
     again = make_trainer(records, tmp_path / "ckpt", model_factory=TinyModel, train_steps=5)
-    with pytest.raises(trainer.NonFiniteLossError,
-                       match=r"cannot resume: .*model-3 holds non-finite values .*last good \(finite\) checkpoint: "
-                             r".*model-2 \(step 2\)"):
+    with pytest.raises(
+        trainer.NonFiniteLossError,
+        match=r"cannot resume: .*model-3 holds non-finite values .*last good \(finite\) checkpoint: "
+        r".*model-2 \(step 2\)",
+    ):
         again.restore_or_initialize()
 
 
 # --- resume continues the input stream; interrupted saves are cleaned (issue 10, item 4) ------------------
+
 
 def recorded_steps(run):
     """Wrap ``run.train_step`` to record each batch's positions and images."""
@@ -269,8 +293,12 @@ def test_resume_continues_the_data_stream_where_it_stopped(tmp_path):
         np.testing.assert_array_equal(images, expected_images)
     assert not np.array_equal(resumed[0][1], uninterrupted[0][1]), "a fresh stream's first batch is not repeated"
     for name, value in zip([v.path for v in second.model.variables], variables_of(second.model)):
-        np.testing.assert_allclose(value, dict(zip([v.path for v in straight.model.variables],
-                                                   variables_of(straight.model)))[name], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            value,
+            dict(zip([v.path for v in straight.model.variables], variables_of(straight.model)))[name],
+            rtol=1e-5,
+            atol=1e-7,
+        )
 
 
 def test_half_written_checkpoint_folders_are_removed_and_nothing_else(records, tmp_path):
@@ -297,8 +325,9 @@ def test_half_written_checkpoint_folders_are_removed_and_nothing_else(records, t
 
 # --- fine-tuning from a checkpoint (issue 13, item 2) -------------------------------------------------------
 
-SMALL_MODEL = ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=True, depth_network_width=0.25,
-                          motion_network_width=0.25)
+SMALL_MODEL = ModelConfig(
+    img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=True, depth_network_width=0.25, motion_network_width=0.25
+)
 
 
 def predictions(model, images):
@@ -316,7 +345,7 @@ def full_trainer(records, checkpoint_dir, seed, **overrides):
 
 def test_init_checkpoint_restores_every_model_variable_and_resume_wins(records, tmp_path, caplog):
     source = full_trainer(records, tmp_path / "source", seed=1)
-    source.optimizer.iterations.assign(7)           # as if trained 7 steps (no step is traced: fast tier)
+    source.optimizer.iterations.assign(7)  # as if trained 7 steps (no step is traced: fast tier)
     source.save()
     images = tf.constant(np.random.default_rng(0).random((2, HEIGHT, WIDTH, 3)), tf.float32)
     expected = predictions(source.model, images)
@@ -326,8 +355,10 @@ def test_init_checkpoint_restores_every_model_variable_and_resume_wins(records, 
     with caplog.at_level(logging.INFO, logger="model.trainer"):
         assert tuned.restore_or_initialize() == 0
     count = len(tuned.model.variables)
-    assert f"initialised from wilddepth checkpoint {tmp_path / 'source' / 'model-7'}: {count} of {count} model " \
-           "variables restored; the optimizer starts fresh" in caplog.text
+    assert (
+        f"initialised from wilddepth checkpoint {tmp_path / 'source' / 'model-7'}: {count} of {count} model "
+        "variables restored; the optimizer starts fresh" in caplog.text
+    )
     for restored, original in zip(tuned.model.variables, source.model.variables):
         np.testing.assert_array_equal(restored.numpy(), original.numpy(), err_msg=restored.path)
     for value, reference in zip(predictions(tuned.model, images), expected):
@@ -350,14 +381,15 @@ def test_a_checkpoint_to_resume_wins_over_init_checkpoint(records, tmp_path, cap
 def test_init_checkpoint_from_a_release_tf1_checkpoint_and_mismatches(tmp_path):
     from model.depth_motion_model import DepthMotionModel
     from tests.model.test_tf1_checkpoint import _spec_table, _write_tf1_checkpoint
-    prefix = _write_tf1_checkpoint(tmp_path / "release" / "model-199160", _spec_table(),
-                                   [("global_step", ())])
+
+    prefix = _write_tf1_checkpoint(tmp_path / "release" / "model-199160", _spec_table(), [("global_step", ())])
     model = DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH))
     report = trainer.load_initial_weights(model, prefix)
     assert report.kind == "tf1" and report.not_restored == [] and len(report.restored) == len(model.variables)
     reader = tf.train.load_checkpoint(prefix)
-    np.testing.assert_array_equal(model.depth_net.tf1_scopes()["upconv5"].kernel.numpy(),
-                                  reader.get_tensor("depth_prediction/upconv5/weights"))
+    np.testing.assert_array_equal(
+        model.depth_net.tf1_scopes()["upconv5"].kernel.numpy(), reader.get_tensor("depth_prediction/upconv5/weights")
+    )
     slim = DepthMotionModel(SMALL_MODEL)
     with pytest.raises(trainer.CheckpointMismatchError, match="do not match"):
         trainer.load_initial_weights(slim, prefix)

@@ -1,4 +1,5 @@
 """Tiny hand-made inputs in the real datasets' layouts (written into pytest's tmp_path)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,13 +34,25 @@ def write_png(path: Path, image: np.ndarray) -> None:
 def kitti_calibration(intrinsics=K_NATIVE, size=NATIVE) -> str:
     projection = np.zeros((3, 4))
     projection[:, :3] = intrinsics
-    return kitti.format_calibration({
-        "S_rect_02": np.array(size, dtype=float), "P_rect_02": projection,
-        "S_rect_03": np.array(size, dtype=float), "P_rect_03": projection})
+    return kitti.format_calibration(
+        {
+            "S_rect_02": np.array(size, dtype=float),
+            "P_rect_02": projection,
+            "S_rect_03": np.array(size, dtype=float),
+            "P_rect_03": projection,
+        }
+    )
 
 
-def make_kitti_drive(root: Path, date: str, drive: int, frames: int, calibration: bool = True,
-                     timestamps: Optional[Sequence[float]] = None, camera: int = 2) -> Path:
+def make_kitti_drive(
+    root: Path,
+    date: str,
+    drive: int,
+    frames: int,
+    calibration: bool = True,
+    timestamps: Optional[Sequence[float]] = None,
+    camera: int = 2,
+) -> Path:
     """<root>/<date>/<date>_drive_<drive:04d>_sync/image_0X/data/<10 digits>.png"""
     date_dir = root / date
     date_dir.mkdir(parents=True, exist_ok=True)

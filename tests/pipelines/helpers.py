@@ -1,4 +1,5 @@
 """Running the pipeline in tests: one in-process worker, small frames."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ TEST_BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 def preprocess(source: str, input_path, output, **params):
     """Run the whole pipeline; returns the manifest."""
-    values = {"source": source, "input": str(input_path), "output": str(output), "width": 48, "height": 24,
-              "segmenter": "none"}
+    values = {
+        "source": source,
+        "input": str(input_path),
+        "output": str(output),
+        "width": 48,
+        "height": 24,
+        "segmenter": "none",
+    }
     values.update(params)
     run(config_from_params(values), TEST_BEAM_ARGS)
     return json.loads((Path(output) / "manifest.json").read_text())

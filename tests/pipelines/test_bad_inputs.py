@@ -1,6 +1,7 @@
 """One bad input never sinks a preprocessing job (issue 10, items 5, 6, 8 and 9): a bad calibration, a
 decompression-bomb header, an unsafe folder name or a grey frame becomes a dead letter (or a safe name),
 and the good inputs are written. Fast tier: these are safety rules."""
+
 import struct
 import zlib
 from pathlib import Path
@@ -27,6 +28,7 @@ def reasons(output: Path):
 
 # --- item 5: K validated where it is parsed; the drive is dead-lettered -----------------------------------
 
+
 def test_kitti_date_with_zero_focal_length_is_a_dead_letter_and_other_dates_are_written(tmp_path):
     root = tmp_path / "kitti"
     make_kitti_drive(root, DATE, 1, 5)
@@ -41,14 +43,17 @@ def test_kitti_date_with_zero_focal_length_is_a_dead_letter_and_other_dates_are_
     assert records_of(output) == [(f"{DATE}_drive_0001_sync_02", f"{k:010d}") for k in (1, 2, 3)]
 
 
-@pytest.mark.parametrize("fx, cx, cy, ok", [
-    (100.0, 47.5, 23.5, True),       # centre of a 96 x 48 image
-    (100.0, -24.5, 23.5, True),      # on the margin: -0.5 - 0.25 * 96
-    (100.0, -24.6, 23.5, False),     # just outside it
-    (100.0, 47.5, 59.5, True),       # 48 - 0.5 + 0.25 * 48
-    (100.0, 47.5, 59.6, False),
-    (-1.0, 47.5, 23.5, False),       # negative focal length
-])
+@pytest.mark.parametrize(
+    "fx, cx, cy, ok",
+    [
+        (100.0, 47.5, 23.5, True),  # centre of a 96 x 48 image
+        (100.0, -24.5, 23.5, True),  # on the margin: -0.5 - 0.25 * 96
+        (100.0, -24.6, 23.5, False),  # just outside it
+        (100.0, 47.5, 59.5, True),  # 48 - 0.5 + 0.25 * 48
+        (100.0, 47.5, 59.6, False),
+        (-1.0, 47.5, 23.5, False),  # negative focal length
+    ],
+)
 def test_principal_point_must_lie_inside_or_near_the_image(fx, cx, cy, ok):
     K = camera.intrinsics_matrix(fx, 100.0, cx, cy)
     if ok:
@@ -67,6 +72,7 @@ def test_kitti_principal_point_checked_against_s_rect():
 
 
 # --- item 6: the header is checked before decoding -------------------------------------------------------
+
 
 def bomb_png() -> bytes:
     """167 bytes whose header claims 100000 x 100000 RGB pixels."""
@@ -90,6 +96,7 @@ def test_decompression_bomb_frame_is_a_dead_letter(tmp_path):
 
 # --- item 8: sequence names are safe for every source ----------------------------------------------------
 
+
 def test_kitti_drive_folder_with_a_space_gives_two_field_list_lines(tmp_path):
     root = tmp_path / "kitti"
     drive = make_kitti_drive(root, DATE, 7, 5)
@@ -105,10 +112,13 @@ def test_kitti_drive_folder_with_a_space_gives_two_field_list_lines(tmp_path):
     struct2depth.read_record(output, name, "0000000002")
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("2011_09_26_drive_0001_sync_02", "2011_09_26_drive_0001_sync_02"),
-    ("erfurt_000093", "erfurt_000093"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("2011_09_26_drive_0001_sync_02", "2011_09_26_drive_0001_sync_02"),
+        ("erfurt_000093", "erfurt_000093"),
+    ],
+)
 def test_safe_names_keep_safe_names(raw, expected):
     assert safe_sequence_name(raw) == expected
 
@@ -127,18 +137,19 @@ def test_space_and_underscore_names_stay_distinct():
 
 # --- item 9: grey frames in a colour sequence ------------------------------------------------------------
 
+
 def test_grey_frames_are_dead_letters(tmp_path):
     folder = tmp_path / "frames" / "walk"
     for k in range(10):
         write_png(folder / f"{k:03d}.png", frame_image(k))
-    grey_file = folder / "003.png"                        # stored as a 1-channel PNG
+    grey_file = folder / "003.png"  # stored as a 1-channel PNG
     write_png(grey_file, frame_image(3)[:, :, 0])
-    grey_rgb = folder / "006.png"                          # stored as RGB with three equal channels
+    grey_rgb = folder / "006.png"  # stored as RGB with three equal channels
     write_png(grey_rgb, np.repeat(frame_image(6)[:, :, :1], 3, axis=2))
     output = tmp_path / "out"
     preprocess("image_folder", tmp_path / "frames", output)
     assert reasons(output) == [(str(grey_file), "grey_frame"), (str(grey_rgb), "grey_frame")]
-    assert records_of(output) == [("walk", "0000000001"), ("walk", "0000000008")]   # no triplet spans a grey frame
+    assert records_of(output) == [("walk", "0000000001"), ("walk", "0000000008")]  # no triplet spans a grey frame
 
 
 def test_is_grey():
@@ -146,10 +157,11 @@ def test_is_grey():
     assert not is_grey(colour)
     assert is_grey(np.repeat(colour[:, :, :1], 3, axis=2))
     assert is_grey(colour[:, :, 0])
-    assert not is_grey(np.zeros((4, 4, 3), np.uint8))     # uniform: no colour to lose
+    assert not is_grey(np.zeros((4, 4, 3), np.uint8))  # uniform: no colour to lose
 
 
 # --- issue 13 §3 (part): a named intrinsics file must exist ----------------------------------------------
+
 
 def test_named_but_missing_intrinsics_file_fails_before_work(tmp_path):
     folder = tmp_path / "frames"
@@ -176,19 +188,21 @@ def test_malformed_intrinsics_file_is_a_dead_letter_not_a_guess(tmp_path):
 
 # --- issue 13 §3: lens distortion undistorted before the resize, K exact ---------------------------------
 
+
 def test_image_folder_with_distortion_gives_straight_frames_and_exact_K(tmp_path):
     import cv2
 
     from formats.camera import scale_intrinsics
-    from tests.formats.test_distortion import DIST, K, SIZE, corners, distorted, ideal_checkerboard, max_line_residual
+    from tests.formats.test_distortion import DIST, SIZE, K, corners, distorted, ideal_checkerboard, max_line_residual
 
     bent = distorted(ideal_checkerboard(*SIZE))
-    colour = np.stack([bent, (bent * 0.8 + 20).astype(np.uint8), bent], axis=-1)   # BGR, not grey
+    colour = np.stack([bent, (bent * 0.8 + 20).astype(np.uint8), bent], axis=-1)  # BGR, not grey
     folder = tmp_path / "frames" / "board"
     for k in range(3):
         write_png(folder / f"{k}.png", colour)
-    (folder / "intrinsics.txt").write_text(",".join(repr(float(v)) for v in K.reshape(-1)) + "\n"
-                                           + " ".join(repr(float(v)) for v in DIST) + "\n")
+    (folder / "intrinsics.txt").write_text(
+        ",".join(repr(float(v)) for v in K.reshape(-1)) + "\n" + " ".join(repr(float(v)) for v in DIST) + "\n"
+    )
     output = tmp_path / "out"
     preprocess("image_folder", tmp_path / "frames", output, width=320, height=240)
     frames, _, intrinsics = struct2depth.read_record(output, "board", "0000000001")
@@ -205,14 +219,15 @@ def test_ground_truth_and_detectron2_masks_follow_the_undistortion():
     from formats.distortion import undistort_mask
     from pipelines.geometry import mask_to_frame, transform_mask
     from pipelines.sources import frame_from_bgr
-    from tests.formats.test_distortion import DIST, K, SIZE
+    from tests.formats.test_distortion import DIST, SIZE, K
 
     native = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     native[..., 0] = 50
-    frame = frame_from_bgr(native, "image_folder", "s", 0, "f", 0.0, K, (320, 240), "none", False, None, 0, 0,
-                           tuple(DIST))
+    frame = frame_from_bgr(
+        native, "image_folder", "s", 0, "f", 0.0, K, (320, 240), "none", False, None, 0, 0, tuple(DIST)
+    )
     ids = np.zeros((SIZE[1], SIZE[0]), np.uint8)
-    ids[:40, :60] = 3                                     # an object in the (strongly distorted) corner
+    ids[:40, :60] = 3  # an object in the (strongly distorted) corner
     expected = transform_mask(undistort_mask(ids, K, DIST), (320, 240))
     np.testing.assert_array_equal(mask_to_frame(frame, ids), expected)
     assert not np.array_equal(expected, transform_mask(ids, (320, 240)))
@@ -223,7 +238,7 @@ def test_video_with_malformed_camera_file_is_a_dead_letter(tmp_path):
 
     make_video(tmp_path / "videos" / "clip.avi", 12, fourcc="MJPG")
     camera = tmp_path / "camera.txt"
-    camera.write_text("120,0,47.5,0,118,23.25,0,0,1\n-0.2 0.1\n")    # 2 distortion values: not a model
+    camera.write_text("120,0,47.5,0,118,23.25,0,0,1\n-0.2 0.1\n")  # 2 distortion values: not a model
     output = tmp_path / "out"
     from pipelines.ownership import NoRecordsError
 

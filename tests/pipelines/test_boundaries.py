@@ -1,4 +1,5 @@
 """Import boundaries, segmenter plug point, and an offline proof that the graph builds for Dataflow."""
+
 import subprocess
 import sys
 
@@ -13,9 +14,11 @@ from tests.conftest import REPO_ROOT
 
 
 def test_pipeline_modules_do_not_import_tensorflow():
-    code = ("import sys, pipelines.preprocess, pipelines.masking, pipelines.youtube8m, stages.preprocess; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')); "
-            "assert not bad, bad")
+    code = (
+        "import sys, pipelines.preprocess, pipelines.masking, pipelines.youtube8m, stages.preprocess; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
 
 
@@ -36,18 +39,26 @@ def test_detectron2_segmenter_missing_install_gives_a_pointer(monkeypatch):
 def test_graph_builds_and_serialises_for_the_dataflow_runner_without_submitting(source, tmp_path):
     """DataflowRunner with --dry_run: Beam translates the graph to the runner API and the Dataflow job
     request, then returns before any call to Google Cloud (no credentials, no network)."""
-    config = config_from_params({"source": source, "input": "gs://bucket/raw", "output": "gs://bucket/records",
-                                 "segmenter": "ground_truth"})
-    options = PipelineOptions(["--runner=DataflowRunner", "--project=demo-project", "--region=europe-west1",
-                               "--temp_location=gs://bucket/tmp", "--dry_run=True",
-                               f"--setup_file={REPO_ROOT / 'setup.py'}"])
+    config = config_from_params(
+        {"source": source, "input": "gs://bucket/raw", "output": "gs://bucket/records", "segmenter": "ground_truth"}
+    )
+    options = PipelineOptions(
+        [
+            "--runner=DataflowRunner",
+            "--project=demo-project",
+            "--region=europe-west1",
+            "--temp_location=gs://bucket/tmp",
+            "--dry_run=True",
+            f"--setup_file={REPO_ROOT / 'setup.py'}",
+        ]
+    )
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config)
     result = pipeline.run()
     job = result.job
     names = {transform.unique_name for transform in job.proto_pipeline.components.transforms.values()}
     assert {"Read", "Mask", "GroupSequences", "AssembleTriplets", "WriteRecords", "Finalize"} <= names
-    environment, = job.proto_pipeline.components.environments.values()
+    (environment,) = job.proto_pipeline.components.environments.values()
     assert "beam_python" in environment.payload.decode("latin-1")  # the Dataflow SDK container
     assert job.proto.name  # the job request exists
     assert len(job.proto_pipeline.SerializeToString()) > 10_000

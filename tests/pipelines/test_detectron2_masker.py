@@ -2,8 +2,8 @@
 
 Needs the optional install (scripts/install_detectron2.sh); run with .venv-detectron2/bin/python -m pytest.
 """
+
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,8 +47,18 @@ def kitti_frames(real_data, count=3):
     for index, path in enumerate(sorted(folder.glob("*.png"))[:count]):
         native = struct2depth.read_rgb(path)
         image = cv2.resize(native, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
-        frames.append(Frame(source="kitti_raw", sequence="drive_02", index=index, frame_id=str(path),
-                            timestamp=index / 10.0, image=image, intrinsics=np.eye(3), native_image=native))
+        frames.append(
+            Frame(
+                source="kitti_raw",
+                sequence="drive_02",
+                index=index,
+                frame_id=str(path),
+                timestamp=index / 10.0,
+                image=image,
+                intrinsics=np.eye(3),
+                native_image=native,
+            )
+        )
     assert len(frames) == count
     return frames
 
@@ -57,26 +67,35 @@ def write_triplet(element, root):
     _, frames = element
     frames = sorted(frames, key=lambda frame: frame.index)
     masks = align_triplet([frame.mask for frame in frames])
-    struct2depth.write_record(root, frames[0].sequence, struct2depth.sample_id(1),
-                              [frame.image for frame in frames], masks, np.eye(3))
+    struct2depth.write_record(
+        root, frames[0].sequence, struct2depth.sample_id(1), [frame.image for frame in frames], masks, np.eye(3)
+    )
     return [frame.mask for frame in frames]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("resolution", ["native", "working"])
 def test_random_mask_rcnn_in_beam_writes_wellformed_fseg(real_data, random_weights, tmp_path, resolution):
-    options = {"config": CONFIG, "weights": str(random_weights), "score_threshold": 0.0, "batch_size": 2,
-               "resolution": resolution, "device": "cpu"}
+    options = {
+        "config": CONFIG,
+        "weights": str(random_weights),
+        "score_threshold": 0.0,
+        "batch_size": 2,
+        "resolution": resolution,
+        "device": "cpu",
+    }
     segmenter = masker.Detectron2Segmenter(options)
     assert segmenter.needs_native_image == (resolution == "native")
     frames = kitti_frames(real_data)
     with TestPipeline() as pipeline:
-        _ = (pipeline
-             | beam.Create(frames)
-             | "Mask" >> segmenter
-             | beam.Map(lambda frame: (frame.sequence, frame))
-             | beam.GroupByKey()
-             | beam.Map(write_triplet, tmp_path))
+        _ = (
+            pipeline
+            | beam.Create(frames)
+            | "Mask" >> segmenter
+            | beam.Map(lambda frame: (frame.sequence, frame))
+            | beam.GroupByKey()
+            | beam.Map(write_triplet, tmp_path)
+        )
     images, masks, _ = struct2depth.read_record(tmp_path, "drive_02", struct2depth.sample_id(1))
     fseg = struct2depth.read_rgb(tmp_path / "drive_02" / f"{struct2depth.sample_id(1)}-fseg.png")
     assert fseg.shape == (HEIGHT, 3 * WIDTH, 3) and fseg.dtype == np.uint8
@@ -91,8 +110,9 @@ def test_random_mask_rcnn_in_beam_writes_wellformed_fseg(real_data, random_weigh
 
 def test_segments_with_loaded_weights_and_drops_non_movable(random_weights, real_data):
     """Per-frame ids straight from the handler: the same network and weights, classes honoured."""
-    handler = masker.Detectron2ModelHandler(masker.Detectron2Options(
-        config=CONFIG, weights=str(random_weights), score_threshold=0.0, resolution="working"))
+    handler = masker.Detectron2ModelHandler(
+        masker.Detectron2Options(config=CONFIG, weights=str(random_weights), score_threshold=0.0, resolution="working")
+    )
     model = handler.load_model()
     assert model.movable_ids == [0, 1, 2, 3, 5, 6, 7] + list(range(14, 24))
     image = kitti_frames(real_data, 1)[0].image

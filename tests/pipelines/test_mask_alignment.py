@@ -1,4 +1,5 @@
 """Cross-frame alignment of id masks (docs/release.md §1.3), on hand-made masks."""
+
 import numpy as np
 import pytest
 
@@ -16,13 +17,13 @@ def with_box(mask, object_id, columns, rows=slice(None)):
 
 
 def test_iou_matrix_hand_computed():
-    a = with_box(blank(1, 10), 1, slice(0, 6))   # 6 pixels
+    a = with_box(blank(1, 10), 1, slice(0, 6))  # 6 pixels
     b = with_box(blank(1, 10), 2, slice(3, 10))  # 7 pixels, 3 shared -> union 10
     iou = iou_matrix(a, b)
     assert iou[1, 2] == pytest.approx(0.3)
-    assert iou[0, 0] == pytest.approx(0.0)        # a's background (4 px) vs b's (3 px): no overlap
-    assert iou[0, 2] == pytest.approx(4 / 7)      # a's background (cols 6..9) lies inside b's object
-    assert iou[5, 5] == 0.0                       # absent ids
+    assert iou[0, 0] == pytest.approx(0.0)  # a's background (4 px) vs b's (3 px): no overlap
+    assert iou[0, 2] == pytest.approx(4 / 7)  # a's background (cols 6..9) lies inside b's object
+    assert iou[5, 5] == 0.0  # absent ids
 
 
 def test_moving_object_is_relabelled_with_frame1_id():
@@ -67,9 +68,9 @@ def test_two_objects_swapping_id_order():
 
 def test_objects_crossing_each_other_keep_their_own_ids():
     # Two boxes approaching each other; the right one, drawn last, occludes the left one as they meet.
-    first = with_box(with_box(blank(), 1, slice(0, 5)), 2, slice(6, 11))    # 1: cols 0-4, 2: cols 6-10
-    second = with_box(with_box(blank(), 5, slice(1, 6)), 6, slice(5, 10))   # 5: cols 1-4, 6: cols 5-9
-    third = with_box(with_box(blank(), 7, slice(2, 7)), 8, slice(4, 9))     # 7: cols 2-3, 8: cols 4-8
+    first = with_box(with_box(blank(), 1, slice(0, 5)), 2, slice(6, 11))  # 1: cols 0-4, 2: cols 6-10
+    second = with_box(with_box(blank(), 5, slice(1, 6)), 6, slice(5, 10))  # 5: cols 1-4, 6: cols 5-9
+    third = with_box(with_box(blank(), 7, slice(2, 7)), 8, slice(4, 9))  # 7: cols 2-3, 8: cols 4-8
     # IoU(1,5) = 4/5, IoU(2,6) = 4/6, IoU(5,7) = 2/4, IoU(6,8) = 4/6.
     assert match_chains([first, second, third]) == [(1, 5, 7), (2, 6, 8)]
     aligned = align_triplet([first, second, third])
@@ -90,7 +91,7 @@ def test_matched_candidates_are_removed():
 
 def test_threshold_is_strict():
     a = with_box(blank(1, 10), 1, slice(0, 6))
-    b = with_box(blank(1, 10), 2, slice(3, 10))   # IoU exactly 0.3 with a
+    b = with_box(blank(1, 10), 2, slice(3, 10))  # IoU exactly 0.3 with a
     assert match_chains([a, b, b], iou_threshold=0.3) == []
     assert match_chains([a, b, b], iou_threshold=0.29) == [(1, 2, 2)]
     assert not align_triplet([a, b, b]).__getitem__(0).any()
@@ -129,9 +130,9 @@ def test_inputs_are_not_modified():
 
 
 def test_too_many_unmatched_objects_raise():
-    first = np.arange(256, dtype=np.uint8).reshape(16, 16)   # 255 objects, all chained
+    first = np.arange(256, dtype=np.uint8).reshape(16, 16)  # 255 objects, all chained
     third = np.zeros((16, 16), np.uint8)
-    third[0, 0] = 1                                          # nothing chains into frame 3
+    third[0, 0] = 1  # nothing chains into frame 3
     assert len(match_chains([first, first, first])) == 255
     with pytest.raises(ValueError, match="255"):
         align_triplet([first, first, third], erase_unmatched=False)

@@ -3,6 +3,7 @@
 Every case here deleted or overwrote user data, or exited 0 on an empty result, before the output
 ownership rules of ``pipelines/ownership.py``. Fast tier on purpose: these are safety rules.
 """
+
 import os
 import shutil
 import subprocess
@@ -50,6 +51,7 @@ def image_folder(root: Path, frames: int = 8) -> Path:
 
 # --- item 1: files wilddepth did not write are never deleted ------------------------------------------
 
+
 def test_output_equal_to_input_is_refused_and_the_frames_survive(tmp_path):
     frames = image_folder(tmp_path / "frames")
     before = tree_bytes(frames)
@@ -93,16 +95,16 @@ def test_rerun_keeps_user_files_and_prunes_only_listed_records(kitti_root, earli
     drive1 = output / f"{DATE}_drive_0001_sync_02"
     drive3 = output / f"{DATE}_drive_0003_sync_02"
     user_files = {
-        drive1 / "0000000042.png": b"the user's own frame",              # record-like name, never listed
+        drive1 / "0000000042.png": b"the user's own frame",  # record-like name, never listed
         drive1 / "0000000042_cam.txt": b"1,0,0,0,1,0,0,0,1\n",
-        output / ".tmp-my-notes.txt": b"notes",                          # .tmp- but not our temporary
-        drive3 / ".tmp-notes.txt.abcdefgh": b"notes",                     # our pattern, not our file name
+        output / ".tmp-my-notes.txt": b"notes",  # .tmp- but not our temporary
+        drive3 / ".tmp-notes.txt.abcdefgh": b"notes",  # our pattern, not our file name
         output / "sub" / ".tmp-0000000001.png.abcd1234": b"not a folder we own",
     }
     for path, data in user_files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    own_leftover = drive1 / ".tmp-0000000002.png.k3j_x9z0"               # a killed run's temporary
+    own_leftover = drive1 / ".tmp-0000000002.png.k3j_x9z0"  # a killed run's temporary
     own_leftover.write_bytes(b"partial")
     listed = set(struct2depth.read_list(output / "train.txt") + struct2depth.read_list(output / "val.txt"))
     assert (f"{DATE}_drive_0003_sync_02", "0000000002") in listed
@@ -134,7 +136,7 @@ def test_an_emptied_sequence_folder_is_removed_but_one_with_user_files_stays(kit
 
 def test_legacy_output_with_a_wilddepth_manifest_is_adopted(kitti_root, earlier_output, tmp_path):
     output = copy_of(earlier_output, tmp_path)
-    (output / ownership.MARKER).unlink()          # written by a version before the marker existed
+    (output / ownership.MARKER).unlink()  # written by a version before the marker existed
     before = tree_bytes(output)
     preprocess("kitti_raw", kitti_root, output)
     assert tree_bytes(output) == dict(before, **{ownership.MARKER: ownership.MARKER_TEXT.encode()})
@@ -147,6 +149,7 @@ def test_own_temporaries_are_recognised_by_name_only():
 
 
 # --- item 2: no input or no record fails and leaves the earlier output as it was ----------------------
+
 
 def test_mistyped_input_fails_and_leaves_the_earlier_output(kitti_root, earlier_output, tmp_path):
     output = copy_of(earlier_output, tmp_path)
@@ -187,6 +190,7 @@ def test_video_input_that_matches_nothing_fails(tmp_path, pattern):
 
 # --- item 10: an unwritable output is found before any work --------------------------------------------
 
+
 def _make_unwritable(folder: Path):
     """chmod for ordinary users; root ignores modes, so the immutable attribute there (skip if unsupported)."""
     if os.geteuid() != 0:
@@ -223,12 +227,25 @@ def test_output_under_a_file_is_refused(kitti_root, tmp_path):
 
 # --- the stage: one line, exit 2 -------------------------------------------------------------------------
 
+
 def test_stage_reports_user_errors_in_one_line_with_exit_2(tmp_path):
     frames = image_folder(tmp_path / "frames", 3)
     result = subprocess.run(
-        [sys.executable, "-m", "stages.preprocess", "--source=image_folder", f"--input={frames}",
-         f"--output={frames}", "--direct_running_mode=in_memory", "--direct_num_workers=1"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "stages.preprocess",
+            "--source=image_folder",
+            f"--input={frames}",
+            f"--output={frames}",
+            "--direct_running_mode=in_memory",
+            "--direct_num_workers=1",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("preprocess: error:")]
     assert len(errors) == 1 and "overlaps the input" in errors[0]
@@ -239,7 +256,7 @@ def test_stage_reports_user_errors_in_one_line_with_exit_2(tmp_path):
 def test_frames_but_no_triplet_fails_and_leaves_the_earlier_output(earlier_output, tmp_path):
     output = copy_of(earlier_output, tmp_path)
     before = tree_bytes(output)
-    make_kitti_drive(tmp_path / "short_kitti", DATE, 1, 2)             # two frames: decoded, but no triplet
+    make_kitti_drive(tmp_path / "short_kitti", DATE, 1, 2)  # two frames: decoded, but no triplet
     with pytest.raises(ownership.NoRecordsError, match="2 frames read"):
         preprocess("kitti_raw", tmp_path / "short_kitti", output)
     assert tree_bytes(output) == before
@@ -263,8 +280,7 @@ def test_list_lines_never_lead_outside_the_output(tmp_path):
     victim.mkdir()
     (victim / "0000000001.png").write_bytes(b"keep")
     (output / "etc").mkdir()
-    (output / "train.txt").write_text("../victim 0000000001\n/abs 0000000001\n.. 0000000001\nok 12\n"
-                                      "a b 0000000001\n")
+    (output / "train.txt").write_text("../victim 0000000001\n/abs 0000000001\n.. 0000000001\nok 12\na b 0000000001\n")
     assert ownership.listed_records(str(output)) == set()
     assert ownership.prune_records(str(output), {("../victim", "0000000001"), ("..", "0000000001")}, set()) == 0
     assert (victim / "0000000001.png").read_bytes() == b"keep"

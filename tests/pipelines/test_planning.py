@@ -1,5 +1,6 @@
 """Triplet planning from metadata (pipelines/planning.py) and the frame store (pipelines/triplets.py):
 hand-computed cases, plus the wrong-size-first-frame case end to end (issue 10 item 7)."""
+
 import json
 import pickle
 from pathlib import Path
@@ -12,8 +13,14 @@ from pipelines import sampling
 from pipelines.config import config_from_params
 from pipelines.planning import FrameMeta, grey_histogram, histogram_correlation, majority_size, plan_sequence
 from pipelines.records import Frame
-from pipelines.triplets import (FRAME_STORE, StoreFrames, decode_stored_frame, encode_stored_frame,
-                                remove_frame_store, stored_frame_path)
+from pipelines.triplets import (
+    FRAME_STORE,
+    StoreFrames,
+    decode_stored_frame,
+    encode_stored_frame,
+    remove_frame_store,
+    stored_frame_path,
+)
 from tests.pipelines.fixtures import frame_image, make_kitti_drive, write_png
 from tests.pipelines.helpers import dead_letters, preprocess
 
@@ -21,10 +28,18 @@ FLAT = (1.0,) * 32
 
 
 def meta(index, size=(96, 48), timestamp=None, segment=0, histogram=FLAT, raw_index=None):
-    return FrameMeta(source="kitti_raw", sequence="s", index=index,
-                     raw_index=index if raw_index is None else raw_index, frame_id=f"f{index}",
-                     timestamp=0.1 * index if timestamp is None else timestamp, segment=segment,
-                     native_size=size, intrinsics=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), histogram=histogram)
+    return FrameMeta(
+        source="kitti_raw",
+        sequence="s",
+        index=index,
+        raw_index=index if raw_index is None else raw_index,
+        frame_id=f"f{index}",
+        timestamp=0.1 * index if timestamp is None else timestamp,
+        segment=segment,
+        native_size=size,
+        intrinsics=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0),
+        histogram=histogram,
+    )
 
 
 def ids(plan):
@@ -33,8 +48,8 @@ def ids(plan):
 
 def test_majority_size_counts_frames_and_breaks_ties_by_the_earliest_frame():
     assert majority_size([(80, 48), (96, 48), (96, 48)]) == (96, 48)
-    assert majority_size([(80, 48), (96, 48)]) == (80, 48)                         # tie: seen first
-    assert majority_size([(96, 48), (80, 48), (80, 48), (96, 48)]) == (96, 48)     # tie: seen first
+    assert majority_size([(80, 48), (96, 48)]) == (80, 48)  # tie: seen first
+    assert majority_size([(96, 48), (80, 48), (80, 48), (96, 48)]) == (96, 48)  # tie: seen first
     assert majority_size([(1, 2), (3, 4), (3, 4), (5, 6), (5, 6), (5, 6)]) == (5, 6)
     assert majority_size([]) is None
 
@@ -46,19 +61,24 @@ def test_a_wrong_size_first_frame_is_the_only_frame_rejected():
     assert plan.rejected[0].detail == "80x48 in a sequence of 96x48 frames"
     # kept 1..6 -> middles 2..5
     assert ids(plan) == ["0000000002", "0000000003", "0000000004", "0000000005"]
-    assert plan.summary == {"sequence": "s", "source": "kitti_raw", "first_frame": "f0", "last_frame": "f6",
-                            "frames": 6}
+    assert plan.summary == {
+        "sequence": "s",
+        "source": "kitti_raw",
+        "first_frame": "f0",
+        "last_frame": "f6",
+        "frames": 6,
+    }
 
 
 def test_a_wrong_size_frame_in_the_middle_breaks_triplets_around_it_only():
     frames = [meta(k, size=(80, 48) if k == 3 else (96, 48)) for k in range(7)]
-    plan = plan_sequence(list(reversed(frames)), 1.5, 0.5)     # arrival order does not matter
+    plan = plan_sequence(list(reversed(frames)), 1.5, 0.5)  # arrival order does not matter
     assert [r.frame.index for r in plan.rejected] == [3]
     assert ids(plan) == ["0000000001", "0000000005"]
 
 
 def test_gaps_segments_and_scene_cuts_from_metadata():
-    times = [0.0, 0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.9]          # a 0.3 s gap (> 1.5 x 0.1 s) after index 3
+    times = [0.0, 0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.9]  # a 0.3 s gap (> 1.5 x 0.1 s) after index 3
     frames = [meta(k, timestamp=t) for k, t in enumerate(times)]
     assert ids(plan_sequence(frames, 1.5, 0.5)) == ["0000000001", "0000000002", "0000000005", "0000000006"]
     frames = [meta(k, segment=0 if k < 4 else 1) for k in range(8)]
@@ -68,11 +88,11 @@ def test_gaps_segments_and_scene_cuts_from_metadata():
     frames = [meta(k, histogram=dark if k < 4 else bright) for k in range(8)]  # a cut between 3 and 4
     assert ids(plan_sequence(frames, 1.5, 0.5)) == ["0000000001", "0000000002", "0000000005", "0000000006"]
     assert len(plan_sequence(frames, 1.5, 0.0).triplets) == 6  # 0 = scene-cut rule off
-    frames = [meta(k, raw_index=10 * k) for k in (0, 1, 2)]    # record id = raw index of the middle frame
+    frames = [meta(k, raw_index=10 * k) for k in (0, 1, 2)]  # record id = raw index of the middle frame
     plan = plan_sequence(frames, 1.5, 0.5)
     assert ids(plan) == ["0000000010"]
     assert [f.index for f in plan.triplets[0].frames] == [0, 1, 2]
-    assert all(f.histogram == () for f in plan.triplets[0].frames)   # plans stay small
+    assert all(f.histogram == () for f in plan.triplets[0].frames)  # plans stay small
 
 
 def test_histogram_correlation_from_metadata_equals_the_one_on_images():
@@ -93,10 +113,20 @@ def test_stored_frames_round_trip_exactly_and_metadata_holds_no_pixels(tmp_path)
     with pytest.raises(ValueError, match=r"\(H, W, 4\) uint8"):
         decode_stored_frame(_npy(np.zeros((4, 4, 3), np.uint8)))
     config = config_from_params({"source": "kitti_raw", "input": "x", "output": str(tmp_path)})
-    frame = Frame(source="kitti_raw", sequence="seq", index=5, frame_id="a.png", timestamp=0.5, image=image,
-                  intrinsics=np.array([[200.0, 0, 207.5], [0, 190.0, 63.5], [0, 0, 1]]), mask=mask, raw_index=7,
-                  segment=1, native_size=(1242, 375))
-    stored, = StoreFrames(config).process(frame)
+    frame = Frame(
+        source="kitti_raw",
+        sequence="seq",
+        index=5,
+        frame_id="a.png",
+        timestamp=0.5,
+        image=image,
+        intrinsics=np.array([[200.0, 0, 207.5], [0, 190.0, 63.5], [0, 0, 1]]),
+        mask=mask,
+        raw_index=7,
+        segment=1,
+        native_size=(1242, 375),
+    )
+    (stored,) = StoreFrames(config).process(frame)
     path = tmp_path / FRAME_STORE / "seq" / "0000000005.npy"
     assert stored_frame_path(str(tmp_path), "seq", 5) == str(path)
     assert (stored.index, stored.raw_index, stored.native_size, stored.segment) == (5, 7, (1242, 375), 1)
@@ -118,12 +148,15 @@ def test_removing_the_frame_store_keeps_files_wilddepth_did_not_store(tmp_path):
     (store / "a").mkdir(parents=True)
     (store / "b").mkdir()
     (store / "a" / "0000000001.npy").write_bytes(b"x")
-    (store / "a" / ".tmp-0000000002.npy.k3j2").write_bytes(b"x")   # a store killed mid-write
+    (store / "a" / ".tmp-0000000002.npy.k3j2").write_bytes(b"x")  # a store killed mid-write
     (store / "b" / "0000000001.npy").write_bytes(b"x")
-    (store / "b" / "notes.txt").write_text("mine")                  # not ours: kept, with its folder
+    (store / "b" / "notes.txt").write_text("mine")  # not ours: kept, with its folder
     assert remove_frame_store(str(tmp_path)) == 3
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
-        FRAME_STORE, f"{FRAME_STORE}/b", f"{FRAME_STORE}/b/notes.txt"]
+        FRAME_STORE,
+        f"{FRAME_STORE}/b",
+        f"{FRAME_STORE}/b/notes.txt",
+    ]
     (store / "b" / "notes.txt").unlink()
     (store / "b" / "0000000003.npy").write_bytes(b"x")
     assert remove_frame_store(str(tmp_path)) == 1
@@ -133,13 +166,14 @@ def test_removing_the_frame_store_keeps_files_wilddepth_did_not_store(tmp_path):
 
 def test_pipeline_blames_only_a_wrong_size_first_frame_and_leaves_no_frame_store(tmp_path):
     root = tmp_path / "kitti"
-    drive = make_kitti_drive(root, "2011_09_26", 1, 7)        # 2011_09_26_drive_0001 is no Eigen test scene
+    drive = make_kitti_drive(root, "2011_09_26", 1, 7)  # 2011_09_26_drive_0001 is no Eigen test scene
     write_png(drive / "image_02" / "data" / "0000000000.png", frame_image(0, (80, 48)))
     output = tmp_path / "out"
     manifest = preprocess("kitti_raw", root, output)
     letters = dead_letters(output)
     assert [(Path(letter["frame"]).name, letter["reason"]) for letter in letters] == [
-        ("0000000000.png", "size_change: 80x48 in a sequence of 96x48 frames")]
+        ("0000000000.png", "size_change: 80x48 in a sequence of 96x48 frames")
+    ]
     entries = struct2depth.read_list(output / "train.txt") + struct2depth.read_list(output / "val.txt")
     folder = "2011_09_26_drive_0001_sync_02"
     assert sorted(entries) == [(folder, f"{k:010d}") for k in (2, 3, 4, 5)]

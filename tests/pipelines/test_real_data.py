@@ -1,16 +1,16 @@
 """The pipeline on the real samples in ../shared/data/real (read in place, never copied)."""
+
+import cv2
 import numpy as np
 import pytest
 
 from formats import kitti, struct2depth
 from formats.camera import scale_intrinsics
 from pipelines.config import config_from_params
-from pipelines.records import Triplet, VideoInput, Frame
+from pipelines.records import Frame, Triplet, VideoInput
 from pipelines.video import DecodeVideo
 from pipelines.writers import write_triplet
 from tests.pipelines.helpers import dead_letters, preprocess
-
-import cv2
 
 
 @pytest.mark.slow
@@ -25,8 +25,9 @@ def test_kitti_raw_sample_records_have_exactly_scaled_calibration(real_data, tmp
     frames, masks, intrinsics = struct2depth.read_record(tmp_path, folder, "0000000002")
     np.testing.assert_array_equal(intrinsics, expected)  # exact: the text round-trips float64
     raw = cv2.imread(str(root / "2011_09_26" / "2011_09_26_drive_sfnd_sync" / "image_02" / "data" / "0000000001.png"))
-    np.testing.assert_array_equal(frames[0], cv2.cvtColor(cv2.resize(raw, (416, 128), interpolation=cv2.INTER_AREA),
-                                                          cv2.COLOR_BGR2RGB))
+    np.testing.assert_array_equal(
+        frames[0], cv2.cvtColor(cv2.resize(raw, (416, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    )
     assert all(not mask.any() for mask in masks)
     assert manifest["counts"]["frames_read"] == 6 and manifest["counts"]["triplets_written"] == 4
     assert dead_letters(tmp_path) == []
@@ -41,8 +42,10 @@ def test_dashcam_video_is_sampled_at_two_fps_from_container_timestamps(real_data
     times = np.array([frame.timestamp for frame in frames])
     np.testing.assert_allclose(times - 0.5 * np.arange(18), 0.02, atol=0.0201)  # within one 25 fps frame
     assert [frame.raw_index for frame in frames[:4]] == [0, 13, 25, 38]
-    np.testing.assert_allclose(frames[0].intrinsics, scale_intrinsics(
-        np.array([[960.0, 0, 479.5], [0, 960.0, 269.5], [0, 0, 1]]), 64 / 960, 36 / 540))
+    np.testing.assert_allclose(
+        frames[0].intrinsics,
+        scale_intrinsics(np.array([[960.0, 0, 479.5], [0, 960.0, 269.5], [0, 0, 1]]), 64 / 960, 36 / 540),
+    )
 
 
 @pytest.mark.slow
@@ -57,18 +60,24 @@ def test_dashcam_video_pipeline_writes_its_triplets(real_data, tmp_path):
 
 def test_writer_reproduces_the_struct2depth_example_format(real_data, tmp_path):
     example = real_data / "struct2depth_example"
-    (folder, record_id), = struct2depth.read_list(example / "train.txt")
+    ((folder, record_id),) = struct2depth.read_list(example / "train.txt")
     frames, masks, intrinsics = struct2depth.read_record(example, folder, record_id)
-    triplet = Triplet(folder, record_id, tuple(
-        Frame("example", folder, k, "", 0.0, frames[k], intrinsics) for k in range(3)), tuple(masks))
+    triplet = Triplet(
+        folder,
+        record_id,
+        tuple(Frame("example", folder, k, "", 0.0, frames[k], intrinsics) for k in range(3)),
+        tuple(masks),
+    )
     write_triplet(str(tmp_path), triplet)
     for suffix in (".png", "-fseg.png"):
         ours = (tmp_path / folder / f"{record_id}{suffix}").read_bytes()
         theirs = (example / folder / f"{record_id}{suffix}").read_bytes()
         assert ours[:8] == theirs[:8] == b"\x89PNG\r\n\x1a\n"
         assert ours[12:29] == theirs[12:29]  # IHDR: 1248 x 128, 8-bit, colour type 2 (RGB), same flags
-        np.testing.assert_array_equal(cv2.imread(str(tmp_path / folder / f"{record_id}{suffix}")),
-                                      cv2.imread(str(example / folder / f"{record_id}{suffix}")))
+        np.testing.assert_array_equal(
+            cv2.imread(str(tmp_path / folder / f"{record_id}{suffix}")),
+            cv2.imread(str(example / folder / f"{record_id}{suffix}")),
+        )
     ours_cam = (tmp_path / folder / f"{record_id}_cam.txt").read_text()
     assert ours_cam.strip() == (example / folder / f"{record_id}_cam.txt").read_text().strip()
     reread = struct2depth.read_record(tmp_path, folder, record_id)

@@ -1,4 +1,5 @@
 """Re-runs give identical bytes; a killed run followed by a restart ends complete and consistent."""
+
 import os
 import signal
 import subprocess
@@ -61,11 +62,22 @@ def test_restart_after_a_crash_leaves_a_complete_consistent_output(kitti_root, r
 
 
 def test_real_kill_then_restart(kitti_root, reference, tmp_path):
-    command = [sys.executable, "-m", "stages.preprocess", "--source=kitti_raw", f"--input={kitti_root}",
-               f"--output={tmp_path}", "--width=48", "--height=24", "--segmenter=none",
-               "--direct_running_mode=in_memory", "--direct_num_workers=1"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "stages.preprocess",
+        "--source=kitti_raw",
+        f"--input={kitti_root}",
+        f"--output={tmp_path}",
+        "--width=48",
+        "--height=24",
+        "--segmenter=none",
+        "--direct_running_mode=in_memory",
+        "--direct_num_workers=1",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 60
     while time.time() < deadline and process.poll() is None and not list(tmp_path.glob("*/*.png")):
         time.sleep(0.01)

@@ -1,15 +1,22 @@
 """Pure sampling, triplet, split and geometry rules against hand-computed cases."""
+
 import numpy as np
 import pytest
+from apache_beam import pvalue
 
 from formats.camera import intrinsics_matrix
 from formats.cityscapes import CROP_BOX
 from pipelines.geometry import default_intrinsics, transform_image, transform_mask
-from pipelines.sampling import (BurstSampler, UniformSampler, assign_splits, make_sampler, nominal_period,
-                                triplet_windows)
+from pipelines.records import DeadLetter, FrameRef
+from pipelines.sampling import (
+    BurstSampler,
+    UniformSampler,
+    assign_splits,
+    make_sampler,
+    nominal_period,
+    triplet_windows,
+)
 from pipelines.sources import cityscapes_crop_box, eigen_test_scenes, natural_key, plan_frames
-from pipelines.records import FrameRef, DeadLetter
-from apache_beam import pvalue
 
 
 def sample(sampler, timestamps):
@@ -34,8 +41,17 @@ def test_uniform_sampler_skips_targets_inside_a_gap_and_keeps_the_grid():
 
 def test_burst_sampler_takes_consecutive_frames_each_interval_as_own_segment():
     times = [k * 0.1 for k in range(25)]  # 10 fps
-    assert sample(BurstSampler(1.0, 3), times) == [(0, 0), (1, 0), (2, 0), (10, 1), (11, 1), (12, 1),
-                                                   (20, 2), (21, 2), (22, 2)]
+    assert sample(BurstSampler(1.0, 3), times) == [
+        (0, 0),
+        (1, 0),
+        (2, 0),
+        (10, 1),
+        (11, 1),
+        (12, 1),
+        (20, 2),
+        (21, 2),
+        (22, 2),
+    ]
     with pytest.raises(ValueError, match="burst"):
         BurstSampler(1.0, 2)
     with pytest.raises(ValueError, match="unknown sampling"):
@@ -81,7 +97,7 @@ def test_cityscapes_crop_is_exact_and_differs_from_the_original_approximation():
     k = intrinsics_matrix(2262.52, 2265.3017905988554, 1096.98, 513.137)
     _, exact = transform_image(np.zeros((1024, 2048, 3), np.uint8), k, (416, 128), CROP_BOX)
     # crop: cx = 1096.98 - 192 = 904.98, cy = 513.137 - 256 = 257.137; scale 416/1664 = 128/512 = 0.25
-    assert exact[0, 2] == pytest.approx(0.25 * (904.98 + 0.5) - 0.5)   # 225.87
+    assert exact[0, 2] == pytest.approx(0.25 * (904.98 + 0.5) - 0.5)  # 225.87
     assert exact[1, 2] == pytest.approx(0.25 * (257.137 + 0.5) - 0.5)  # 63.909
     assert exact[0, 0] == pytest.approx(565.63)
     # gen_data_city.py's formula gives cx = 1096.98 * 0.25 * 416/512 = 222.824 (the shipped example)
@@ -113,5 +129,5 @@ def test_plan_frames_breaks_segments_at_missing_frames_and_rejects_backward_time
     refs = [o for o in out if isinstance(o, FrameRef)]
     letters = [o.value for o in out if isinstance(o, pvalue.TaggedOutput)]
     assert [(r.raw_index, r.index, r.segment) for r in refs] == [(0, 0, 0), (1, 1, 0), (2, 2, 0), (4, 4, 1), (6, 6, 2)]
-    assert [(l.frame, l.code) for l in letters] == [("/d/0000000005.png", "non_monotonic_timestamp")]
+    assert [(letter.frame, letter.code) for letter in letters] == [("/d/0000000005.png", "non_monotonic_timestamp")]
     assert isinstance(letters[0], DeadLetter)

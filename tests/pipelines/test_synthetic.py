@@ -1,6 +1,7 @@
 """The pipeline on small synthetic worlds (stages.synthesize) in the KITTI raw, Cityscapes and video layouts:
 records' K equals the ground-truth K transformed by the crop/resize; masks are the aligned ground-truth
 masks; triplets are three consecutive samples of one sequence."""
+
 from pathlib import Path
 
 import cv2
@@ -25,8 +26,25 @@ def worlds(tmp_path_factory):
     roots = {}
     for layout in ("kitti_raw", "cityscapes", "video"):
         root = tmp_path_factory.mktemp(f"synthetic_{layout}")
-        synthesize.main(["--layout", layout, "--output", str(root), "--num_sequences", "2", "--frames_per_sequence",
-                         str(FRAMES), "--seed", "5", "--width", str(NATIVE[0]), "--height", str(NATIVE[1]), "--quiet"])
+        synthesize.main(
+            [
+                "--layout",
+                layout,
+                "--output",
+                str(root),
+                "--num_sequences",
+                "2",
+                "--frames_per_sequence",
+                str(FRAMES),
+                "--seed",
+                "5",
+                "--width",
+                str(NATIVE[0]),
+                "--height",
+                str(NATIVE[1]),
+                "--quiet",
+            ]
+        )
         roots[layout] = root
     return roots
 
@@ -38,8 +56,15 @@ def records(output):
 @pytest.mark.slow
 def test_kitti_layout_records_match_ground_truth(worlds, tmp_path):
     root = worlds["kitti_raw"]
-    preprocess("kitti_raw", root, tmp_path, width=SIZE[0], height=SIZE[1], segmenter="ground_truth",
-               kitti_raw={"exclude_eigen_test_scenes": False})
+    preprocess(
+        "kitti_raw",
+        root,
+        tmp_path,
+        width=SIZE[0],
+        height=SIZE[1],
+        segmenter="ground_truth",
+        kitti_raw={"exclude_eigen_test_scenes": False},
+    )
     entries = records(tmp_path)
     assert len(entries) == 2 * (FRAMES - 2)
     aligned_any = False
@@ -57,8 +82,9 @@ def test_kitti_layout_records_match_ground_truth(worlds, tmp_path):
         for frame, image in zip(frames, raw):  # the same sequence, consecutive frames, in order
             expected = cv2.cvtColor(cv2.resize(image, SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
             np.testing.assert_array_equal(frame, expected)
-        native_masks = [groundtruth.read_mask(drive / "groundtruth", k).astype(np.uint8)
-                        for k in (middle - 1, middle, middle + 1)]
+        native_masks = [
+            groundtruth.read_mask(drive / "groundtruth", k).astype(np.uint8) for k in (middle - 1, middle, middle + 1)
+        ]
         expected_masks = align_triplet([transform_mask(mask, SIZE) for mask in native_masks])
         for mask, expected in zip(masks, expected_masks):
             np.testing.assert_array_equal(mask, expected)
@@ -84,14 +110,24 @@ def test_cityscapes_layout_crop_and_intrinsics(worlds, tmp_path):
 @pytest.mark.slow
 def test_video_layout_triplets_stay_within_each_video(worlds, tmp_path):
     root = worlds["video"]
-    manifest = preprocess("video", str(root / "*.mp4"), tmp_path, width=SIZE[0], height=SIZE[1],
-                          segmenter="ground_truth", video={"fps": 10.0})
+    manifest = preprocess(
+        "video",
+        str(root / "*.mp4"),
+        tmp_path,
+        width=SIZE[0],
+        height=SIZE[1],
+        segmenter="ground_truth",
+        video={"fps": 10.0},
+    )
     entries = records(tmp_path)
     assert entries == [(f"synthetic_{s:04d}", f"{m:010d}") for s in (0, 1) for m in range(1, FRAMES - 1)]
     for folder, record_id in entries:
         truth = groundtruth.read_sequence(root / "groundtruth" / folder)
         _, _, intrinsics = struct2depth.read_record(tmp_path, folder, record_id)
-        np.testing.assert_allclose(intrinsics, scale_intrinsics(truth.intrinsics, SIZE[0] / NATIVE[0],
-                                                                SIZE[1] / NATIVE[1]), rtol=1e-12)
+        np.testing.assert_allclose(
+            intrinsics, scale_intrinsics(truth.intrinsics, SIZE[0] / NATIVE[0], SIZE[1] / NATIVE[1]), rtol=1e-12
+        )
     assert {entry["sequence"]: entry["frames"] for entry in manifest["sequences"]} == {
-        "synthetic_0000": FRAMES, "synthetic_0001": FRAMES}
+        "synthetic_0000": FRAMES,
+        "synthetic_0001": FRAMES,
+    }

@@ -1,4 +1,5 @@
 """YouTube8M resolver and downloader against a local HTTP server on 127.0.0.1 (no internet)."""
+
 import http.server
 import threading
 from pathlib import Path
@@ -40,7 +41,7 @@ def server(tmp_path_factory):
     video = make_video(tmp_path_factory.mktemp("served") / "clip.avi", 30, fourcc="MJPG").read_bytes()
     _Handler.routes = {
         "/lookup/Ab/AbCd.js": b'i("AbCd","dQw4w9WgXcQ");',
-        "/lookup/Ef/EfGh.js": b'i("EfGh","aaaaaaaaaaa");',   # resolves, but its video is missing
+        "/lookup/Ef/EfGh.js": b'i("EfGh","aaaaaaaaaaa");',  # resolves, but its video is missing
         "/videos/dQw4w9WgXcQ.avi": video,
     }
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -70,18 +71,29 @@ def test_resolver_parses_the_lookup_and_retries_server_errors(server):
 
 
 def test_fetch_downloads_into_the_cache_and_reports_failures_per_id(server, tmp_path):
-    config = config_from_params({
-        "source": "youtube8m", "input": "", "output": "", "youtube8m": {
-            "lookup_url": server + "/lookup", "video_url": server + "/videos/{youtube_id}.avi",
-            "cache_dir": str(tmp_path / "cache"), "retries": 1, "backoff_seconds": 0.0, "timeout": 5.0}})
+    config = config_from_params(
+        {
+            "source": "youtube8m",
+            "input": "",
+            "output": "",
+            "youtube8m": {
+                "lookup_url": server + "/lookup",
+                "video_url": server + "/videos/{youtube_id}.avi",
+                "cache_dir": str(tmp_path / "cache"),
+                "retries": 1,
+                "backoff_seconds": 0.0,
+                "timeout": 5.0,
+            },
+        }
+    )
     fetch = youtube8m.FetchYouTube8M(config)
-    video, = list(fetch.process("AbCd"))
+    (video,) = list(fetch.process("AbCd"))
     assert isinstance(video, VideoInput) and Path(video.path) == tmp_path / "cache" / "AbCd.avi"
     assert Path(video.path).read_bytes() == _Handler.routes["/videos/dQw4w9WgXcQ.avi"]
     assert list(fetch.process("AbCd"))[0].path == video.path  # cached: no second download
-    missing, = [item.value for item in fetch.process("EfGh")]
+    (missing,) = [item.value for item in fetch.process("EfGh")]
     assert isinstance(missing, DeadLetter) and missing.code == "download_failed"
-    unresolved, = [item.value for item in fetch.process("ZzZz")]
+    (unresolved,) = [item.value for item in fetch.process("ZzZz")]
     assert unresolved.code == "resolve_failed"
 
 
@@ -90,9 +102,20 @@ def test_youtube8m_pipeline_feeds_the_video_source(server, tmp_path):
     ids = tmp_path / "ids.txt"
     ids.write_text("AbCd EfGh\n")
     output = tmp_path / "out"
-    manifest = preprocess("youtube8m", ids, output, youtube8m={
-        "lookup_url": server + "/lookup", "video_url": server + "/videos/{youtube_id}.avi",
-        "cache_dir": str(tmp_path / "cache"), "retries": 0, "backoff_seconds": 0.0, "timeout": 5.0})
+    manifest = preprocess(
+        "youtube8m",
+        ids,
+        output,
+        youtube8m={
+            "lookup_url": server + "/lookup",
+            "video_url": server + "/videos/{youtube_id}.avi",
+            "cache_dir": str(tmp_path / "cache"),
+            "retries": 0,
+            "backoff_seconds": 0.0,
+            "timeout": 5.0,
+        },
+    )
     assert manifest["counts"]["triplets_written"] == 4  # 3 s at 2 fps: 6 samples
     assert [(letter["frame"], letter["reason"].split(":")[0]) for letter in dead_letters(output)] == [
-        ("EfGh", "download_failed")]
+        ("EfGh", "download_failed")
+    ]

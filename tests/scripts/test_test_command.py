@@ -1,4 +1,5 @@
 """The README's test command (scripts/test.sh) runs every tier and reports each, even after a failure."""
+
 import os
 import subprocess
 from pathlib import Path
@@ -7,8 +8,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(command, **env):
-    return subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=600)
+    return subprocess.run(
+        ["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, **env}, timeout=600
+    )
 
 
 def test_sourcing_env_keeps_the_callers_error_handling():
@@ -22,8 +24,9 @@ def test_failing_main_tier_still_reports_every_tier(tmp_path):
     failing.write_text("def test_fails():\n    assert 1 == 2\n")
     result = _run(f"bash scripts/test.sh {failing} -p no:cacheprovider -q", WILDDEPTH_DETECTRON2="0")
     assert result.returncode == 1
-    tail = result.stdout[result.stdout.index("== test tiers =="):]
+    tail = result.stdout[result.stdout.index("== test tiers ==") :]
     assert "main suite: FAILED (exit 1)" in tail
+    assert "lint (ruff): passed" in tail
     assert "Detectron2 tier (WILDDEPTH_DETECTRON2=0): NOT RUN" in tail
 
 

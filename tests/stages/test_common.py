@@ -6,16 +6,25 @@ from stages import common
 @pytest.fixture
 def params_file(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("train:\n  train_steps: 10\n  learn_intrinsics: true\n  learning_rate: 1.0e-4\n  name: x\n"
-                    "  checkpoint: null\n  sub:\n    seed: 3\n")
+    path.write_text(
+        "train:\n  train_steps: 10\n  learn_intrinsics: true\n  learning_rate: 1.0e-4\n  name: x\n"
+        "  checkpoint: null\n  sub:\n    seed: 3\n"
+    )
     return path
 
 
 def test_flags_override_params_absl_style(params_file):
     params, _, _ = common.parse_stage_args(
-        "train", "t", ["--params", str(params_file), "--train_steps=1", "--nolearn_intrinsics", "--sub.seed=7"])
-    assert params == {"train_steps": 1, "learn_intrinsics": False, "learning_rate": 1e-4, "name": "x",
-                      "checkpoint": None, "sub": {"seed": 7}}
+        "train", "t", ["--params", str(params_file), "--train_steps=1", "--nolearn_intrinsics", "--sub.seed=7"]
+    )
+    assert params == {
+        "train_steps": 1,
+        "learn_intrinsics": False,
+        "learning_rate": 1e-4,
+        "name": "x",
+        "checkpoint": None,
+        "sub": {"seed": 7},
+    }
 
 
 def test_boolean_forms(params_file):
@@ -27,8 +36,9 @@ def test_boolean_forms(params_file):
 def test_unknown_flag_is_an_error_unless_allowed(params_file):
     with pytest.raises(SystemExit):
         common.parse_stage_args("train", "t", ["--params", str(params_file), "--bogus=1"])
-    _, _, unknown = common.parse_stage_args("train", "t", ["--params", str(params_file), "--runner=DirectRunner"],
-                                            allow_unknown=True)
+    _, _, unknown = common.parse_stage_args(
+        "train", "t", ["--params", str(params_file), "--runner=DirectRunner"], allow_unknown=True
+    )
     assert unknown == ["--runner=DirectRunner"]
 
 
@@ -39,19 +49,23 @@ def test_missing_section(params_file):
 
 # --- exit codes: one contract for every stage (stages/common.py) ---------------------------------------------
 
+
 class _NonFinite(RuntimeError):
     exit_code = 3
 
 
-@pytest.mark.parametrize("error, code", [
-    (common.StageError("bad folder"), 2),
-    (FileNotFoundError("no such file: x.txt"), 2),
-    (PermissionError("read-only"), 2),
-    (ValueError("learning_rate must be finite"), 2),
-    (_NonFinite("loss is nan"), 3),
-    (RuntimeError("a bug"), 1),
-    (KeyError("a bug"), 1),
-])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (common.StageError("bad folder"), 2),
+        (FileNotFoundError("no such file: x.txt"), 2),
+        (PermissionError("read-only"), 2),
+        (ValueError("learning_rate must be finite"), 2),
+        (_NonFinite("loss is nan"), 3),
+        (RuntimeError("a bug"), 1),
+        (KeyError("a bug"), 1),
+    ],
+)
 def test_run_stage_maps_errors_to_documented_exit_codes(error, code, capsys):
     def main(argv=None):
         raise error
@@ -61,9 +75,9 @@ def test_run_stage_maps_errors_to_documented_exit_codes(error, code, capsys):
     last = err.strip().splitlines()[-1]
     assert last.startswith("demo: error: ") and type(error).__name__ in last
     if code == 1:
-        assert "Traceback" in err          # a bug keeps its traceback
+        assert "Traceback" in err  # a bug keeps its traceback
     else:
-        assert "Traceback" not in err      # a user error is one line
+        assert "Traceback" not in err  # a user error is one line
 
 
 def test_run_stage_success_and_explicit_codes():
@@ -87,14 +101,19 @@ def test_synthesize_cli_bad_layout_exits_2_with_one_line(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "stages.synthesize", "--layout", "nope", "--output",
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=common.REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.synthesize", "--layout", "nope", "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=common.REPO_ROOT,
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("synthesize: error: StageError: unknown --layout")
 
 
 # --- params.yaml comments are the flags' help ------------------------------------------------------------------
+
 
 def test_param_comments_follow_keys_nesting_and_continuations(tmp_path):
     path = tmp_path / "params.yaml"
@@ -109,10 +128,16 @@ def test_param_comments_follow_keys_nesting_and_continuations(tmp_path):
         "    seed: 3        # world seed\n"
         "  url: 'a#b'       # quoted hash kept out\n"
         "other:\n"
-        "  steps: 1         # not train's\n")
+        "  steps: 1         # not train's\n"
+    )
     comments = common.param_comments("train", path)
-    assert comments == {"steps": "optimizer updates", "rate": "Adam learning rate; continued here",
-                        "sub": "nested options", "sub.seed": "world seed", "url": "quoted hash kept out"}
+    assert comments == {
+        "steps": "optimizer updates",
+        "rate": "Adam learning rate; continued here",
+        "sub": "nested options",
+        "sub.seed": "world seed",
+        "url": "quoted hash kept out",
+    }
 
 
 def test_every_flag_of_every_stage_section_has_help():

@@ -20,8 +20,16 @@ def world(tmp_path_factory):
 def test_eval_depth_end_to_end_with_constant_baseline(world, tmp_path):
     predictor = FakePredictor(image_size=(32, 96))
     metrics_file, plots = tmp_path / "metrics" / "depth.json", tmp_path / "plots" / "depth"
-    document = eval_depth.main([f"--data_dir={world}", "--batch_size=3", f"--metrics_file={metrics_file}",
-                                f"--plots_dir={plots}", "--num_images=2"], predictor=predictor)
+    document = eval_depth.main(
+        [
+            f"--data_dir={world}",
+            "--batch_size=3",
+            f"--metrics_file={metrics_file}",
+            f"--plots_dir={plots}",
+            "--num_images=2",
+        ],
+        predictor=predictor,
+    )
     # dvc metrics show: a compact headline; the full document beside it in details/
     assert json.loads(metrics_file.read_text()) == headline.depth(document)
     assert json.loads((metrics_file.parent / "details" / "depth.json").read_text()) == document
@@ -53,8 +61,15 @@ def test_constant_baseline_scores_the_median_and_matches_a_constant_model(world,
         def predict_depth(self, images, flip_augment=True):
             return np.full(images.shape[:3], 7.0, np.float32)
 
-    document = eval_depth.main([f"--data_dir={world}", f"--metrics_file={tmp_path / 'd.json'}",
-                                f"--plots_dir={tmp_path / 'p'}", "--num_images=0"], predictor=ConstantPredictor())
+    document = eval_depth.main(
+        [
+            f"--data_dir={world}",
+            f"--metrics_file={tmp_path / 'd.json'}",
+            f"--plots_dir={tmp_path / 'p'}",
+            "--num_images=0",
+        ],
+        predictor=ConstantPredictor(),
+    )
     for name, value in document["model"].items():
         assert value == pytest.approx(document["constant_baseline"][name]), name
     assert document["abs_rel_over_constant"] == pytest.approx(1.0)
@@ -62,9 +77,17 @@ def test_constant_baseline_scores_the_median_and_matches_a_constant_model(world,
 
 def test_scaling_none_and_flip_flag(world, tmp_path):
     predictor = FakePredictor(image_size=(32, 96), depth_scale=0.37)
-    document = eval_depth.main([f"--data_dir={world}", "--scaling=none", "--noflip_augment", "--frame_stride=2",
-                                f"--metrics_file={tmp_path / 'd.json'}", f"--plots_dir={tmp_path / 'p'}"],
-                               predictor=predictor)
+    document = eval_depth.main(
+        [
+            f"--data_dir={world}",
+            "--scaling=none",
+            "--noflip_augment",
+            "--frame_stride=2",
+            f"--metrics_file={tmp_path / 'd.json'}",
+            f"--plots_dir={tmp_path / 'p'}",
+        ],
+        predictor=predictor,
+    )
     assert document["num_images"] == 4
     assert document["model"]["abs_rel"] > 0.5  # 0.37x too near without median scaling
     assert not any(flip for _, flip in predictor.depth_calls)
@@ -79,13 +102,17 @@ def test_missing_ground_truth_and_bad_dataset_are_clear_errors(world, tmp_path):
 
 def test_kitti_eigen_dataset_on_the_real_mini_sample(real_data, tmp_path):
     split = tmp_path / "mini_split.txt"
-    split.write_text("2011_09_26/2011_09_26_drive_sfnd_sync 0000000000 l\n"
-                     "2011_09_26/2011_09_26_drive_sfnd_sync 0000000005 l\n")
+    split.write_text(
+        "2011_09_26/2011_09_26_drive_sfnd_sync 0000000000 l\n2011_09_26/2011_09_26_drive_sfnd_sync 0000000005 l\n"
+    )
     samples = depth_evaluation.kitti_eigen_samples(real_data / "kitti_raw_mini", split)
-    assert [sample.name for sample in samples] == ["2011_09_26_drive_sfnd_sync/0000000000",
-                                                   "2011_09_26_drive_sfnd_sync/0000000005"]
-    result = depth_evaluation.evaluate(samples, FakePredictor(image_size=(64, 224)), batch_size=2, num_images=1,
-                                       images_dir=tmp_path / "images")
+    assert [sample.name for sample in samples] == [
+        "2011_09_26_drive_sfnd_sync/0000000000",
+        "2011_09_26_drive_sfnd_sync/0000000005",
+    ]
+    result = depth_evaluation.evaluate(
+        samples, FakePredictor(image_size=(64, 224)), batch_size=2, num_images=1, images_dir=tmp_path / "images"
+    )
     assert 0 < result["constant_baseline"]["abs_rel"] < 1
     assert len(list((tmp_path / "images").glob("*.png"))) == 1
     # the shipped 697-frame list is the default; without the data every file is reported missing
@@ -100,18 +127,28 @@ def test_cityscapes_ground_truth_from_disparity_and_crop(tmp_path):
     baseline, fx = 0.2, 500.0
     encoded = np.round(baseline * fx / depth * 256.0 + 1.0).astype(np.uint16)  # p = 256 d + 1
     encoded[0, :] = 0  # invalid
-    for folder, name, writer in (("disparity", f"{stem}_disparity.png", lambda p: cv2.imwrite(str(p), encoded)),
-                                 ("leftImg8bit", f"{stem}_leftImg8bit.png",
-                                  lambda p: cv2.imwrite(str(p), np.clip(2.0 / depth * 255, 0, 255).astype(np.uint8)
-                                                        [:, :, None].repeat(3, axis=2))),
-                                 ("camera", f"{stem}_camera.json",
-                                  lambda p: p.write_text(json.dumps({"extrinsic": {"baseline": baseline},
-                                                                     "intrinsic": {"fx": fx}})))):
+    for folder, name, writer in (
+        ("disparity", f"{stem}_disparity.png", lambda p: cv2.imwrite(str(p), encoded)),
+        (
+            "leftImg8bit",
+            f"{stem}_leftImg8bit.png",
+            lambda p: cv2.imwrite(
+                str(p), np.clip(2.0 / depth * 255, 0, 255).astype(np.uint8)[:, :, None].repeat(3, axis=2)
+            ),
+        ),
+        (
+            "camera",
+            f"{stem}_camera.json",
+            lambda p: p.write_text(json.dumps({"extrinsic": {"baseline": baseline}, "intrinsic": {"fx": fx}})),
+        ),
+    ):
         path = tmp_path / folder / split / city / name
         path.parent.mkdir(parents=True, exist_ok=True)
         writer(path)
-    gt = depth_evaluation.cityscapes_depth(tmp_path / "disparity" / split / city / f"{stem}_disparity.png",
-                                           tmp_path / "camera" / split / city / f"{stem}_camera.json")
+    gt = depth_evaluation.cityscapes_depth(
+        tmp_path / "disparity" / split / city / f"{stem}_disparity.png",
+        tmp_path / "camera" / split / city / f"{stem}_camera.json",
+    )
     assert np.all(gt[0] == 0)
     np.testing.assert_allclose(gt[1:], depth[1:], rtol=1e-3)  # 256-step disparity quantisation
     (sample,) = depth_evaluation.cityscapes_samples(tmp_path, split, crop_box=(2, 18, 4, 36))
@@ -122,13 +159,15 @@ def test_cityscapes_ground_truth_from_disparity_and_crop(tmp_path):
 
 # --- regions: moving-object pixels (the synthetic world's ground-truth masks) and static pixels ---------------
 
+
 def _masked_world(root, first_drive_mask):
     """The fake world with the first drive's masks replaced by ``first_drive_mask`` (the other drive: none)."""
     make_kitti_raw_world(root, num_drives=2, num_frames=4)
     drive = root / "2011_09_26" / "2011_09_26_drive_0001_sync"
     for k in range(4):
-        groundtruth.write_frame(drive / "groundtruth", k, np.load(drive / "groundtruth" / "depth" / f"{k:010d}.npy"),
-                                first_drive_mask)
+        groundtruth.write_frame(
+            drive / "groundtruth", k, np.load(drive / "groundtruth" / "depth" / f"{k:010d}.npy"), first_drive_mask
+        )
     return root
 
 
@@ -149,9 +188,15 @@ def test_regions_separate_moving_objects_from_static_pixels(tmp_path):
     mask[:, :75] = 4  # the left quarter, every row (instance id 4)
     world = _masked_world(tmp_path / "world", mask)
     metrics_file = tmp_path / "depth.json"
-    document = eval_depth.main([f"--data_dir={world}", f"--metrics_file={metrics_file}",
-                                f"--plots_dir={tmp_path / 'plots'}", "--num_images=0"],
-                               predictor=WrongOnTheLeftPredictor(image_size=(32, 96)))
+    document = eval_depth.main(
+        [
+            f"--data_dir={world}",
+            f"--metrics_file={metrics_file}",
+            f"--plots_dir={tmp_path / 'plots'}",
+            "--num_images=0",
+        ],
+        predictor=WrongOnTheLeftPredictor(image_size=(32, 96)),
+    )
     assert json.loads((metrics_file.parent / "details" / metrics_file.name).read_text()) == document
     assert json.loads(metrics_file.read_text()) == headline.depth(document)
     moving, static = document["regions"]["moving_objects"], document["regions"]["static"]
@@ -161,28 +206,38 @@ def test_regions_separate_moving_objects_from_static_pixels(tmp_path):
     # the error lives where the mask is; the whole-image median scale (3/4 static) keeps the static part right
     assert moving["model"]["abs_rel"] > 1.0 and static["model"]["abs_rel"] < 0.2
     assert moving["model"]["abs_rel"] > 5 * static["model"]["abs_rel"]
-    plain = depth_evaluation.evaluate(depth_evaluation.synthetic_samples(world), FakePredictor(image_size=(32, 96)),
-                                      num_images=0)["regions"]
+    plain = depth_evaluation.evaluate(
+        depth_evaluation.synthetic_samples(world), FakePredictor(image_size=(32, 96)), num_images=0
+    )["regions"]
     assert plain["moving_objects"]["model"]["abs_rel"] < 0.2 and plain["static"]["model"]["abs_rel"] < 0.2
     assert document["moving_objects_over_static_abs_rel"] == pytest.approx(
-        moving["model"]["abs_rel"] / static["model"]["abs_rel"])
+        moving["model"]["abs_rel"] / static["model"]["abs_rel"]
+    )
     assert set(moving["model"]) == set(moving["constant_baseline"]) == set(document["model"])
     assert moving["abs_rel_over_constant"] == pytest.approx(
-        moving["model"]["abs_rel"] / moving["constant_baseline"]["abs_rel"])
+        moving["model"]["abs_rel"] / moving["constant_baseline"]["abs_rel"]
+    )
     assert "per image" in document["protocol"]["regions"]["averaging"]
     # per image: the two regions partition the valid pixels; the whole-image numbers are unchanged by regions
     rows = (tmp_path / "plots" / "per_image.csv").read_text().splitlines()
     header = rows[0].split(",")
-    assert header[-6:] == ["abs_rel_model_moving_objects", "abs_rel_constant_moving_objects",
-                           "valid_pixels_moving_objects", "abs_rel_model_static", "abs_rel_constant_static",
-                           "valid_pixels_static"]
+    assert header[-6:] == [
+        "abs_rel_model_moving_objects",
+        "abs_rel_constant_moving_objects",
+        "valid_pixels_moving_objects",
+        "abs_rel_model_static",
+        "abs_rel_constant_static",
+        "valid_pixels_static",
+    ]
     for line in rows[1:]:
         cells = dict(zip(header, line.split(",")))
-        assert int(cells["valid_pixels_moving_objects"]) + int(cells["valid_pixels_static"]) == \
-            int(cells["valid_pixels"])
+        assert int(cells["valid_pixels_moving_objects"]) + int(cells["valid_pixels_static"]) == int(
+            cells["valid_pixels"]
+        )
         assert (cells["abs_rel_model_moving_objects"] == "") == ("drive_0002" in cells["name"])
-    result = depth_evaluation.evaluate(depth_evaluation.synthetic_samples(world),
-                                       WrongOnTheLeftPredictor(image_size=(32, 96)), num_images=0)
+    result = depth_evaluation.evaluate(
+        depth_evaluation.synthetic_samples(world), WrongOnTheLeftPredictor(image_size=(32, 96)), num_images=0
+    )
     assert result["model"] == document["model"]
 
 
@@ -210,15 +265,17 @@ def test_missing_masks_are_errors_not_a_silent_subset(tmp_path):
     with pytest.raises(ValueError, match="must have the ground truth's size"):
         depth_evaluation.evaluate(bad, FakePredictor(image_size=(32, 96)), num_images=0)
     with pytest.raises(ValueError, match="object_masks_dir is for"):
-        depth_evaluation.build_samples({"dataset": "synthetic", "data_dir": str(world),
-                                        "object_masks_dir": str(tmp_path)})
+        depth_evaluation.build_samples(
+            {"dataset": "synthetic", "data_dir": str(world), "object_masks_dir": str(tmp_path)}
+        )
 
 
 def test_given_object_masks_for_real_datasets_are_cut_like_the_image(tmp_path):
     masks_dir = tmp_path / "masks"
     image = np.zeros((20, 40, 3), np.uint8)
-    sample = depth_evaluation.DepthSample("city/frame_1", tmp_path / "x.png", lambda: np.ones((16, 32)),
-                                          crop_box=(2, 18, 4, 36))
+    sample = depth_evaluation.DepthSample(
+        "city/frame_1", tmp_path / "x.png", lambda: np.ones((16, 32)), crop_box=(2, 18, 4, 36)
+    )
     with pytest.raises(FileNotFoundError, match="1 of 1 object masks are missing"):
         depth_evaluation.with_object_masks([sample], masks_dir)
     mask = np.zeros(image.shape[:2], np.uint8)
@@ -234,6 +291,7 @@ def test_given_object_masks_for_real_datasets_are_cut_like_the_image(tmp_path):
 
 def test_stage_exit_codes_for_user_errors(tmp_path, capsys):
     from stages.common import run_stage
+
     assert run_stage(eval_depth.main, [f"--data_dir={tmp_path}"]) == 2  # no checkpoint
     assert "--checkpoint_path is required" in capsys.readouterr().err
     world = _masked_world(tmp_path / "world", np.zeros((90, 300), np.uint8))

@@ -5,9 +5,9 @@ import pytest
 
 from evaluation import headline
 from formats import kitti
+from formats.struct2depth import read_rgb
 from stages import eval_odometry, trajectory_inference
 from tests.evaluation.fakes import FakePredictor, make_kitti_raw_world, write_triplet_folder
-from formats.struct2depth import read_rgb
 
 NUM_FRAMES = 9
 
@@ -29,8 +29,9 @@ def test_perfect_motion_up_to_scale_scores_zero_and_beats_constant_velocity(worl
     root, poses, by_index = world
     run_inference(root, tmp_path / "traj", by_index, motion_scale=0.3)
     metrics_file, plots = tmp_path / "metrics" / "odometry.json", tmp_path / "plots"
-    document = eval_odometry.main([f"--trajectory_dir={tmp_path / 'traj'}", f"--metrics_file={metrics_file}",
-                                   f"--plots_dir={plots}"])
+    document = eval_odometry.main(
+        [f"--trajectory_dir={tmp_path / 'traj'}", f"--metrics_file={metrics_file}", f"--plots_dir={plots}"]
+    )
     assert json.loads(metrics_file.read_text()) == headline.odometry(document)
     assert json.loads((metrics_file.parent / "details" / "odometry.json").read_text()) == document
     assert len(json.loads(metrics_file.read_text())) <= 12
@@ -40,8 +41,13 @@ def test_perfect_motion_up_to_scale_scores_zero_and_beats_constant_velocity(worl
     assert model["ate_sim3_rmse"] < 1e-4 and model["ate_se3_rmse"] > 1e-3  # motion scale 0.3: only Sim(3) fixes it
     assert baseline["ate_sim3_rmse"] > 1e-3
     # the same folder given as --prediction (it has a manifest.json) gives the same document
-    again = eval_odometry.main([f"--prediction={tmp_path / 'traj'}", f"--metrics_file={tmp_path / 'again.json'}",
-                                f"--plots_dir={tmp_path / 'again'}"])
+    again = eval_odometry.main(
+        [
+            f"--prediction={tmp_path / 'traj'}",
+            f"--metrics_file={tmp_path / 'again.json'}",
+            f"--plots_dir={tmp_path / 'again'}",
+        ]
+    )
     assert again == document
     assert baseline["ate5_mean"] > 1e-3  # the fixture's drives turn and drift sideways
     assert document["ate5_mean_over_constant_velocity"] < 0.01
@@ -52,8 +58,9 @@ def test_perfect_motion_up_to_scale_scores_zero_and_beats_constant_velocity(worl
     model_rows = (plots / "trajectory_model.csv").read_text().splitlines()
     assert gt_rows[0] == "sequence,frame,x,z" and len(gt_rows) == 1 + 2 * NUM_FRAMES
     for gt_row, model_row in zip(gt_rows[1:], model_rows[1:]):  # scaled model trajectory lies on the GT
-        assert np.allclose([float(v) for v in gt_row.split(",")[2:]], [float(v) for v in model_row.split(",")[2:]],
-                           atol=1e-4)
+        assert np.allclose(
+            [float(v) for v in gt_row.split(",")[2:]], [float(v) for v in model_row.split(",")[2:]], atol=1e-4
+        )
     assert len((plots / "trajectory_constant_velocity.csv").read_text().splitlines()) == 1 + 2 * NUM_FRAMES
     snippets = (plots / "ate_snippets.csv").read_text().splitlines()
     assert snippets[0] == "sequence,start,ate5_model,ate5_constant_velocity" and len(snippets) == 1 + 2 * 5
@@ -62,8 +69,15 @@ def test_perfect_motion_up_to_scale_scores_zero_and_beats_constant_velocity(worl
 def test_segment_lengths_short_enough_give_relative_errors(world, tmp_path):
     root, poses, by_index = world
     run_inference(root, tmp_path / "traj", by_index)
-    document = eval_odometry.main([f"--trajectory_dir={tmp_path / 'traj'}", f"--metrics_file={tmp_path / 'm.json'}",
-                                   f"--plots_dir={tmp_path / 'p'}", "--segment_lengths=2,4", "--segment_step=1"])
+    document = eval_odometry.main(
+        [
+            f"--trajectory_dir={tmp_path / 'traj'}",
+            f"--metrics_file={tmp_path / 'm.json'}",
+            f"--plots_dir={tmp_path / 'p'}",
+            "--segment_lengths=2,4",
+            "--segment_step=1",
+        ]
+    )
     assert document["model"]["num_segments"] > 0
     assert document["model"]["t_err_percent"] == pytest.approx(0.0, abs=1e-3)
     assert document["constant_velocity"]["r_err_deg_per_100m"] > 1.0
@@ -78,10 +92,21 @@ def test_release_triplet_folder_with_kitti_pose_directory(world, tmp_path):
     kitti.write_poses(gt_dir / "09.txt", poses[name])  # full sequence: predictions cover its first N - 1 frames
     run_inference(tmp_path / "test_set", tmp_path / "traj", by_index)
     with pytest.raises(FileNotFoundError, match="gt_poses_dir"):
-        eval_odometry.main([f"--trajectory_dir={tmp_path / 'traj'}", f"--metrics_file={tmp_path / 'm.json'}",
-                            f"--plots_dir={tmp_path / 'p'}"])
-    document = eval_odometry.main([f"--trajectory_dir={tmp_path / 'traj'}", f"--gt_poses_dir={gt_dir}",
-                                   f"--metrics_file={tmp_path / 'm.json'}", f"--plots_dir={tmp_path / 'p'}"])
+        eval_odometry.main(
+            [
+                f"--trajectory_dir={tmp_path / 'traj'}",
+                f"--metrics_file={tmp_path / 'm.json'}",
+                f"--plots_dir={tmp_path / 'p'}",
+            ]
+        )
+    document = eval_odometry.main(
+        [
+            f"--trajectory_dir={tmp_path / 'traj'}",
+            f"--gt_poses_dir={gt_dir}",
+            f"--metrics_file={tmp_path / 'm.json'}",
+            f"--plots_dir={tmp_path / 'p'}",
+        ]
+    )
     sequence = document["sequences"]["09-image_2"]
     assert sequence["num_poses"] == NUM_FRAMES - 1 and sequence["gt_poses_total"] == NUM_FRAMES
     assert sequence["model"]["ate5_mean"] < 1e-5
@@ -115,7 +140,7 @@ def kitti_text(poses, frames=None):
 
 def from_frame(gt, first, count, scale=0.3):
     """Frames first .. first+count-1 of ``gt`` as a prediction starting at identity, translations * scale."""
-    poses = np.linalg.inv(gt[first]) @ gt[first:first + count]
+    poses = np.linalg.inv(gt[first]) @ gt[first : first + count]
     poses[:, :3, 3] *= scale
     return poses
 
@@ -151,8 +176,12 @@ def test_unnumbered_prediction_of_another_length_is_an_error_not_a_truncation(ki
     gt_file, _, gt = kitti09
     prediction = tmp_path / "pred.txt"
     prediction.write_text(kitti_text(from_frame(gt, 0, 40)))
-    argv = [f"--prediction={prediction}", f"--gt_poses={gt_file}", f"--metrics_file={tmp_path / 'm.json'}",
-            f"--plots_dir={tmp_path / 'p'}"]
+    argv = [
+        f"--prediction={prediction}",
+        f"--gt_poses={gt_file}",
+        f"--metrics_file={tmp_path / 'm.json'}",
+        f"--plots_dir={tmp_path / 'p'}",
+    ]
     assert run_stage(eval_odometry.main, argv) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "Traceback" not in error
@@ -183,22 +212,33 @@ def test_tum_prediction_is_matched_by_timestamp_within_the_tolerance(kitti09, tm
     times = kitti.parse_odometry_times(times_file.read_text())
     prediction = tmp_path / "pred_tum.txt"
     prediction.write_text(tr.format_tum(times[5:45] + 0.004, from_frame(gt, 5, 40)))
-    document = evaluate_files(tmp_path, f"--prediction={prediction}", f"--gt_poses={gt_file}",
-                              f"--gt_times={times_file}")
+    document = evaluate_files(
+        tmp_path, f"--prediction={prediction}", f"--gt_poses={gt_file}", f"--gt_times={times_file}"
+    )
     sequence = document["sequences"]["pred_tum"]
     assert sequence["matching"] == "timestamp" and sequence["format"] == "tum"
     assert (sequence["first_gt_frame"], sequence["last_gt_frame"]) == (5, 44)
     assert sequence["largest_time_diff_s"] == pytest.approx(0.004, abs=1e-5)
     assert sequence["model"]["ate5_mean"] < 1e-6 and sequence["model"]["ate_sim3_rmse"] < 1e-5
-    argv = [f"--prediction={prediction}", f"--gt_poses={gt_file}", f"--gt_times={times_file}",
-            "--max_time_diff=0.002", f"--metrics_file={tmp_path / 'm2.json'}", f"--plots_dir={tmp_path / 'p2'}"]
+    argv = [
+        f"--prediction={prediction}",
+        f"--gt_poses={gt_file}",
+        f"--gt_times={times_file}",
+        "--max_time_diff=0.002",
+        f"--metrics_file={tmp_path / 'm2.json'}",
+        f"--plots_dir={tmp_path / 'p2'}",
+    ]
     assert run_stage(eval_odometry.main, argv) == 2
     error = capsys.readouterr().err.strip()
     assert f"{prediction}:1: timestamp" in error and "no ground-truth pose within 0.002 s" in error
     assert "40 of 40 poses unmatched" in error
     # without ground-truth times a TUM file is matched by line order, so its length must be the sequence's
-    argv = [f"--prediction={prediction}", f"--gt_poses={gt_file}", f"--metrics_file={tmp_path / 'm2.json'}",
-            f"--plots_dir={tmp_path / 'p2'}"]
+    argv = [
+        f"--prediction={prediction}",
+        f"--gt_poses={gt_file}",
+        f"--metrics_file={tmp_path / 'm2.json'}",
+        f"--plots_dir={tmp_path / 'p2'}",
+    ]
     assert run_stage(eval_odometry.main, argv) == 2
     assert "ground truth's timestamps" in capsys.readouterr().err
 
@@ -231,21 +271,30 @@ def test_a_folder_of_predictions_uses_gt_poses_dir(kitti09, real_data, tmp_path)
         evaluate_files(tmp_path, f"--prediction={results}", f"--gt_poses_dir={gt_dir}")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda lines: lines[:3] + [" ".join(lines[3].split()[:-1])] + lines[4:], ":4: 12 values where earlier"),
-    (lambda lines: lines[:7] + [lines[7].replace(lines[7].split()[5], "nan", 1)] + lines[8:], ":8: non-finite"),
-    (lambda lines: lines[:2] + [lines[2].replace(lines[2].split()[1], "0.5", 1)] + lines[3:],
-     ":3: rotation is not orthonormal"),
-    (lambda lines: lines[:5] + [lines[4]] + lines[6:], ":6: frame number 4 does not increase"),
-    (lambda lines: lines[:-1] + ["5000 " + " ".join(lines[-1].split()[1:])], ":30: frame number 5000 is beyond"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda lines: lines[:3] + [" ".join(lines[3].split()[:-1])] + lines[4:], ":4: 12 values where earlier"),
+        (lambda lines: lines[:7] + [lines[7].replace(lines[7].split()[5], "nan", 1)] + lines[8:], ":8: non-finite"),
+        (
+            lambda lines: lines[:2] + [lines[2].replace(lines[2].split()[1], "0.5", 1)] + lines[3:],
+            ":3: rotation is not orthonormal",
+        ),
+        (lambda lines: lines[:5] + [lines[4]] + lines[6:], ":6: frame number 4 does not increase"),
+        (lambda lines: lines[:-1] + ["5000 " + " ".join(lines[-1].split()[1:])], ":30: frame number 5000 is beyond"),
+    ],
+)
 def test_bad_prediction_files_exit_2_with_file_and_line(kitti09, tmp_path, capsys, edit, message):
     gt_file, _, gt = kitti09
     lines = kitti_text(from_frame(gt, 0, 30), frames=range(30)).splitlines()
     prediction = tmp_path / "bad.txt"
     prediction.write_text("\n".join(edit(lines)) + "\n")
-    argv = [f"--prediction={prediction}", f"--gt_poses={gt_file}", f"--metrics_file={tmp_path / 'm.json'}",
-            f"--plots_dir={tmp_path / 'p'}"]
+    argv = [
+        f"--prediction={prediction}",
+        f"--gt_poses={gt_file}",
+        f"--metrics_file={tmp_path / 'm.json'}",
+        f"--plots_dir={tmp_path / 'p'}",
+    ]
     assert run_stage(eval_odometry.main, argv) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "Traceback" not in error
@@ -261,14 +310,14 @@ def test_bad_ground_truth_and_parameters_exit_2(kitti09, tmp_path, capsys):
     bad_gt.write_text(kitti_text(gt[:20]).replace(kitti_text(gt[:20]).splitlines()[9].split()[0], "inf", 1))
     common = [f"--metrics_file={tmp_path / 'm.json'}", f"--plots_dir={tmp_path / 'p'}"]
     for argv, message in (
-            ([f"--prediction={prediction}", f"--gt_poses={bad_gt}"], f"{bad_gt}:10: non-finite"),
-            ([f"--prediction={prediction}", f"--gt_poses={tmp_path / 'nope.txt'}"],
-             "nope.txt: trajectory file not found"),
-            ([f"--prediction={prediction}"], "--gt_poses"),
-            ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=g2o"], "format must be one of"),
-            ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--max_time_diff=0"], "must be positive"),
-            ([f"--gt_poses={gt_file}"], "exactly one of --trajectory_dir"),
-            ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=tum"], ":1: a TUM line needs 8")):
+        ([f"--prediction={prediction}", f"--gt_poses={bad_gt}"], f"{bad_gt}:10: non-finite"),
+        ([f"--prediction={prediction}", f"--gt_poses={tmp_path / 'nope.txt'}"], "nope.txt: trajectory file not found"),
+        ([f"--prediction={prediction}"], "--gt_poses"),
+        ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=g2o"], "format must be one of"),
+        ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--max_time_diff=0"], "must be positive"),
+        ([f"--gt_poses={gt_file}"], "exactly one of --trajectory_dir"),
+        ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=tum"], ":1: a TUM line needs 8"),
+    ):
         assert run_stage(eval_odometry.main, argv + common) == 2, argv
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and message in error, (argv, error)

@@ -4,6 +4,7 @@ Fast tier: the pure pieces (back-projection and PLY by hand, 16-bit depth PNG), 
 and a folder with a truncated PNG (a fake model, so no TensorFlow). Slow tier: the real dash-cam clip through
 a real (initialised, saved) checkpoint.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,13 +24,13 @@ HEIGHT, WIDTH = 64, 96
 
 # --- pure pieces ---------------------------------------------------------------------------------------
 
+
 def test_backprojection_of_a_known_depth_by_hand(tmp_path):
     intrinsics = np.array([[2.0, 0.0, 1.0], [0.0, 4.0, 0.5], [0.0, 0.0, 1.0]])
-    depth = np.array([[2.0, 1.0, 0.0],
-                      [8.0, 3.0, 4.0]])
+    depth = np.array([[2.0, 1.0, 0.0], [8.0, 3.0, 4.0]])
     points = pointcloud.backproject(depth, intrinsics)
     # X = (i - cx) z / fx, Y = (j - cy) z / fy, Z = z, pixel (i, j) = (column, row)
-    np.testing.assert_allclose(points[0, 0], [(0 - 1) * 2 / 2, (0 - 0.5) * 2 / 4, 2])   # (-1, -0.25, 2)
+    np.testing.assert_allclose(points[0, 0], [(0 - 1) * 2 / 2, (0 - 0.5) * 2 / 4, 2])  # (-1, -0.25, 2)
     np.testing.assert_allclose(points[0, 1], [0.0, -0.125, 1.0])
     np.testing.assert_allclose(points[1, 0], [-4.0, 1.0, 8.0])
     np.testing.assert_allclose(points[1, 2], [2.0, 0.5, 4.0])
@@ -56,6 +57,7 @@ def test_depth_png_scale_invalid_and_clipping():
 
 
 # --- a fake model: no TensorFlow in the fast tier --------------------------------------------------------
+
 
 @dataclasses.dataclass
 class FakeConfig:
@@ -101,8 +103,17 @@ def run(argv, model):
 def test_a_truncated_frame_is_a_dead_letter_not_fatal(tmp_path, capsys):
     frames = frame_folder(tmp_path / "frames")
     output = tmp_path / "out"
-    code = run([f"--input={frames}", f"--output={output}", "--checkpoint_path=fake", "--quiet",
-                "--batch_size=2", "--point_cloud_frames=1,9"], FakeModel())
+    code = run(
+        [
+            f"--input={frames}",
+            f"--output={output}",
+            "--checkpoint_path=fake",
+            "--quiet",
+            "--batch_size=2",
+            "--point_cloud_frames=1,9",
+        ],
+        FakeModel(),
+    )
     assert code == 0, capsys.readouterr().err
     manifest = json.loads((output / "manifest.json").read_text())
     entry = manifest["inputs"][0]
@@ -146,8 +157,13 @@ def test_a_truncated_frame_is_a_dead_letter_not_fatal(tmp_path, capsys):
 def test_learned_intrinsics_are_reported_only_for_a_trained_head(tmp_path):
     frames = frame_folder(tmp_path / "frames", truncated=-1)
     output = tmp_path / "out"
-    assert run([f"--input={frames}", f"--output={output}", "--checkpoint_path=fake", "--quiet"],
-               FakeModel(learn_intrinsics=True)) == 0
+    assert (
+        run(
+            [f"--input={frames}", f"--output={output}", "--checkpoint_path=fake", "--quiet"],
+            FakeModel(learn_intrinsics=True),
+        )
+        == 0
+    )
     intrinsics = json.loads((output / "frames" / "intrinsics.json").read_text())
     assert intrinsics["source"] == "learned" and intrinsics["learned"]["num_pairs"] == 5
     np.testing.assert_allclose(intrinsics["K"], [[50, 0, 47.5], [0, 50, 31.5], [0, 0, 1]])
@@ -160,14 +176,33 @@ def test_given_intrinsics_file_is_used_and_a_missing_one_fails(tmp_path, capsys)
     calibration = tmp_path / "cam.txt"
     calibration.write_text("100,0,59.5,0,100,39.5,0,0,1\n")
     output = tmp_path / "out"
-    assert run([f"--input={frames}", f"--output={output}", "--checkpoint_path=fake", "--quiet",
-                f"--intrinsics={calibration}"], FakeModel()) == 0
+    assert (
+        run(
+            [
+                f"--input={frames}",
+                f"--output={output}",
+                "--checkpoint_path=fake",
+                "--quiet",
+                f"--intrinsics={calibration}",
+            ],
+            FakeModel(),
+        )
+        == 0
+    )
     intrinsics = json.loads((output / "frames" / "intrinsics.json").read_text())
     assert intrinsics["source"] == "given" and intrinsics["reader"]["file"] == str(calibration)
     np.testing.assert_allclose(np.array(intrinsics["K"])[0], [80.0, 0.0, 47.5])  # 100 * 96/120, exact centre
     capsys.readouterr()
-    code = run([f"--input={frames}", f"--output={tmp_path / 'out2'}", "--checkpoint_path=fake", "--quiet",
-                f"--intrinsics={tmp_path / 'missing.txt'}"], FakeModel())
+    code = run(
+        [
+            f"--input={frames}",
+            f"--output={tmp_path / 'out2'}",
+            "--checkpoint_path=fake",
+            "--quiet",
+            f"--intrinsics={tmp_path / 'missing.txt'}",
+        ],
+        FakeModel(),
+    )
     err = capsys.readouterr().err
     assert code == 2 and "missing.txt not found" in err and "Traceback" not in err
     assert not (tmp_path / "out2").exists()
@@ -175,14 +210,19 @@ def test_given_intrinsics_file_is_used_and_a_missing_one_fails(tmp_path, capsys)
 
 # --- output folder rules -------------------------------------------------------------------------------
 
+
 def test_foreign_folder_and_the_input_are_never_written(tmp_path, capsys):
     frames = frame_folder(tmp_path / "frames", truncated=-1)
     before = {path: path.read_bytes() for path in frames.iterdir()}
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    cases = [(foreign, "did not write"), (frames, "inside the input"), (frames / "depth", "inside the input"),
-             (tmp_path, "lies inside the output folder")]
+    cases = [
+        (foreign, "did not write"),
+        (frames, "inside the input"),
+        (frames / "depth", "inside the input"),
+        (tmp_path, "lies inside the output folder"),
+    ]
     for output, message in cases:
         code = run([f"--input={frames}", f"--output={output}", "--checkpoint_path=fake", "--quiet"], FakeModel())
         err = capsys.readouterr().err
@@ -196,8 +236,9 @@ def test_output_inside_a_folder_of_videos_is_refused(tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "clip.mp4").write_bytes(b"not a video")
-    code = run([f"--input={videos}", f"--output={videos / 'predictions'}", "--checkpoint_path=fake", "--quiet"],
-               FakeModel())
+    code = run(
+        [f"--input={videos}", f"--output={videos / 'predictions'}", "--checkpoint_path=fake", "--quiet"], FakeModel()
+    )
     assert code == 2 and "inside the input" in capsys.readouterr().err
     assert sorted(path.name for path in videos.iterdir()) == ["clip.mp4"]
 
@@ -219,17 +260,19 @@ def test_no_readable_frame_exits_2_with_the_dead_letters_written(tmp_path, capsy
     folder = tmp_path / "frames"
     folder.mkdir()
     (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    code = run([f"--input={folder}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake", "--quiet"],
-               FakeModel())
+    code = run([f"--input={folder}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake", "--quiet"], FakeModel())
     err = capsys.readouterr().err
     assert code == 2 and "no frame could be predicted" in err
     assert "unreadable_frame" in (tmp_path / "out" / "dead_letters.jsonl").read_text()
-    code = run([f"--input={tmp_path / 'nothing*.mp4'}", f"--output={tmp_path / 'out3'}", "--checkpoint_path=fake",
-                "--quiet"], FakeModel())
+    code = run(
+        [f"--input={tmp_path / 'nothing*.mp4'}", f"--output={tmp_path / 'out3'}", "--checkpoint_path=fake", "--quiet"],
+        FakeModel(),
+    )
     assert code == 2 and "no video or image frames found" in capsys.readouterr().err
 
 
 # --- the real dash-cam clip through a real checkpoint --------------------------------------------------
+
 
 def video_timestamps(path):
     """Seconds from the first frame of every frame, by CAP_PROP_POS_MSEC after each grab."""
@@ -247,16 +290,26 @@ def test_predict_on_the_real_dashcam_clip(real_data, tmp_path):
     from model.inference import InferenceModel
     from model.trainer import make_checkpoint, write_model_config
 
-    config = ModelConfig(img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25,
-                         learn_intrinsics=False)
+    config = ModelConfig(
+        img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25, learn_intrinsics=False
+    )
     checkpoint = tmp_path / "ckpt"
     write_model_config(checkpoint, config)
     make_checkpoint(DepthMotionModel(config)).save(str(checkpoint / "model"))
     clip = real_data / "video" / "dashcam_highway.mp4"
     output = tmp_path / "out"
-    manifest = predict.main([f"--checkpoint_path={checkpoint}", f"--input={clip}", f"--output={output}",
-                             "--video.fps=2", "--batch_size=4", "--point_cloud_frames=0", "--save_disparity",
-                             "--quiet"])
+    manifest = predict.main(
+        [
+            f"--checkpoint_path={checkpoint}",
+            f"--input={clip}",
+            f"--output={output}",
+            "--video.fps=2",
+            "--batch_size=4",
+            "--point_cloud_frames=0",
+            "--save_disparity",
+            "--quiet",
+        ]
+    )
     assert manifest["checkpoint"].endswith("model-1") and manifest["counts"]["dead_letters"] == 0
     entry = manifest["inputs"][0]
     sequence = output / "dashcam_highway"
@@ -274,10 +327,20 @@ def test_predict_on_the_real_dashcam_clip(real_data, tmp_path):
     depth = np.load(sequence / "depth" / "000017.npy")
     assert depth.shape == (HEIGHT, WIDTH) and np.all(depth > 0)
     np.testing.assert_allclose(np.load(sequence / "disparity" / "000017.npy"), 1.0 / depth, rtol=1e-6)
-    frames = np.stack([cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
-                       for image in [_frame_at(clip, 0)]]).astype(np.float32) / 255.0
-    np.testing.assert_allclose(np.load(sequence / "depth" / "000000.npy"),
-                               InferenceModel.from_checkpoint(checkpoint).predict_depth(frames)[0], rtol=1e-4)
+    frames = (
+        np.stack(
+            [
+                cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+                for image in [_frame_at(clip, 0)]
+            ]
+        ).astype(np.float32)
+        / 255.0
+    )
+    np.testing.assert_allclose(
+        np.load(sequence / "depth" / "000000.npy"),
+        InferenceModel.from_checkpoint(checkpoint).predict_depth(frames)[0],
+        rtol=1e-4,
+    )
     intrinsics = json.loads((sequence / "intrinsics.json").read_text())
     assert intrinsics["source"] == "guessed" and intrinsics["learned"] is None
     assert intrinsics["native_image_size"] == [540, 960]
@@ -285,7 +348,8 @@ def test_predict_on_the_real_dashcam_clip(real_data, tmp_path):
     assert points.shape == (HEIGHT * WIDTH, 3) and colours.dtype == np.uint8
     capture = cv2.VideoCapture(str(sequence / "preview.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 18
-    assert (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (2 * WIDTH, HEIGHT)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    assert size == (2 * WIDTH, HEIGHT)
     capture.release()
     assert cv2.imread(str(sequence / "trajectory.png")) is not None
 
@@ -301,6 +365,7 @@ def _frame_at(path, number):
 
 # --- inputs and the trajectory plot --------------------------------------------------------------------
 
+
 def test_inputs_from_folders_globs_and_errors(tmp_path):
     from pipelines import footage
 
@@ -312,7 +377,9 @@ def test_inputs_from_folders_globs_and_errors(tmp_path):
     assert [(item.kind, len(item.files)) for item in inputs] == [("image_folder", 3)] and letters == []
     inputs, _ = footage.find_inputs(str(tmp_path / "*" / "frame00[01].png"))
     assert [(item.name, [p.rsplit("/", 1)[-1] for p in item.files]) for item in inputs] == [
-        ("b", ["frame000.png", "frame001.png"]), (safe_a, ["frame000.png", "frame001.png"])]
+        ("b", ["frame000.png", "frame001.png"]),
+        (safe_a, ["frame000.png", "frame001.png"]),
+    ]
     (tmp_path / "b" / "timestamps.txt").write_text("0.0\n0.1\n")
     footage.find_inputs(str(tmp_path / "b" / "*.png"))  # all of the folder's images: fine
     with pytest.raises(ValueError, match="selects 1 of the 2 images"):
@@ -335,8 +402,10 @@ def test_an_empty_video_is_a_dead_letter(tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "empty.mp4").write_bytes(b"")
-    code = run([f"--input={videos / '*.mp4'}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake", "--quiet"],
-               FakeModel())
+    code = run(
+        [f"--input={videos / '*.mp4'}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake", "--quiet"],
+        FakeModel(),
+    )
     assert code == 2 and "no frame could be predicted" in capsys.readouterr().err
     letters = (tmp_path / "out" / "dead_letters.jsonl").read_text()
     assert "corrupt_video" in letters and "empty.mp4" in letters
@@ -346,7 +415,7 @@ def test_trajectory_top_view_puts_start_and_end_where_the_path_goes():
     from evaluation.trajectory_plot import top_view
 
     poses = np.tile(np.eye(4), (3, 1, 1))
-    poses[:, 2, 3] = [0.0, 5.0, 10.0]   # straight ahead along z: bottom to top, centred in x
+    poses[:, 2, 3] = [0.0, 5.0, 10.0]  # straight ahead along z: bottom to top, centred in x
     image = top_view(poses, size=200, margin=20)
     start, end = image[180, 100], image[20, 100]
     assert tuple(start) == (0, 160, 0) and tuple(end) == (0, 0, 220)  # BGR: green start, red end
@@ -365,13 +434,24 @@ def test_a_long_video_streams_through_a_bounded_queue(tmp_path, monkeypatch):
     def long_stream(item, config):
         for number in range(200):
             produced["count"] += 1
-            yield Frame(source="video", sequence=item.name, index=number, frame_id=f"long.mp4@{number}",
-                        timestamp=number / 10.0, image=np.full((HEIGHT, WIDTH, 3), number % 250, np.uint8),
-                        intrinsics=intrinsics, raw_index=number, native_size=(WIDTH, HEIGHT))
+            yield Frame(
+                source="video",
+                sequence=item.name,
+                index=number,
+                frame_id=f"long.mp4@{number}",
+                timestamp=number / 10.0,
+                image=np.full((HEIGHT, WIDTH, 3), number % 250, np.uint8),
+                intrinsics=intrinsics,
+                raw_index=number,
+                native_size=(WIDTH, HEIGHT),
+            )
 
     monkeypatch.setattr(footage, "stream_frames", long_stream)
-    monkeypatch.setattr(footage, "find_inputs", lambda pattern: (
-        [footage.FootageInput("video", "long", str(tmp_path / "long.mp4"))], []))
+    monkeypatch.setattr(
+        footage,
+        "find_inputs",
+        lambda pattern: ([footage.FootageInput("video", "long", str(tmp_path / "long.mp4"))], []),
+    )
 
     class Watching(FakeModel):
         seen = lead = 0
@@ -382,7 +462,19 @@ def test_a_long_video_streams_through_a_bounded_queue(tmp_path, monkeypatch):
             return super().predict_depth(images, flip_augment)
 
     model = Watching()
-    assert run([f"--input={tmp_path / 'long.mp4'}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake",
-                "--quiet", "--batch_size=4", "--nopreview_video"], model) == 0
+    assert (
+        run(
+            [
+                f"--input={tmp_path / 'long.mp4'}",
+                f"--output={tmp_path / 'out'}",
+                "--checkpoint_path=fake",
+                "--quiet",
+                "--batch_size=4",
+                "--nopreview_video",
+            ],
+            model,
+        )
+        == 0
+    )
     assert model.seen == 200 and 0 < model.lead <= 2 * 4 + 1
     assert len(np.loadtxt(tmp_path / "out" / "long" / "poses_kitti.txt")) == 200

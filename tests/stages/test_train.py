@@ -1,4 +1,5 @@
 """``python -m stages.train``: the seed's one-step command as written, exit codes, --debug, NaN stop."""
+
 import logging
 import subprocess
 import sys
@@ -25,9 +26,19 @@ def test_seed_one_step_command_on_the_real_example_runs_as_written(real_data, tm
     """The seed's smoke command, verbatim: the 416x128 frame size comes from the example's images."""
     checkpoint_dir = tmp_path / "x"
     result = subprocess.run(
-        [sys.executable, "-m", "stages.train", f"--data_dir={real_data / 'struct2depth_example'}",
-         f"--checkpoint_dir={checkpoint_dir}", "--train_steps=1"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            f"--data_dir={real_data / 'struct2depth_example'}",
+            f"--checkpoint_dir={checkpoint_dir}",
+            "--train_steps=1",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith("model-1")
     config = (checkpoint_dir / trainer.MODEL_CONFIG_FILE).read_text()
@@ -36,26 +47,47 @@ def test_seed_one_step_command_on_the_real_example_runs_as_written(real_data, tm
 
 @pytest.mark.slow
 def test_learned_intrinsics_one_step_on_the_real_example(real_data, tmp_path):
-    code = run([f"--data_dir={real_data / 'struct2depth_example'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                "--train_steps=1", "--learn_intrinsics", "--img_height=128", "--img_width=416", "--quiet"])
+    code = run(
+        [
+            f"--data_dir={real_data / 'struct2depth_example'}",
+            f"--checkpoint_dir={tmp_path / 'ckpt'}",
+            "--train_steps=1",
+            "--learn_intrinsics",
+            "--img_height=128",
+            "--img_width=416",
+            "--quiet",
+        ]
+    )
     assert code == 0
 
 
 def test_a_frame_size_that_disagrees_with_the_records_is_one_line_exit_2(tmp_path, capsys):
     write_records(tmp_path / "data", count=2)
-    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                "--img_height=128", "--img_width=416", "--quiet"])
+    code = run(
+        [
+            f"--data_dir={tmp_path / 'data'}",
+            f"--checkpoint_dir={tmp_path / 'ckpt'}",
+            "--img_height=128",
+            "--img_width=416",
+            "--quiet",
+        ]
+    )
     assert code == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "give 416x128 (WxH) but the records of" in error[0] and "are 96x64" in error[0]
     assert "Traceback" not in error[0]
 
 
-@pytest.mark.parametrize("flag, message", [("--learning_rate=nan", "learning_rate must be finite"),
-                                           ("--learning_rate=1e6", "learning_rate must be <= 1.0"),
-                                           ("--learning_rate=-0.1", "learning_rate must be >= 0"),
-                                           ("--smooth_weight=inf", "smooth_weight must be a finite number"),
-                                           ("--batch_size=0", "batch_size must be >= 1")])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--learning_rate=nan", "learning_rate must be finite"),
+        ("--learning_rate=1e6", "learning_rate must be <= 1.0"),
+        ("--learning_rate=-0.1", "learning_rate must be >= 0"),
+        ("--smooth_weight=inf", "smooth_weight must be a finite number"),
+        ("--batch_size=0", "batch_size must be >= 1"),
+    ],
+)
 def test_bad_hyper_parameters_exit_2_before_anything_is_written(tmp_path, capsys, flag, message):
     write_records(tmp_path / "data", count=2)
     code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}", flag, "--quiet"])
@@ -68,8 +100,14 @@ def test_bad_hyper_parameters_exit_2_before_anything_is_written(tmp_path, capsys
 def test_missing_init_checkpoint_exits_2(tmp_path, capsys, monkeypatch):
     write_records(tmp_path / "data", count=2)
     monkeypatch.setattr(trainer, "DepthMotionModel", TinyModel)
-    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                f"--init_checkpoint={tmp_path / 'nothing'}", *SMALL])
+    code = run(
+        [
+            f"--data_dir={tmp_path / 'data'}",
+            f"--checkpoint_dir={tmp_path / 'ckpt'}",
+            f"--init_checkpoint={tmp_path / 'nothing'}",
+            *SMALL,
+        ]
+    )
     assert code == 2
     assert "no such checkpoint" in capsys.readouterr().err
 
@@ -77,8 +115,15 @@ def test_missing_init_checkpoint_exits_2(tmp_path, capsys, monkeypatch):
 def test_nan_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
     write_records(tmp_path / "data", count=2)
     monkeypatch.setattr(trainer, "DepthMotionModel", NaNAfterStepTwo)
-    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                "--train_steps=10", "--checkpoint_freq=2", *SMALL])
+    code = run(
+        [
+            f"--data_dir={tmp_path / 'data'}",
+            f"--checkpoint_dir={tmp_path / 'ckpt'}",
+            "--train_steps=10",
+            "--checkpoint_freq=2",
+            *SMALL,
+        ]
+    )
     assert code == 3
     error = capsys.readouterr().err
     assert "non-finite loss or gradient at step 4" in error and "model-2 (step 2)" in error
@@ -89,8 +134,16 @@ def test_debug_runs_one_step_and_dumps_tensors(tmp_path, capsys, caplog, monkeyp
     write_records(tmp_path / "data", count=2)
     monkeypatch.setattr(trainer, "DepthMotionModel", TinyModel)
     with caplog.at_level(logging.WARNING):
-        code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
-                    "--debug", "--weight_reg=0.5", f"--img_height={HEIGHT}", *SMALL])
+        code = run(
+            [
+                f"--data_dir={tmp_path / 'data'}",
+                f"--checkpoint_dir={tmp_path / 'ckpt'}",
+                "--debug",
+                "--weight_reg=0.5",
+                f"--img_height={HEIGHT}",
+                *SMALL,
+            ]
+        )
     assert code == 0
     assert "weight_reg=0.5 has no effect" in caplog.text
     assert "total: " in capsys.readouterr().out
@@ -106,8 +159,16 @@ def test_metrics_file_holds_the_training_headline(tmp_path, monkeypatch):
     write_records(tmp_path / "data", count=4)
     monkeypatch.setattr(trainer, "DepthMotionModel", TinyModel)
     metrics_file = tmp_path / "metrics" / "train.json"
-    code = run([f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--train_steps=2",
-                "--summary_freq=1", f"--metrics_file={metrics_file}", *SMALL])
+    code = run(
+        [
+            f"--data_dir={tmp_path / 'data'}",
+            f"--checkpoint_dir={tmp_path / 'ckpt'}",
+            "--train_steps=2",
+            "--summary_freq=1",
+            f"--metrics_file={metrics_file}",
+            *SMALL,
+        ]
+    )
     assert code == 0
     headline = json.loads(metrics_file.read_text())
     assert set(headline) == {"loss", "steps", "step_s"} and headline["steps"] == 2
@@ -116,4 +177,7 @@ def test_metrics_file_holds_the_training_headline(tmp_path, monkeypatch):
 
 def test_training_headline_hand_case():
     assert train.training_headline({"loss/total": 0.5, "time/step_s": 0.3, "loss/rgb": 0.1}, 3000) == {
-        "loss": 0.5, "steps": 3000, "step_s": 0.3}
+        "loss": 0.5,
+        "steps": 3000,
+        "step_s": 0.3,
+    }

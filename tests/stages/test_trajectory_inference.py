@@ -53,13 +53,19 @@ def test_seed_cli_flags_end_to_end_on_kitti_raw_drives(world, tmp_path):
     root, poses_by_drive = world
     predictor = fake_for(poses_by_drive, motion_scale=0.5)
     out = tmp_path / "trajectories"
-    manifest = trajectory_inference.main([f"--checkpoint_path={tmp_path / 'ckpt'}",
-                                          f"--odometry_test_set_dir={root}", f"--output_dir={out}",
-                                          "--batch_size=4"], predictor=predictor)
+    manifest = trajectory_inference.main(
+        [
+            f"--checkpoint_path={tmp_path / 'ckpt'}",
+            f"--odometry_test_set_dir={root}",
+            f"--output_dir={out}",
+            "--batch_size=4",
+        ],
+        predictor=predictor,
+    )
     assert [entry["name"] for entry in manifest["sequences"]] == sorted(poses_by_drive)
     assert manifest["accumulation"] == "compose"
     assert predictor.egomotion_calls == [(4, 32, 96, 3), (2, 32, 96, 3)] * 2  # 6 pairs per drive, batches of 4
-    assert manifest["flip_augment"] is True and predictor.egomotion_flips == [True] * 4   # params.yaml default
+    assert manifest["flip_augment"] is True and predictor.egomotion_flips == [True] * 4  # params.yaml default
     for entry in manifest["sequences"]:
         name = entry["name"]
         expected = first_frame(poses_by_drive[name])
@@ -91,8 +97,10 @@ def test_dfv_accumulation_order_is_available_and_differs(world, tmp_path):
     root, poses_by_drive = world
     name = sorted(poses_by_drive)[1]
     drive_dir = root / "2011_09_26" / name
-    trajectory_inference.main([f"--odometry_test_set_dir={drive_dir}", f"--output_dir={tmp_path}",
-                               "--accumulation=dfv"], predictor=fake_for(poses_by_drive, motion_scale=1.0))
+    trajectory_inference.main(
+        [f"--odometry_test_set_dir={drive_dir}", f"--output_dir={tmp_path}", "--accumulation=dfv"],
+        predictor=fake_for(poses_by_drive, motion_scale=1.0),
+    )
     written = kitti.read_poses(tmp_path / f"{name}_poses.txt")
     relative = np.linalg.inv(poses_by_drive[name][:-1]) @ poses_by_drive[name][1:]
     expected = trajectory.accumulate(relative[:, :3, :3], relative[:, :3, 3], "dfv")
@@ -112,21 +120,26 @@ def test_image_folder_and_triplet_folder_inputs(world, tmp_path):
     write_triplet_folder(test_set / "09-image_2", frames)
     (test_set / "09-image_2" / "0000000000-fseg.png").write_bytes((frame_dir / "0000000000.png").read_bytes())
     out = tmp_path / "out"
-    manifest = trajectory_inference.main([f"--odometry_test_set_dir={test_set}", f"--output_dir={out}"],
-                                         predictor=fake_for(poses_by_drive, motion_scale=1.0))
+    manifest = trajectory_inference.main(
+        [f"--odometry_test_set_dir={test_set}", f"--output_dir={out}"],
+        predictor=fake_for(poses_by_drive, motion_scale=1.0),
+    )
     (entry,) = manifest["sequences"]
     assert entry["name"] == "09-image_2" and entry["kind"] == "triplets"
     assert entry["num_poses"] == NUM_FRAMES - 1  # N - 2 triplets give N - 1 poses
     assert (out / "odometry_09-image_2.txt").read_text().splitlines()[0] == "0.0 0.0 0.0"
-    np.testing.assert_allclose(kitti.read_poses(out / "09-image_2_poses.txt"),
-                               first_frame(poses_by_drive[name])[:NUM_FRAMES - 1], atol=1e-5)
+    np.testing.assert_allclose(
+        kitti.read_poses(out / "09-image_2_poses.txt"), first_frame(poses_by_drive[name])[: NUM_FRAMES - 1], atol=1e-5
+    )
 
 
 def test_bad_inputs(world, tmp_path):
     root, poses_by_drive = world
     with pytest.raises(StageError, match="--img_height=128 but the checkpoint works at"):
-        trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}",
-                                   "--img_height=128"], predictor=fake_for(poses_by_drive))
+        trajectory_inference.main(
+            [f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}", "--img_height=128"],
+            predictor=fake_for(poses_by_drive),
+        )
     with pytest.raises(StageError, match="--checkpoint_path is required"):  # no predictor and no checkpoint
         trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}"])
     assert run_stage(trajectory_inference.main, [f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path}"]) == 2
@@ -142,19 +155,30 @@ def test_bad_inputs(world, tmp_path):
 
 # --- intrinsics: per-sequence records, provenance and the metrics report ---------------------------------------
 
+
 def test_learned_intrinsics_median_over_pairs_vs_the_true_k_and_the_report(world, tmp_path):
     root, poses_by_drive = world
     predictor = fake_for(poses_by_drive)
     predictor.__class__ = LearnedIntrinsicsFake
     out, metrics_file = tmp_path / "out", tmp_path / "metrics" / "intrinsics.json"
-    manifest = trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={out}",
-                                          f"--intrinsics_metrics_file={metrics_file}", "--batch_size=4"],
-                                         predictor=predictor)
+    manifest = trajectory_inference.main(
+        [
+            f"--odometry_test_set_dir={root}",
+            f"--output_dir={out}",
+            f"--intrinsics_metrics_file={metrics_file}",
+            "--batch_size=4",
+        ],
+        predictor=predictor,
+    )
     assert manifest["intrinsics_source"] == "learned"
-    fx = 76.8 + 2.5   # the head's fx over the 6 pairs: 76.8 + 0 ... 5 -> median + 2.5 (the mean is the same here)
+    fx = 76.8 + 2.5  # the head's fx over the 6 pairs: 76.8 + 0 ... 5 -> median + 2.5 (the mean is the same here)
     true = {"fx": 76.8, "fy": 240 * 32 / 90, "cx": 96 / 300 * 150.5 - 0.5, "cy": 32 / 90 * 45.5 - 0.5}
-    expected_errors = {"fx_rel_error": 2.5 / 76.8, "fy_rel_error": (76.8 - true["fy"]) / true["fy"],
-                       "cx_rel_error": (48 - true["cx"]) / 96, "cy_rel_error": (16 - true["cy"]) / 32}
+    expected_errors = {
+        "fx_rel_error": 2.5 / 76.8,
+        "fy_rel_error": (76.8 - true["fy"]) / true["fy"],
+        "cx_rel_error": (48 - true["cx"]) / 96,
+        "cy_rel_error": (16 - true["cy"]) / 32,
+    }
     for name in sorted(poses_by_drive):
         record = json.loads((out / f"{name}_intrinsics.json").read_text())
         assert record["source"] == "learned" and record["calibration"].endswith("groundtruth/intrinsics.txt")
@@ -181,8 +205,14 @@ def test_untrained_head_reports_only_the_true_k(world, tmp_path):
     predictor = fake_for(poses_by_drive)
     predictor.intrinsics_source = "given"
     metrics_file = tmp_path / "intrinsics.json"
-    trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={tmp_path / 'out'}",
-                               f"--intrinsics_metrics_file={metrics_file}"], predictor=predictor)
+    trajectory_inference.main(
+        [
+            f"--odometry_test_set_dir={root}",
+            f"--output_dir={tmp_path / 'out'}",
+            f"--intrinsics_metrics_file={metrics_file}",
+        ],
+        predictor=predictor,
+    )
     report = json.loads((metrics_file.parent / "details" / metrics_file.name).read_text())
     assert json.loads(metrics_file.read_text()) == headline.intrinsics(report)
     assert report["learned_intrinsics_available"] is False and report["source"] == "records"
@@ -192,8 +222,16 @@ def test_untrained_head_reports_only_the_true_k(world, tmp_path):
         assert report["sequences"][name]["true"]["fx"] == pytest.approx(76.8)
         record = json.loads((tmp_path / "out" / f"{name}_intrinsics.json").read_text())
         # nothing of the head (its K has fy 76.8, cx 48, cy 16): only the calibration, scaled to the model's frame
-        assert set(record) == {"image_size", "calibration", "source", "note", "K", "source_image_size", "K_source",
-                               "num_pairs"}
+        assert set(record) == {
+            "image_size",
+            "calibration",
+            "source",
+            "note",
+            "K",
+            "source_image_size",
+            "K_source",
+            "num_pairs",
+        }
         np.testing.assert_allclose(record["K"], TRUE_K_MODEL, atol=1e-9)
 
 
@@ -201,8 +239,9 @@ def test_calibration_of_kitti_layouts_and_triplet_folders(world, real_data, tmp_
     (sequence,) = odometry_inference.find_sequences(real_data / "kitti_raw_mini")
     assert sequence.calibration.name == "calib_cam_to_cam.txt" and sequence.camera == 2
     calibration = kitti.read_calibration(sequence.calibration)
-    np.testing.assert_array_equal(odometry_inference.read_calibration(sequence),
-                                  kitti.raw_camera_intrinsics(calibration, 2))
+    np.testing.assert_array_equal(
+        odometry_inference.read_calibration(sequence), kitti.raw_camera_intrinsics(calibration, 2)
+    )
     # KITTI odometry: sequences/NN/calib.txt, P<camera> of the image folder
     folder = tmp_path / "sequences" / "09"
     (folder / "image_3").mkdir(parents=True)
@@ -224,8 +263,14 @@ def test_calibration_of_kitti_layouts_and_triplet_folders(world, real_data, tmp_
     assert triplets.calibration is None and odometry_inference.read_calibration(triplets) is None
     predictor = fake_for(poses_by_drive)
     predictor.__class__ = LearnedIntrinsicsFake
-    trajectory_inference.main([f"--odometry_test_set_dir={tmp_path / 'release'}", f"--output_dir={tmp_path / 'o'}",
-                               f"--intrinsics_metrics_file={tmp_path / 'i.json'}"], predictor=predictor)
+    trajectory_inference.main(
+        [
+            f"--odometry_test_set_dir={tmp_path / 'release'}",
+            f"--output_dir={tmp_path / 'o'}",
+            f"--intrinsics_metrics_file={tmp_path / 'i.json'}",
+        ],
+        predictor=predictor,
+    )
     report = json.loads((tmp_path / "details" / "i.json").read_text())
     assert report["sequences"]["09-image_2"]["true"] is None
     assert report["summary"] == {"num_sequences": 0, "num_sequences_without_truth": 1}

@@ -1,12 +1,12 @@
 """Geometry gold tests: the rendered images, depth, poses and K agree (warping reproduces frames)."""
+
 import numpy as np
 import pytest
 
 from formats.camera import intrinsics_matrix
 from synthetic import layouts
-from synthetic.render import render_frame
+from synthetic.render import KIND_GROUND, camera_rays, cast, render_frame
 from synthetic.reprojection import T_source_from_target, warp_to_target
-from synthetic.render import KIND_GROUND, camera_rays, cast
 from synthetic.scene import build_scene, rotation_y
 
 WIDTH, HEIGHT = 310, 94  # KITTI size / 4
@@ -80,8 +80,11 @@ def test_moving_objects_violate_the_static_warp_and_are_masked(kitti_scene):
 def _object_displacement(scene, a, b, instance):
     """Metres the first box of mover ``instance`` travels in the world between frames a and b."""
     boxes_a, boxes_b = scene.mover_boxes(a), scene.mover_boxes(b)
-    return float(np.linalg.norm(boxes_a.center[boxes_a.instance == instance][0]
-                                - boxes_b.center[boxes_b.instance == instance][0]))
+    return float(
+        np.linalg.norm(
+            boxes_a.center[boxes_a.instance == instance][0] - boxes_b.center[boxes_b.instance == instance][0]
+        )
+    )
 
 
 def test_level_camera_ground_depth_is_exact():
@@ -89,7 +92,7 @@ def test_level_camera_ground_depth_is_exact():
     K = intrinsics_matrix(200.0, 200.0, 99.5, 30.0)
     scene = build_scene(3, 0, 200, 60, K, 10.0, 1)
     yaw = np.arctan2(scene.poses[0][0, 2], scene.poses[0][2, 2])
-    scene.poses[0][:3, :3] = rotation_y(yaw)   # no pitch, no roll
+    scene.poses[0][:3, :3] = rotation_y(yaw)  # no pitch, no roll
     scene.poses[0][1, 3] = -1.65
     frame = render_frame(scene, 0, 1, include_movers=False)
     hits = cast(scene, scene.poses[0], scene.static, camera_rays(K, 200, 60, 1), 1)

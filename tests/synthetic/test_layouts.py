@@ -1,4 +1,5 @@
 """Every layout is written like the real dataset, parses with the readers of formats/, and is deterministic."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -21,9 +22,22 @@ FRAMES = 3
 def render(tmp_path_factory, layout, seed=11, workers=1, name=None, sequences=1):
     width, height = SIZES[layout]
     output = tmp_path_factory.mktemp(name or layout)
-    run(Job(layout=layout, output=str(output), split="val", seed=seed, num_sequences=sequences,
-            frames_per_sequence=FRAMES, width=width, height=height, fps=10.0, supersampling=2, workers=workers),
-        progress=False)
+    run(
+        Job(
+            layout=layout,
+            output=str(output),
+            split="val",
+            seed=seed,
+            num_sequences=sequences,
+            frames_per_sequence=FRAMES,
+            width=width,
+            height=height,
+            fps=10.0,
+            supersampling=2,
+            workers=workers,
+        ),
+        progress=False,
+    )
     return output
 
 
@@ -53,9 +67,11 @@ def layout_frames_and_k(layout, root):
     elif layout == "kitti_odometry":
         sequence = root / "sequences" / "00"
         K = kitti.intrinsics_from_projection(
-            kitti.calibration_matrix(kitti.read_calibration(sequence / "calib.txt"), "P2", (3, 4)))
-        np.testing.assert_allclose(kitti.parse_odometry_times((sequence / "times.txt").read_text()),
-                                   np.arange(FRAMES) / 10.0)
+            kitti.calibration_matrix(kitti.read_calibration(sequence / "calib.txt"), "P2", (3, 4))
+        )
+        np.testing.assert_allclose(
+            kitti.parse_odometry_times((sequence / "times.txt").read_text()), np.arange(FRAMES) / 10.0
+        )
         poses = kitti.read_poses(root / "poses" / "00.txt")
         np.testing.assert_allclose(poses[0], np.eye(4), atol=1e-9)
         images = [read_rgb(sequence / "image_2" / f"{i:06d}.png") for i in range(FRAMES)]
@@ -63,8 +79,9 @@ def layout_frames_and_k(layout, root):
         folder = root / "leftImg8bit_sequence" / "val" / layouts.CITY
         names = sorted(p.name for p in folder.iterdir())
         assert [cityscapes.parse_frame_name(n).frame for n in names] == list(range(FRAMES))
-        K = cityscapes.read_camera_intrinsics(root / "camera" / "val" / layouts.CITY
-                                              / f"{layouts.CITY}_000000_000001_camera.json")
+        K = cityscapes.read_camera_intrinsics(
+            root / "camera" / "val" / layouts.CITY / f"{layouts.CITY}_000000_000001_camera.json"
+        )
         images = [read_rgb(folder / n) for n in names]
     else:
         capture = cv2.VideoCapture(str(root / "synthetic_0000.mp4"))
@@ -112,8 +129,11 @@ def test_layout_parses_and_its_calibration_is_the_rendering_k(layout_output):
 
 
 def digest(root: Path):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -133,22 +153,25 @@ def test_video_bytes_are_deterministic(tmp_path_factory):
     assert digest(first) == digest(second)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--layout", "nuscenes"], "unknown --layout"),
-    (["--frames_per_sequence", "0"], "frames_per_sequence must be at least 1"),
-    (["--num_sequences", "0"], "num_sequences must be at least 1"),
-    (["--split", "holdout"], "pass --seed and --num_sequences"),
-    (["--fps", "0"], "fps must be positive"),
-    (["--world", "mars"], "unknown --world"),
-    (["--camera", "fisheye"], "unknown --camera"),
-    (["--path", "offroad"], "unknown --path"),
-    (["--world", "wild", "--wild_camera.sizes", "1280"], "expected WIDTHxHEIGHT"),
-    (["--world", "wild", "--wild_camera.hfov_min_deg", "100"], "hfov_min_deg <= hfov_max_deg"),
-    (["--world", "wild", "--wild_camera.fps", "10,-5"], "positive frame rates"),
-    (["--world", "wild", "--wild_path.stop_probability", "1.5"], "stop_probability must be in [0, 1]"),
-    (["--world", "wild", "--wild_path.turn_max_deg", "10"], "turn_min_deg <= turn_max_deg"),
-    (["--world", "wild", "--width", "10"], "too small"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--layout", "nuscenes"], "unknown --layout"),
+        (["--frames_per_sequence", "0"], "frames_per_sequence must be at least 1"),
+        (["--num_sequences", "0"], "num_sequences must be at least 1"),
+        (["--split", "holdout"], "pass --seed and --num_sequences"),
+        (["--fps", "0"], "fps must be positive"),
+        (["--world", "mars"], "unknown --world"),
+        (["--camera", "fisheye"], "unknown --camera"),
+        (["--path", "offroad"], "unknown --path"),
+        (["--world", "wild", "--wild_camera.sizes", "1280"], "expected WIDTHxHEIGHT"),
+        (["--world", "wild", "--wild_camera.hfov_min_deg", "100"], "hfov_min_deg <= hfov_max_deg"),
+        (["--world", "wild", "--wild_camera.fps", "10,-5"], "positive frame rates"),
+        (["--world", "wild", "--wild_path.stop_probability", "1.5"], "stop_probability must be in [0, 1]"),
+        (["--world", "wild", "--wild_path.turn_max_deg", "10"], "turn_min_deg <= turn_max_deg"),
+        (["--world", "wild", "--width", "10"], "too small"),
+    ],
+)
 def test_bad_arguments_give_clear_errors(tmp_path, argv, message, capsys):
     with pytest.raises(StageError) as error:
         synthesize.main(["--output", str(tmp_path / "out"), "--quiet"] + argv)
@@ -163,11 +186,14 @@ def test_bad_arguments_give_clear_errors(tmp_path, argv, message, capsys):
 
 def test_stage_uses_split_defaults(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("synthesize:\n  layout: kitti_odometry\n  width: 124\n  height: 38\n  fps: 5.0\n"
-                      "  frames_per_sequence: 2\n  supersampling: 1\n  workers: 1\n"
-                      "  train: {seed: 1, num_sequences: 1}\n  test: {seed: 2, num_sequences: 2}\n")
+    params.write_text(
+        "synthesize:\n  layout: kitti_odometry\n  width: 124\n  height: 38\n  fps: 5.0\n"
+        "  frames_per_sequence: 2\n  supersampling: 1\n  workers: 1\n"
+        "  train: {seed: 1, num_sequences: 1}\n  test: {seed: 2, num_sequences: 2}\n"
+    )
     synthesize.main(["--params", str(params), "--split", "test", "--output", str(tmp_path / "o"), "--quiet"])
     assert sorted(p.name for p in (tmp_path / "o" / "sequences").iterdir()) == ["00", "01"]
     assert json.loads((tmp_path / "o" / "synthetic.json").read_text())["seed"] == 2
-    np.testing.assert_allclose(kitti.parse_odometry_times((tmp_path / "o/sequences/01/times.txt").read_text()),
-                               [0.0, 0.2])
+    np.testing.assert_allclose(
+        kitti.parse_odometry_times((tmp_path / "o/sequences/01/times.txt").read_text()), [0.0, 0.2]
+    )

@@ -1,5 +1,6 @@
 """The wild world: a camera per sequence written in every layout's own calibration, drives with turns, stops,
 speed and lane changes, determinism per seed, and the original world unchanged byte for byte."""
+
 import argparse
 import dataclasses
 import hashlib
@@ -49,8 +50,22 @@ def tree_digest(root: Path) -> str:
 @pytest.mark.parametrize("layout", layouts.LAYOUTS)
 def test_original_world_is_unchanged_byte_for_byte(tmp_path, layout):
     width, height = ORIGINAL_SIZES[layout]
-    run(Job(layout=layout, output=str(tmp_path), split="val", seed=11, num_sequences=2, frames_per_sequence=3,
-            width=width, height=height, fps=10.0, supersampling=2, workers=1), progress=False)
+    run(
+        Job(
+            layout=layout,
+            output=str(tmp_path),
+            split="val",
+            seed=11,
+            num_sequences=2,
+            frames_per_sequence=3,
+            width=width,
+            height=height,
+            fps=10.0,
+            supersampling=2,
+            workers=1,
+        ),
+        progress=False,
+    )
     assert tree_digest(tmp_path) == ORIGINAL_DIGESTS[layout]
 
 
@@ -71,9 +86,15 @@ def test_default_params_are_the_original_world_and_wild_is_one_switch_away():
 
 # --- cameras ---------------------------------------------------------------------------------------------
 
+
 def test_camera_draws_stay_in_their_ranges_and_vary():
-    ranges = CameraRanges(hfov_min_deg=40.0, hfov_max_deg=90.0, principal_point_offset=0.03,
-                          sizes=((1242, 375), (1280, 720), (640, 480)), fps=(10.0, 15.0, 20.0))
+    ranges = CameraRanges(
+        hfov_min_deg=40.0,
+        hfov_max_deg=90.0,
+        principal_point_offset=0.03,
+        sizes=((1242, 375), (1280, 720), (640, 480)),
+        fps=(10.0, 15.0, 20.0),
+    )
     drawn = [draw_camera(ranges, 3, sequence) for sequence in range(60)]
     for camera in drawn:
         width, height = camera.width, camera.height
@@ -86,7 +107,7 @@ def test_camera_draws_stay_in_their_ranges_and_vary():
         assert K[0, 1] == 0 and K[1, 0] == 0 and np.array_equal(K[2], [0, 0, 1])
     hfov = np.array([camera.hfov_deg for camera in drawn])
     offsets = np.array([camera.intrinsics[0, 2] - (camera.width - 1) / 2 for camera in drawn])
-    assert hfov.max() - hfov.min() > 35.0          # spread over the range, not one camera
+    assert hfov.max() - hfov.min() > 35.0  # spread over the range, not one camera
     assert {(c.width, c.height) for c in drawn} == set(ranges.sizes)
     assert {c.fps for c in drawn} == set(ranges.fps)
     assert offsets.min() < -0.01 * 640 and offsets.max() > 0.01 * 640
@@ -108,8 +129,9 @@ def test_sized_camera_keeps_the_aspect_ratio_and_scales_k_exactly():
     assert (small.width, small.height) == (160, 120)
     fx, cx, cy = native.intrinsics[0, 0], native.intrinsics[0, 2], native.intrinsics[1, 2]
     # hand formula of the pixel-centre convention: f' = s f, c' = s (c + 0.5) - 0.5 with s = 1/4
-    np.testing.assert_allclose(small.intrinsics, intrinsics_matrix(fx / 4, fx / 4, (cx + 0.5) / 4 - 0.5,
-                                                                   (cy + 0.5) / 4 - 0.5), rtol=1e-12)
+    np.testing.assert_allclose(
+        small.intrinsics, intrinsics_matrix(fx / 4, fx / 4, (cx + 0.5) / 4 - 0.5, (cy + 0.5) / 4 - 0.5), rtol=1e-12
+    )
     assert (sized(native, 0, 96).width, sized(native, 0, 96).height) == (128, 96)
     forced = sized(native, 100, 100)
     np.testing.assert_allclose(forced.intrinsics, scale_intrinsics(native.intrinsics, 100 / 640, 100 / 480))
@@ -118,16 +140,19 @@ def test_sized_camera_keeps_the_aspect_ratio_and_scales_k_exactly():
         sized(small, 80)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"sizes": ["1280"]}, "WIDTHxHEIGHT"),
-    ({"sizes": ["4x4"]}, "too small"),
-    ({"sizes": []}, "sizes is empty"),
-    ({"hfov_min_deg": 95.0}, "hfov_min_deg <= hfov_max_deg"),
-    ({"principal_point_offset": 0.7}, "principal_point_offset"),
-    ({"fps": [0]}, "positive frame rates"),
-    ({"fps": ["fast"]}, "expected a number"),
-    ({"focal": 3}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"sizes": ["1280"]}, "WIDTHxHEIGHT"),
+        ({"sizes": ["4x4"]}, "too small"),
+        ({"sizes": []}, "sizes is empty"),
+        ({"hfov_min_deg": 95.0}, "hfov_min_deg <= hfov_max_deg"),
+        ({"principal_point_offset": 0.7}, "principal_point_offset"),
+        ({"fps": [0]}, "positive frame rates"),
+        ({"fps": ["fast"]}, "expected a number"),
+        ({"focal": 3}, "unknown key"),
+    ],
+)
 def test_bad_camera_ranges_are_refused(params, message):
     with pytest.raises(ValueError, match=message):
         CameraRanges.from_params(params)
@@ -146,9 +171,21 @@ WILD_FRAMES = 3
 
 
 def wild_job(layout, output, seed=21, sequences=2, path="straight", workers=1, frames=WILD_FRAMES, width=WILD_WIDTH):
-    return Job(layout=layout, output=str(output), split="val", seed=seed, num_sequences=sequences,
-               frames_per_sequence=frames, width=width, height=0, fps=10.0, supersampling=1, workers=workers,
-               camera="wild", path=path)
+    return Job(
+        layout=layout,
+        output=str(output),
+        split="val",
+        seed=seed,
+        num_sequences=sequences,
+        frames_per_sequence=frames,
+        width=width,
+        height=0,
+        fps=10.0,
+        supersampling=1,
+        workers=workers,
+        camera="wild",
+        path=path,
+    )
 
 
 @pytest.fixture(scope="module", params=layouts.LAYOUTS)
@@ -169,12 +206,14 @@ def layout_calibration(job: Job, sequence: int):
         drive = layouts.kitti_raw_drive(root, sequence, camera_per_sequence=True)
         assert drive.parent.name == date and drive.name.startswith(date)
         times = kitti.parse_raw_timestamps((drive / "image_02" / "timestamps.txt").read_text())
-        frames = [cv2.imread(str(drive / "image_02" / "data" / f"{i:010d}.png"))
-                  for i in range(job.frames_per_sequence)]
+        frames = [
+            cv2.imread(str(drive / "image_02" / "data" / f"{i:010d}.png")) for i in range(job.frames_per_sequence)
+        ]
     elif job.layout == "kitti_odometry":
         folder = root / "sequences" / f"{sequence:02d}"
         K = kitti.intrinsics_from_projection(
-            kitti.calibration_matrix(kitti.read_calibration(folder / "calib.txt"), "P2", (3, 4)))
+            kitti.calibration_matrix(kitti.read_calibration(folder / "calib.txt"), "P2", (3, 4))
+        )
         times = kitti.parse_odometry_times((folder / "times.txt").read_text())
         frames = [cv2.imread(str(folder / "image_2" / f"{i:06d}.png")) for i in range(job.frames_per_sequence)]
         size = frames[0].shape[1::-1]
@@ -185,8 +224,10 @@ def layout_calibration(job: Job, sequence: int):
         for other in every[1:]:
             np.testing.assert_array_equal(other, every[0])
         K = every[0]
-        frames = [cv2.imread(str(root / "leftImg8bit_sequence" / job.split / layouts.CITY / f"{stem}_leftImg8bit.png"))
-                  for stem in stems]
+        frames = [
+            cv2.imread(str(root / "leftImg8bit_sequence" / job.split / layouts.CITY / f"{stem}_leftImg8bit.png"))
+            for stem in stems
+        ]
         size = frames[0].shape[1::-1]
         times = None
     else:
@@ -215,11 +256,12 @@ def test_every_layout_writes_each_sequences_own_camera(wild_layout):
         camera = generate.sequence_camera(job, sequence)
         K, size, times = layout_calibration(job, sequence)
         truth = groundtruth.read_sequence(layouts.groundtruth_dir(job.layout, job.output, job.split, sequence, True))
-        np.testing.assert_allclose(K, camera.intrinsics, rtol=1e-6)          # layout file (%e: 7 digits)
-        np.testing.assert_allclose(truth.intrinsics, camera.intrinsics, rtol=1e-6)   # ground-truth sidecar
+        np.testing.assert_allclose(K, camera.intrinsics, rtol=1e-6)  # layout file (%e: 7 digits)
+        np.testing.assert_allclose(truth.intrinsics, camera.intrinsics, rtol=1e-6)  # ground-truth sidecar
         assert size == (camera.width, camera.height)
-        assert camera.width == WILD_WIDTH and camera.height == round(WILD_WIDTH * camera.native_size[1]
-                                                                     / camera.native_size[0])
+        assert camera.width == WILD_WIDTH and camera.height == round(
+            WILD_WIDTH * camera.native_size[1] / camera.native_size[0]
+        )
         if times is not None:
             np.testing.assert_allclose(np.diff(times), 1.0 / camera.fps, rtol=1e-6)
         np.testing.assert_allclose(np.diff(truth.timestamps), 1.0 / camera.fps, atol=1e-6)
@@ -269,12 +311,13 @@ def test_the_written_k_is_the_rendered_k(wild_layout):
         wrong = K.copy()
         row, col, factor = change
         wrong[row, col] = wrong[row, col] * factor if factor else wrong[row, col] + 0.5
-        assert changed(rerender(wrong)) > 0.15, change   # measured 0.32-0.66
+        assert changed(rerender(wrong)) > 0.15, change  # measured 0.32-0.66
         if row == 1:  # fy and cy decide where the road meets each row
             assert ground_plane_agreement(depth, wrong, truth.poses[1]).mean() < 0.2 * on_road.mean(), change
 
 
 # --- drives with turns, stops, speed and lane changes -------------------------------------------------------
+
 
 def yaw_of(pose) -> float:
     return math.atan2(pose[0, 2], pose[2, 2])
@@ -293,7 +336,7 @@ def test_wild_drives_reach_the_requested_heading_change(fps):
         assert 20.0 <= abs(math.degrees(plan.turn_angle)) <= 90.0
         start, length, angle = road.turns[0]
         assert (start, length, angle) == (20.0 + plan.turn_start, plan.turn_length, plan.turn_angle)
-        assert drive.camera_s[0] < start and start + length < drive.camera_s[-1]   # the whole turn is driven
+        assert drive.camera_s[0] < start and start + length < drive.camera_s[-1]  # the whole turn is driven
         assert length / (2 * abs(angle)) >= paths.MIN_TURN_RADIUS - 1e-9
         # the camera's own yaw turns by the requested angle plus the road's gentle curvature over the drive
         gentle = dataclasses.replace(road, turns=())
@@ -317,11 +360,11 @@ def test_wild_drives_stop_and_change_speed():
     cruising = paths.PathRanges(stop_probability=0.0)
     for index in range(6):
         v = speeds(camera_drive(3, index, 10.0, 60, path=stopping), 10.0)
-        assert v.min() < 0.05 and v.max() > 4.0, index             # stands still, and drives
+        assert v.min() < 0.05 and v.max() > 4.0, index  # stands still, and drives
         still = v < 0.05
-        assert 2 <= still.sum() and np.all(np.diff(np.flatnonzero(still)) == 1)   # one stop, at least 0.2 s
+        assert 2 <= still.sum() and np.all(np.diff(np.flatnonzero(still)) == 1)  # one stop, at least 0.2 s
         v = speeds(camera_drive(3, index, 10.0, 60, path=cruising), 10.0)
-        assert v.min() > 1.0 and v.max() / v.min() > 1.15, index   # keeps moving, at changing speed
+        assert v.min() > 1.0 and v.max() / v.min() > 1.15, index  # keeps moving, at changing speed
 
 
 def test_wild_drives_change_lanes():
@@ -358,8 +401,10 @@ def test_camera_drive_gives_the_scene_poses():
     drive = camera_drive(9, 1, 15.0, 20, path=paths.PathRanges())
     scene = build_scene(9, 1, 64, 32, intrinsics_matrix(40, 40, 31.5, 15.5), 15.0, 20, path=paths.PathRanges())
     np.testing.assert_array_equal(drive.poses, scene.poses)
-    assert camera_drive(9, 1, 15.0, 20).poses.tobytes() == build_scene(
-        9, 1, 64, 32, intrinsics_matrix(40, 40, 31.5, 15.5), 15.0, 20).poses.tobytes()
+    assert (
+        camera_drive(9, 1, 15.0, 20).poses.tobytes()
+        == build_scene(9, 1, 64, 32, intrinsics_matrix(40, 40, 31.5, 15.5), 15.0, 20).poses.tobytes()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -375,17 +420,23 @@ def test_wild_road_has_no_holes_and_no_building_on_it(wild_scene):
     s = np.linspace(scene.camera_s[0], start + length + 30.0, 500)
     xz = scene.road.point_grid(s, np.linspace(-24.0, 24.0, 241))
     cells = raster[np.round((xz[..., 1] - z0) / cell).astype(int), np.round((xz[..., 0] - x0) / cell).astype(int)]
-    assert np.all(np.isfinite(cells))            # every ground cell near the road knows its road coordinates
+    assert np.all(np.isfinite(cells))  # every ground cell near the road knows its road coordinates
     centre = scene.road.point(np.arange(s[0] - 30.0, s[-1] + 200.0, 0.1), 0.0)
     w = scene.road.half_width
-    solid = np.isin(scene.static.material, [textures.FACADE_BRICK, textures.FACADE_PLASTER, textures.FACADE_SHOP,
-                                             textures.WALL])
+    solid = np.isin(
+        scene.static.material, [textures.FACADE_BRICK, textures.FACADE_PLASTER, textures.FACADE_SHOP, textures.WALL]
+    )
     camera_xz = scene.poses[:, [0, 2], 3]
     for index in np.flatnonzero(solid):
-        outline = footprint_points(scene.static.center[index, [0, 2]], scene.static.yaw[index],
-                                   scene.static.half[index, 0], scene.static.half[index, 2], spacing=0.5)
+        outline = footprint_points(
+            scene.static.center[index, [0, 2]],
+            scene.static.yaw[index],
+            scene.static.half[index, 0],
+            scene.static.half[index, 2],
+            spacing=0.5,
+        )
         distance = np.sqrt(((outline[:, None] - centre[None]) ** 2).sum(-1)).min()
-        assert distance > w + 3.0 - 0.1, (index, distance)   # off the road and its sidewalk
+        assert distance > w + 3.0 - 0.1, (index, distance)  # off the road and its sidewalk
     # the camera is never inside any box
     for index in range(len(scene.static)):
         c, s_ = math.cos(scene.static.yaw[index]), math.sin(scene.static.yaw[index])
@@ -398,11 +449,14 @@ def test_wild_turn_renders_consistently_with_its_poses(wild_scene):
     """Mid-turn, frame t+1 warped into frame t with the true pose, depth and K matches on static pixels."""
     scene = wild_scene
     start, length, _ = scene.road.turns[0]
-    inside = np.flatnonzero((scene.camera_s > start + 0.3 * length) & (scene.camera_s < start + 0.7 * length)
-                            & (np.r_[np.linalg.norm(np.diff(scene.poses[:, [0, 2], 3], axis=0), axis=1), 0] > 0.3))
+    inside = np.flatnonzero(
+        (scene.camera_s > start + 0.3 * length)
+        & (scene.camera_s < start + 0.7 * length)
+        & (np.r_[np.linalg.norm(np.diff(scene.poses[:, [0, 2], 3], axis=0), axis=1), 0] > 0.3)
+    )
     t = int(inside[len(inside) // 2])
     yaw_step = abs(wrap(yaw_of(scene.poses[t + 1]) - yaw_of(scene.poses[t])))
-    assert yaw_step > 0.01                            # the camera really turns between the two frames
+    assert yaw_step > 0.01  # the camera really turns between the two frames
     frames = {f: render_frame(scene, f, 2) for f in (t, t + 1)}
     error, wrong_error, static, static_wrong = static_warp_errors(scene, frames, t)
     assert static.mean() > 0.4
@@ -423,8 +477,9 @@ def test_wild_world_is_deterministic_per_seed(tmp_path):
 @pytest.mark.slow
 def test_wild_world_bytes_do_not_depend_on_the_worker_count(tmp_path):
     one = run(wild_job("video", tmp_path / "one", seed=8, sequences=2, path="wild", frames=6), progress=False)
-    two = run(wild_job("video", tmp_path / "two", seed=8, sequences=2, path="wild", frames=6, workers=2),
-              progress=False)
+    two = run(
+        wild_job("video", tmp_path / "two", seed=8, sequences=2, path="wild", frames=6, workers=2), progress=False
+    )
     assert tree_digest(one) == tree_digest(two)
 
 
@@ -436,19 +491,20 @@ def test_tall_sky_continues_the_clouds_above_the_backdrop_for_wide_angle_cameras
     for tall in (False, True):
         scene = build_scene(2, 0, 96, 64, K, 10.0, 1, tall_sky=tall)
         pose = scene.poses[0].copy()
-        pose[:3, :3] = pose[:3, :3] @ np.array([[1, 0, 0], [0, math.cos(0.6), -math.sin(0.6)],
-                                                 [0, math.sin(0.6), math.cos(0.6)]])   # look 34 degrees up
+        pose[:3, :3] = pose[:3, :3] @ np.array(
+            [[1, 0, 0], [0, math.cos(0.6), -math.sin(0.6)], [0, math.sin(0.6), math.cos(0.6)]]
+        )  # look 34 degrees up
         scene.poses[0] = pose
         frame = render_frame(scene, 0, 1, include_movers=False)
         x, y = np.meshgrid(np.arange(96), np.arange(64))
         rays = np.stack([x, y, np.ones_like(x)], -1) @ np.linalg.inv(K).T
-        height = -(pose[1, 3] + frame.depth * (rays @ pose[1, :3]))        # metres above the road
+        height = -(pose[1, 3] + frame.depth * (rays @ pose[1, :3]))  # metres above the road
         above = height > textures.BACKDROP_HEIGHT + 5.0
         assert above.sum() > 200
         grey = frame.image.mean(-1)
         spreads[tall] = np.mean([grey[above[:, c], c].std() for c in range(96) if above[:, c].sum() >= 5])
-    assert spreads[True] > 3.0 * spreads[False], spreads    # measured 8.2 vs 1.8 grey levels
-    assert not build_scene(2, 0, 96, 64, K, 10.0, 1).tall_sky                  # the original world: as before
+    assert spreads[True] > 3.0 * spreads[False], spreads  # measured 8.2 vs 1.8 grey levels
+    assert not build_scene(2, 0, 96, 64, K, 10.0, 1).tall_sky  # the original world: as before
     assert build_scene(2, 0, 96, 64, K, 10.0, 2, path=paths.PathRanges()).tall_sky
 
 
@@ -466,12 +522,22 @@ def test_preprocessing_reads_each_kitti_drives_own_camera(tmp_path):
 
     job = wild_job("kitti_raw", tmp_path / "world", seed=21, sequences=2, frames=3)
     run(job, progress=False)
-    preprocess("kitti_raw", job.output, tmp_path / "records", width=64, height=32, segmenter="ground_truth",
-               kitti_raw={"exclude_eigen_test_scenes": False})
-    entries = sorted(struct2depth.read_list(tmp_path / "records" / "train.txt")
-                     + struct2depth.read_list(tmp_path / "records" / "val.txt"))
+    preprocess(
+        "kitti_raw",
+        job.output,
+        tmp_path / "records",
+        width=64,
+        height=32,
+        segmenter="ground_truth",
+        kitti_raw={"exclude_eigen_test_scenes": False},
+    )
+    entries = sorted(
+        struct2depth.read_list(tmp_path / "records" / "train.txt")
+        + struct2depth.read_list(tmp_path / "records" / "val.txt")
+    )
     assert [folder for folder, _ in entries] == [
-        f"{layouts.kitti_raw_date(i, True)}_drive_{i + 1:04d}_sync_02" for i in range(2)]
+        f"{layouts.kitti_raw_date(i, True)}_drive_{i + 1:04d}_sync_02" for i in range(2)
+    ]
     seen = []
     for sequence, (folder, record_id) in enumerate(entries):
         camera = generate.sequence_camera(job, sequence)
