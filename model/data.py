@@ -108,12 +108,12 @@ class DataConfig:
         for name in ("img_height", "img_width"):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, _integer(name, value, minimum=1))
-        self.batch_size = _integer("batch_size", self.batch_size, minimum=1)
-        self.queue_size = _integer("queue_size", self.queue_size, minimum=1)
-        self.seed = _integer("seed", self.seed, minimum=0)
+                setattr(self, name, checked_number(name, value, 1, integer=True))
+        self.batch_size = checked_number("batch_size", self.batch_size, 1, integer=True)
+        self.queue_size = checked_number("queue_size", self.queue_size, 1, integer=True)
+        self.seed = checked_number("seed", self.seed, 0, integer=True)
         for name in ("color_probability", "flip_probability"):
-            value = _number(name, getattr(self, name))
+            value = checked_number(name, getattr(self, name))
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
             setattr(self, name, value)
@@ -123,8 +123,10 @@ class DataConfig:
         return Path(self.data_dir) / f"{self.input_file}.txt"
 
 
-def _number(name: str, value) -> float:
-    """``value`` as a finite float (YAML may give '1e-4' as a string); ValueError naming ``name`` otherwise."""
+def checked_number(name: str, value, minimum: float = None, maximum: float = None, integer: bool = False):
+    """``value`` as a finite float (or, with ``integer``, an int) within [minimum, maximum]. YAML may give
+    '1e-4' as a string, and a whole float or numeric string is accepted as an int; ValueError naming ``name``
+    otherwise. The one number check of the training configuration (data and trainer)."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got {value!r}")
     try:
@@ -133,17 +135,13 @@ def _number(name: str, value) -> float:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def _integer(name: str, value, minimum: int) -> int:
-    """``value`` as an int >= ``minimum`` (a whole float or numeric string is accepted); ValueError otherwise."""
-    number = _number(name, value)
-    if number != int(number):
+    if integer and number != int(number):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if number < minimum:
+    if minimum is not None and number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(number)
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return int(number) if integer else number
 
 
 class RecordReport:

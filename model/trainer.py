@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -50,6 +49,7 @@ from tqdm import tqdm
 
 from formats import atomic
 from model import data
+from model.data import checked_number
 from model.depth_motion_model import DepthMotionModel, ModelConfig
 from model.imagenet import load_imagenet_encoder
 from model.tf1_checkpoint import CheckpointMismatchError, load_tf1_checkpoint, tf1_variable_map
@@ -88,25 +88,6 @@ PEER_FAILURES = (
 MAX_LEARNING_RATE = 1.0  # Adam moves every weight by about the learning rate per step: above 1 is a typo
 
 
-def _number(name: str, value, minimum: float = None, maximum: float = None, integer: bool = False):
-    """``value`` as a finite float (or int) within [minimum, maximum]; ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if integer and number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if minimum is not None and number < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    if maximum is not None and number > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
-    return int(number) if integer else number
-
-
 @dataclasses.dataclass
 class TrainerConfig:
     """Loop settings. Steps count optimizer updates; frequencies are in steps."""
@@ -130,14 +111,14 @@ class TrainerConfig:
 
     def __post_init__(self):
         """Validate at startup: a NaN, infinite, negative or absurd value is a ValueError naming the key."""
-        self.learning_rate = _number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
-        self.beta1 = _number("beta1", self.beta1, 0.0, 0.999999)
-        self.clip_gradient_norm = _number("clip_gradient_norm", self.clip_gradient_norm, 0.0)
-        self.train_steps = _number("train_steps", self.train_steps, 1, integer=True)
-        self.summary_freq = _number("summary_freq", self.summary_freq, 1, integer=True)
-        self.checkpoint_freq = _number("checkpoint_freq", self.checkpoint_freq, 0, integer=True)
-        self.keep_checkpoints = _number("keep_checkpoints", self.keep_checkpoints, 1, integer=True)
-        self.seed = _number("seed", self.seed, 0, integer=True)
+        self.learning_rate = checked_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
+        self.beta1 = checked_number("beta1", self.beta1, 0.0, 0.999999)
+        self.clip_gradient_norm = checked_number("clip_gradient_norm", self.clip_gradient_norm, 0.0)
+        self.train_steps = checked_number("train_steps", self.train_steps, 1, integer=True)
+        self.summary_freq = checked_number("summary_freq", self.summary_freq, 1, integer=True)
+        self.checkpoint_freq = checked_number("checkpoint_freq", self.checkpoint_freq, 0, integer=True)
+        self.keep_checkpoints = checked_number("keep_checkpoints", self.keep_checkpoints, 1, integer=True)
+        self.seed = checked_number("seed", self.seed, 0, integer=True)
         if self.learning_rate == 0:
             LOGGER.warning("learning_rate is 0: the weights will not change")
 
