@@ -145,7 +145,8 @@ class DepthNetwork(keras.Model):
             self.iconvs[level] = ReflectPaddedConv2D(
                 filters, 3, activation="relu", name=f"iconv{level}", **decoder_args
             )
-        self.disp1 = ReflectPaddedConv2D(1, 3, activation="softplus", name="disp1", **decoder_args)
+        # float32 under mixed precision too: a bfloat16 softplus rounds small depths to exactly 0.
+        self.disp1 = ReflectPaddedConv2D(1, 3, activation="softplus", name="disp1", dtype="float32", **decoder_args)
 
     def call(self, images, training=False, noise_stddev=0.0):
         """images [B, H, W, 3] ImageNet-normalised -> depth [B, H, W, 1] float32 (whatever the compute dtype).
@@ -276,8 +277,13 @@ class MotionNetwork(keras.Model):
             MotionFieldRefinement(channels, index, name=f"refine_{source}")
             for index, (channels, source) in enumerate(zip(refinement_channels, self.refinement_sources))
         ]
-        self.foci = keras.layers.Conv2D(2, 1, activation="softplus", kernel_initializer="glorot_uniform", name="foci")
-        self.offsets = keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="glorot_uniform", name="offsets")
+        # The intrinsics heads stay float32 under mixed precision (a bfloat16 softplus can round a focal length to 0).
+        self.foci = keras.layers.Conv2D(
+            2, 1, activation="softplus", kernel_initializer="glorot_uniform", name="foci", dtype="float32"
+        )
+        self.offsets = keras.layers.Conv2D(
+            2, 1, use_bias=False, kernel_initializer="glorot_uniform", name="offsets", dtype="float32"
+        )
         scale_args = dict(
             shape=(),
             initializer=keras.initializers.Constant(scale_initial_value),

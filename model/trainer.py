@@ -619,19 +619,8 @@ class Trainer:
                 batch = next(iterator)
                 positions = self.strategy.experimental_local_results(batch["position"])
                 began = time.perf_counter()
-                try:
-                    outputs = self.train_step(batch)
-                    applied = bool(outputs["applied"].numpy())  # waits for the step to finish
-                except PEER_FAILURES as error:
-                    if not os.environ.get("TF_CONFIG"):
-                        raise
-                    first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-                    raise WorkerLostError(
-                        f"step {self.step + 1} failed: a worker of the cluster stopped or became unreachable "
-                        f"({type(error).__name__}: {first_line}); the step was not applied and nothing was "
-                        f"saved for it. Last checkpoint: {self.manager.latest_checkpoint or 'none'}. Restart every "
-                        "worker with the same TF_CONFIG and --checkpoint_dir to resume."
-                    ) from error
+                outputs = self.train_step(batch)
+                applied = bool(outputs["applied"].numpy())  # waits for the step to finish
                 elapsed = time.perf_counter() - began
                 if not applied:
                     raise NonFiniteLossError(self._non_finite_message(outputs))
@@ -658,6 +647,18 @@ class Trainer:
                     self._log(live, writer, step, scalars, outputs)
                 if step % self.checkpoint_freq == 0 or step == target:
                     self.save()
+        except PEER_FAILURES as error:
+            # A lost peer surfaces in whichever collective runs next: the step's all-reduce, or the reads of
+            # sync-on-read variables (batch-norm statistics) when checking or saving the weights.
+            if not os.environ.get("TF_CONFIG"):
+                raise
+            first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            raise WorkerLostError(
+                f"training stopped after step {self.step}: a worker of the cluster stopped or became unreachable "
+                f"({type(error).__name__}: {first_line}); the step or save in progress was not completed. "
+                f"Last checkpoint: {self.manager.latest_checkpoint or 'none'}. Restart every worker with the "
+                "same TF_CONFIG and --checkpoint_dir to resume."
+            ) from error
         finally:
             bar.close()
             writer.close()
