@@ -259,25 +259,35 @@ def parse_stage_args(
     argv: Optional[Sequence[str]] = None,
     extra_arguments=None,
     allow_unknown: bool = False,
+    configs: Sequence[type] = (),
 ):
-    """Parse ``argv`` for stage ``section``.
+    """Parse ``argv`` for stage ``section``, whose keys are the fields of the config classes ``configs``.
 
-    Returns ``(params, args, unknown)``: ``params`` is the section of params.yaml with flags applied,
-    ``args`` the full namespace (including ``extra_arguments`` added by the caller's function), and
-    ``unknown`` the unparsed arguments when ``allow_unknown`` (e.g. Beam pipeline options).
-    A ``--params`` flag selects another parameter file.
+    Returns ``(params, args, unknown)``: ``params`` is the section of params.yaml with flags applied (a nested
+    mapping whose keys are all known and whose values are typed), ready for ``Config.from_mapping``; ``args``
+    the full namespace (including ``extra_arguments`` added by the caller's function); ``unknown`` the unparsed
+    arguments when ``allow_unknown`` (e.g. Beam pipeline options). ``--params`` selects another parameter file.
+    A key of the section that no config declares is an error naming it (exit 2).
     """
+    from formats import params as typed
+
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--params", default=None)
     known, _ = pre.parse_known_args(argv)
     defaults = load_params(section, known.params)
     parser = argparse.ArgumentParser(prog=f"python -m stages.{section}", description=description)
     parser.add_argument("--params", default=None, help="parameter file (default: params.yaml of the repository)")
-    add_param_flags(parser, defaults, param_comments(section, known.params))
+    if configs:
+        typed.check_keys(defaults, configs, section)
+        typed.add_flags(parser, configs, defaults)
+    else:  # TRANSITION: untyped stages (removed once every stage declares its configs)
+        add_param_flags(parser, defaults, param_comments(section, known.params))
     if extra_arguments is not None:
         extra_arguments(parser)
     if allow_unknown:
         args, unknown = parser.parse_known_args(argv)
     else:
         args, unknown = parser.parse_args(argv), []
+    if configs:
+        return typed.flag_values(args, configs), args, unknown
     return collect_params(args, defaults), args, unknown
