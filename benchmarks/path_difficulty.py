@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--more", type=int, default=40, help="further drives in the summary")
     parser.add_argument("--frames", type=int, default=int(params["frames_per_sequence"]), help="frames per drive")
     args = parser.parse_args()
-    cameras = CameraRanges.from_params(params.get("wild_camera"))
-    ranges = PathRanges.from_params(params.get("wild_path"))
+    cameras = CameraRanges.from_mapping(params.get("wild_camera"), section="synthesize.wild_camera")
+    ranges = PathRanges.from_mapping(params.get("wild_path"), section="synthesize.wild_path")
     worlds = {"original": [], "wild": []}
     for index in range(args.sequences + args.more):
         original = camera_drive(args.seed, index, float(params["fps"]), args.frames).poses

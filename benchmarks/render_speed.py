@@ -51,9 +51,10 @@ def main() -> None:
 def measure(args, sequence: int) -> None:
     if args.world == "wild":
         params = load_params("synthesize")
-        camera = draw_camera(CameraRanges.from_params(params.get("wild_camera")), args.seed, sequence)
+        ranges = CameraRanges.from_mapping(params.get("wild_camera"), section="synthesize.wild_camera")
+        camera = draw_camera(ranges, args.seed, sequence)
         width, height, intrinsics, fps = camera.width, camera.height, camera.intrinsics, camera.fps
-        path = PathRanges.from_params(params.get("wild_path"))
+        path = PathRanges.from_mapping(params.get("wild_path"), section="synthesize.wild_path")
     else:
         width, height, intrinsics = layouts.camera("kitti_raw")
         fps, path = 10.0, None

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Iterable, Tuple
 
 import numpy as np
 
 from formats.camera import intrinsics_matrix, scale_intrinsics
+from formats.params import Config, param
 
 CAMERA_STREAM = 1  # third entropy word of the camera's random stream
 
@@ -45,66 +46,52 @@ def parse_size(text) -> Tuple[int, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class CameraRanges:
-    """What a wild camera is drawn from (angles in degrees, offsets as a fraction of the frame size)."""
+class CameraRanges(Config):
+    """What a wild camera is drawn from (angles in degrees, offsets as a fraction of the frame size); the
+    ``wild_camera:`` mapping of params.yaml."""
 
-    hfov_min_deg: float = 40.0
-    hfov_max_deg: float = 90.0
-    principal_point_offset: float = 0.03
-    sizes: Tuple[Tuple[int, int], ...] = ((1242, 375), (1280, 720), (960, 540), (1024, 768), (640, 480))
-    fps: Tuple[float, ...] = (10.0, 15.0, 20.0)
+    hfov_min_deg: float = param(
+        40.0, help="horizontal field of view, uniform in [min, max] degrees; square pixels", minimum=1.0
+    )
+    hfov_max_deg: float = param(90.0, help="upper end of the field-of-view range (degrees, < 179)")
+    principal_point_offset: float = param(
+        0.03, help="cx, cy = image centre + uniform +-offset x width (x) / height (y); in [0, 0.5)", minimum=0.0
+    )
+    sizes: Tuple[str, ...] = param(
+        ("1242x375", "1280x720", "960x540", "1024x768", "640x480"),
+        help="native frame sizes WIDTHxHEIGHT (aspect ratios) to pick from",
+    )
+    fps: Tuple[float, ...] = param(
+        (10.0, 15.0, 20.0),
+        help="frame rates to pick from (a sequence lasts frames_per_sequence / fps seconds)",
+    )
 
-    @staticmethod
-    def from_params(params) -> "CameraRanges":
-        """From the ``wild_camera:`` mapping of params.yaml (sizes as ``WxH`` strings, fps as numbers)."""
-        params = dict(params or {})
-        known = {field.name for field in dataclasses.fields(CameraRanges)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"wild_camera: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        values = {}
-        for name in ("hfov_min_deg", "hfov_max_deg", "principal_point_offset"):
-            if name in params:
-                values[name] = _number(params[name], f"wild_camera.{name}")
-        if "sizes" in params:
-            values["sizes"] = tuple(parse_size(size) for size in _as_list(params["sizes"]))
-        if "fps" in params:
-            values["fps"] = tuple(_number(value, "wild_camera.fps") for value in _as_list(params["fps"]))
-        return CameraRanges(**values).validate()
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "sizes", tuple(f"{w}x{h}" for w, h in self.frame_sizes))  # canonical WxH
 
-    def validate(self) -> "CameraRanges":
-        if not 1.0 <= self.hfov_min_deg <= self.hfov_max_deg < 179.0:
-            raise ValueError(
-                f"wild_camera: need 1 <= hfov_min_deg <= hfov_max_deg < 179, got "
+    def check(self) -> Iterable[str]:
+        if not self.hfov_min_deg <= self.hfov_max_deg < 179.0:
+            yield (
+                f"hfov_max_deg: need 1 <= hfov_min_deg <= hfov_max_deg < 179, got "
                 f"{self.hfov_min_deg}..{self.hfov_max_deg}"
             )
-        if not 0.0 <= self.principal_point_offset < 0.5:
-            raise ValueError(
-                f"wild_camera.principal_point_offset must be in [0, 0.5), got {self.principal_point_offset}"
-            )
+        if not self.principal_point_offset < 0.5:
+            yield f"principal_point_offset: must be in [0, 0.5), got {self.principal_point_offset}"
         if not self.sizes:
-            raise ValueError("wild_camera.sizes is empty")
+            yield "sizes: sizes is empty"
         for size in self.sizes:
-            parse_size(size)
-        if not self.fps or not all(value > 0 and math.isfinite(value) for value in self.fps):
-            raise ValueError(f"wild_camera.fps must be a non-empty list of positive frame rates, got {list(self.fps)}")
-        return self
+            try:
+                parse_size(size)
+            except ValueError as error:
+                yield f"sizes: {error}"
+        if not self.fps or not all(value > 0 for value in self.fps):
+            yield f"fps: must be a non-empty list of positive frame rates, got {list(self.fps)}"
 
-
-def _number(value, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    return number
-
-
-def _as_list(value):
-    if isinstance(value, str):
-        return [item for item in value.split(",") if item.strip()]
-    return list(value)
+    @property
+    def frame_sizes(self) -> Tuple[Tuple[int, int], ...]:
+        """``sizes`` as (width, height) pairs in pixels."""
+        return tuple(parse_size(size) for size in self.sizes)
 
 
 @dataclasses.dataclass(frozen=True)

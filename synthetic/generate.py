@@ -17,11 +17,12 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterable, Iterator, List, Tuple
 
 import numpy as np
 
 from formats import atomic, groundtruth
+from formats.params import Config, param
 from synthetic import cameras, layouts
 from synthetic.paths import PathRanges
 from synthetic.render import render_frame
@@ -32,51 +33,45 @@ PATHS = ("straight", "wild")  # straight: along the gently curving road; wild: t
 
 
 @dataclasses.dataclass(frozen=True)
-class Job:
-    """One synthetic data set to render."""
+class Job(Config):
+    """One synthetic data set to render: sizes in pixels (0 = native), fps in frames/s. Checked on construction
+    (every sequence's frame size and K too, so nothing is written for a job that cannot be rendered)."""
 
-    layout: str
-    output: str
-    split: str = "train"
-    seed: int = 1
-    num_sequences: int = 1
-    frames_per_sequence: int = 60
-    width: int = 0  # 0 = the layout's native size
-    height: int = 0
-    fps: float = 10.0
-    supersampling: int = 2
-    workers: int = 2
-    camera: str = "kitti"
-    path: str = "straight"
-    wild_camera: cameras.CameraRanges = cameras.CameraRanges()
-    wild_path: PathRanges = PathRanges()
+    layout: str = param(help="dataset layout written", choices=layouts.LAYOUTS)
+    output: str = param(help="output folder (created)", flag=False)
+    split: str = param("train", help="split name; also the Cityscapes split folder", flag=False)
+    seed: int = param(1, help="world seed", minimum=0)
+    num_sequences: int = param(1, help="sequences (drives) rendered", minimum=1)
+    frames_per_sequence: int = param(60, help="frames rendered per sequence (drive)", minimum=1)
+    width: int = param(0, help="frame width; 0 = native (see synthetic/cameras.sized)", minimum=0)
+    height: int = param(0, help="frame height; 0 = native", minimum=0)
+    fps: float = param(10.0, help="frame rate of camera kitti (and of its mp4)", above=0.0)
+    supersampling: int = param(2, help="n x n rays per pixel for the colour image", minimum=1)
+    workers: int = param(2, help="rendering processes", minimum=1)
+    camera: str = param("kitti", help="kitti: the layout's camera; wild: one drawn per sequence", choices=CAMERAS)
+    path: str = param("straight", help="straight: the gently curving road; wild: turns, stops", choices=PATHS)
+    wild_camera: cameras.CameraRanges = param(
+        default_factory=cameras.CameraRanges, help="ranges of camera wild's draws"
+    )
+    wild_path: PathRanges = param(default_factory=PathRanges, help="ranges of path wild's draws")
 
     @property
     def camera_per_sequence(self) -> bool:
         return self.camera == "wild"
 
-    def validate(self) -> "Job":
-        layouts.check_layout(self.layout)
-        if self.camera not in CAMERAS:
-            raise ValueError(f"unknown camera {self.camera!r}; choose one of {', '.join(CAMERAS)}")
-        if self.path not in PATHS:
-            raise ValueError(f"unknown path {self.path!r}; choose one of {', '.join(PATHS)}")
-        self.wild_camera.validate()
-        self.wild_path.validate()
-        for sequence in range(int(self.num_sequences)):  # every frame size and K is valid before anything is written
-            sequence_camera(self, sequence)
-        for name in ("num_sequences", "frames_per_sequence", "supersampling", "workers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.layout == "video" and self.frames_per_sequence < 2:
-            raise ValueError("a video needs at least 2 frames")
-        if not self.fps > 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
-        if int(self.width) < 0 or int(self.height) < 0:
-            raise ValueError(f"width and height must be >= 0 (0 = native), got {self.width}x{self.height}")
+    def check(self) -> Iterable[str]:
+        if not self.output:
+            yield "output: an output folder is required"
         if not self.split or "/" in self.split:
-            raise ValueError(f"bad split name {self.split!r}")
-        return self
+            yield f"split: bad split name {self.split!r}"
+        if self.layout == "video" and self.frames_per_sequence < 2:
+            yield "frames_per_sequence: a video needs at least 2 frames"
+        for sequence in range(self.num_sequences):  # every frame size and K is valid before anything is written
+            try:
+                sequence_camera(self, sequence)
+            except ValueError as error:
+                yield f"width: sequence {sequence}: {error}"
+                break
 
 
 def sequence_camera(job: Job, sequence: int) -> cameras.Camera:
@@ -142,7 +137,6 @@ def _tasks(job: Job, chunk: int) -> List[Tuple[Job, int, int, int]]:
 
 def run(job: Job, progress: bool = True) -> Path:
     """Render ``job``; returns the output folder. Writes ``synthetic.json`` (the job) at its root."""
-    job.validate()
     output = Path(job.output)
     output.mkdir(parents=True, exist_ok=True)
     atomic.remove_stale_temporaries(output)
@@ -199,7 +193,7 @@ def describe(job: Job, summaries: List[dict]) -> dict:
     if job.camera == "wild":
         description["camera"] = job.camera
         description["wild_camera"] = dataclasses.asdict(job.wild_camera)
-        description["wild_camera"]["sizes"] = [f"{w}x{h}" for w, h in job.wild_camera.sizes]
+        description["wild_camera"]["sizes"] = list(job.wild_camera.sizes)  # WxH strings
     if job.path == "wild":
         description["path"] = job.path
         description["wild_path"] = dataclasses.asdict(job.wild_path)

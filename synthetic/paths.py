@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import numpy as np
+
+from formats.params import Config, param
 
 PATH_STREAM = 2  # third entropy word of the drive's random stream
 MIN_TURN_RADIUS = 12.0  # metres, tightest radius of curvature of a turn
@@ -41,48 +43,26 @@ LANE_CHANGE_LENGTH = (20.0, 40.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class PathRanges:
-    """What a wild drive is drawn from (degrees, probabilities, metres per second)."""
+class PathRanges(Config):
+    """What a wild drive is drawn from (degrees, probabilities, metres per second); the ``wild_path:`` mapping
+    of params.yaml."""
 
-    turn_min_deg: float = 20.0
-    turn_max_deg: float = 90.0
-    stop_probability: float = 0.5
-    lane_change_probability: float = 0.5
-    speed_min: float = 4.0
-    speed_max: float = 14.0
+    turn_min_deg: float = param(
+        20.0, help="heading change of the sequence's turn, uniform in [min, max] degrees, either side", above=0.0
+    )
+    turn_max_deg: float = param(90.0, help="upper end of the turn range (degrees)", maximum=170.0)
+    stop_probability: float = param(
+        0.5, help="chance to brake to a standstill, wait 0.4-1.2 s and pull away", minimum=0.0, maximum=1.0
+    )
+    lane_change_probability: float = param(0.5, help="chance of one lane change per drive", minimum=0.0, maximum=1.0)
+    speed_min: float = param(4.0, help="lower end of the cruising speeds (m/s)", minimum=0.5)
+    speed_max: float = param(14.0, help="upper end of the cruising speeds (m/s)", maximum=40.0)
 
-    @staticmethod
-    def from_params(params) -> "PathRanges":
-        """From the ``wild_path:`` mapping of params.yaml."""
-        params = dict(params or {})
-        known = {field.name for field in dataclasses.fields(PathRanges)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"wild_path: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        values = {}
-        for name, value in params.items():
-            try:
-                values[name] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"wild_path.{name}: expected a number, got {value!r}") from None
-        return PathRanges(**values).validate()
-
-    def validate(self) -> "PathRanges":
-        values = dataclasses.asdict(self)
-        if not all(math.isfinite(v) for v in values.values()):
-            raise ValueError(f"wild_path: every value must be finite, got {values}")
-        if not 0.0 < self.turn_min_deg <= self.turn_max_deg <= 170.0:
-            raise ValueError(
-                f"wild_path: need 0 < turn_min_deg <= turn_max_deg <= 170, got {self.turn_min_deg}..{self.turn_max_deg}"
-            )
-        for name in ("stop_probability", "lane_change_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"wild_path.{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.5 <= self.speed_min <= self.speed_max <= 40.0:
-            raise ValueError(
-                f"wild_path: need 0.5 <= speed_min <= speed_max <= 40 m/s, got {self.speed_min}..{self.speed_max}"
-            )
-        return self
+    def check(self) -> Iterable[str]:
+        if self.turn_min_deg > self.turn_max_deg:
+            yield f"turn_max_deg: need turn_min_deg <= turn_max_deg, got {self.turn_min_deg}..{self.turn_max_deg}"
+        if self.speed_min > self.speed_max:
+            yield f"speed_max: need speed_min <= speed_max, got {self.speed_min}..{self.speed_max}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 
 from formats import cityscapes, groundtruth, kitti
 from stages import synthesize
-from stages.common import StageError, run_stage
+from stages.common import run_stage
 from synthetic import layouts
 from synthetic.generate import Job, run
 from synthetic.reprojection import T_source_from_target, warp_to_target
@@ -156,24 +156,25 @@ def test_video_bytes_are_deterministic(tmp_path_factory):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--layout", "nuscenes"], "unknown --layout"),
-        (["--frames_per_sequence", "0"], "frames_per_sequence must be at least 1"),
-        (["--num_sequences", "0"], "num_sequences must be at least 1"),
-        (["--split", "holdout"], "pass --seed and --num_sequences"),
-        (["--fps", "0"], "fps must be positive"),
-        (["--world", "mars"], "unknown --world"),
-        (["--camera", "fisheye"], "unknown --camera"),
-        (["--path", "offroad"], "unknown --path"),
+        (["--layout", "nuscenes"], "synthesize.layout: must be one of"),
+        (["--frames_per_sequence", "0"], "synthesize.frames_per_sequence: must be >= 1"),
+        (["--num_sequences", "0"], "num_sequences: must be >= 1"),
+        (["--split", "holdout"], "unknown split 'holdout'"),
+        (["--train.seed", "null"], "pass --seed and --num_sequences"),
+        (["--fps", "0"], "synthesize.fps: must be > 0"),
+        (["--world", "mars"], "synthesize.world: must be one of"),
+        (["--camera", "fisheye"], "synthesize.camera: must be one of"),
+        (["--path", "offroad"], "synthesize.path: must be one of"),
         (["--world", "wild", "--wild_camera.sizes", "1280"], "expected WIDTHxHEIGHT"),
         (["--world", "wild", "--wild_camera.hfov_min_deg", "100"], "hfov_min_deg <= hfov_max_deg"),
         (["--world", "wild", "--wild_camera.fps", "10,-5"], "positive frame rates"),
-        (["--world", "wild", "--wild_path.stop_probability", "1.5"], "stop_probability must be in [0, 1]"),
+        (["--world", "wild", "--wild_path.stop_probability", "1.5"], "wild_path.stop_probability: must be <= 1.0"),
         (["--world", "wild", "--wild_path.turn_max_deg", "10"], "turn_min_deg <= turn_max_deg"),
         (["--world", "wild", "--width", "10"], "too small"),
     ],
 )
 def test_bad_arguments_give_clear_errors(tmp_path, argv, message, capsys):
-    with pytest.raises(StageError) as error:
+    with pytest.raises(ValueError) as error:
         synthesize.main(["--output", str(tmp_path / "out"), "--quiet"] + argv)
     assert message in str(error.value)
     assert not (tmp_path / "out").exists()

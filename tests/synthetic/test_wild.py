@@ -1,7 +1,6 @@
 """The wild world: a camera per sequence written in every layout's own calibration, drives with turns, stops,
 speed and lane changes, determinism per seed, and the original world unchanged byte for byte."""
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -71,16 +70,16 @@ def test_original_world_is_unchanged_byte_for_byte(tmp_path, layout):
 
 def test_default_params_are_the_original_world_and_wild_is_one_switch_away():
     params = load_params("synthesize")
-    args = argparse.Namespace(split="test", seed=None, num_sequences=None, output="unused")
-    job = synthesize.job_from_params(params, args)
+    config = synthesize.SynthesizeConfig.from_mapping(params, section="synthesize")
+    job = config.job("test", "unused")
     assert (job.camera, job.path) == ("kitti", "straight")
     assert (job.seed, job.num_sequences) == (params["test"]["seed"], params["test"]["num_sequences"])
-    wild = synthesize.job_from_params(dict(params, world="wild"), args)
+    wild = dataclasses.replace(config, world="wild").job("test", "unused")
     assert (wild.camera, wild.path) == ("wild", "wild")
-    assert wild.wild_camera == CameraRanges.from_params(params["wild_camera"])
-    only_camera = synthesize.job_from_params(dict(params, world="wild", path="straight"), args)
+    assert wild.wild_camera == CameraRanges.from_mapping(params["wild_camera"])
+    only_camera = dataclasses.replace(config, world="wild", path="straight").job("test", "unused")
     assert (only_camera.camera, only_camera.path) == ("wild", "straight")
-    only_path = synthesize.job_from_params(dict(params, path="wild"), args)
+    only_path = dataclasses.replace(config, path="wild").job("test", "unused")
     assert (only_path.camera, only_path.path) == ("kitti", "wild")
 
 
@@ -92,13 +91,13 @@ def test_camera_draws_stay_in_their_ranges_and_vary():
         hfov_min_deg=40.0,
         hfov_max_deg=90.0,
         principal_point_offset=0.03,
-        sizes=((1242, 375), (1280, 720), (640, 480)),
+        sizes=("1242x375", "1280x720", "640x480"),
         fps=(10.0, 15.0, 20.0),
     )
     drawn = [draw_camera(ranges, 3, sequence) for sequence in range(60)]
     for camera in drawn:
         width, height = camera.width, camera.height
-        assert (width, height) in ranges.sizes and camera.fps in ranges.fps
+        assert (width, height) in ranges.frame_sizes and camera.fps in ranges.fps
         assert 40.0 <= camera.hfov_deg <= 90.0
         K = camera.intrinsics
         # square pixels and fx = (W / 2) / tan(hfov / 2)
@@ -108,7 +107,7 @@ def test_camera_draws_stay_in_their_ranges_and_vary():
     hfov = np.array([camera.hfov_deg for camera in drawn])
     offsets = np.array([camera.intrinsics[0, 2] - (camera.width - 1) / 2 for camera in drawn])
     assert hfov.max() - hfov.min() > 35.0  # spread over the range, not one camera
-    assert {(c.width, c.height) for c in drawn} == set(ranges.sizes)
+    assert {(c.width, c.height) for c in drawn} == set(ranges.frame_sizes)
     assert {c.fps for c in drawn} == set(ranges.fps)
     assert offsets.min() < -0.01 * 640 and offsets.max() > 0.01 * 640
 
@@ -124,7 +123,7 @@ def test_camera_draws_are_deterministic_per_seed():
 
 
 def test_sized_camera_keeps_the_aspect_ratio_and_scales_k_exactly():
-    native = draw_camera(CameraRanges(sizes=((640, 480),)), 1, 0)
+    native = draw_camera(CameraRanges(sizes=("640x480",)), 1, 0)
     small = sized(native, 160)
     assert (small.width, small.height) == (160, 120)
     fx, cx, cy = native.intrinsics[0, 0], native.intrinsics[0, 2], native.intrinsics[1, 2]
@@ -155,13 +154,14 @@ def test_sized_camera_keeps_the_aspect_ratio_and_scales_k_exactly():
 )
 def test_bad_camera_ranges_are_refused(params, message):
     with pytest.raises(ValueError, match=message):
-        CameraRanges.from_params(params)
+        CameraRanges.from_mapping(params, section="wild_camera")
 
 
 def test_sizes_parse_from_params_and_flags():
     assert parse_size("1280x720") == (1280, 720) and parse_size(" 640X480 ") == (640, 480)
-    ranges = CameraRanges.from_params({"sizes": "1280x720,640x480", "fps": "10,25"})
-    assert ranges.sizes == ((1280, 720), (640, 480)) and ranges.fps == (10.0, 25.0)
+    ranges = CameraRanges.from_mapping({"sizes": " 1280X720,640x480", "fps": "10,25"})
+    assert ranges.frame_sizes == ((1280, 720), (640, 480)) and ranges.fps == (10.0, 25.0)
+    assert ranges.sizes == ("1280x720", "640x480")  # canonical, as synthetic.json records them
 
 
 # --- every layout carries each sequence's own K ------------------------------------------------------------
