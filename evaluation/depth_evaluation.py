@@ -29,9 +29,10 @@ they are named :data:`OBJECT_REGIONS`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -39,6 +40,7 @@ import numpy as np
 from evaluation import depth_metrics, images, kitti_depth_gt
 from formats import atomic
 from formats.cityscapes import CROP_BOX as CITYSCAPES_CROP_BOX
+from formats.params import Config, param
 from formats.struct2depth import read_rgb
 
 DATASETS = ("synthetic", "kitti_eigen", "cityscapes")
@@ -47,6 +49,57 @@ MOVING_REGIONS = ("moving_objects", "static")
 OBJECT_REGIONS = ("objects", "background")
 """Region names for masks of object classes that may also be parked (user-given KITTI / Cityscapes masks)."""
 EIGEN_TEST_LIST = Path(__file__).resolve().parent / "eigen_test_files.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthEvalConfig(Config):
+    """The evaluation protocol and its data: the ``eval_depth:`` section of params.yaml (depths in metres)."""
+
+    dataset: str = param("synthetic", help="dataset to evaluate (docs/evaluation.md)", choices=DATASETS)
+    data_dir: str = param(
+        "data/synthetic/test", help="synthetic: KITTI raw layout + groundtruth/; kitti_eigen: KITTI raw root"
+    )
+    split_file: Optional[str] = param(
+        None, help="kitti_eigen: null = evaluation/eigen_test_files.txt; cityscapes: image list"
+    )
+    cityscapes_split: str = param("test", help="cityscapes: the split to evaluate")
+    frame_stride: int = param(1, help="synthetic: evaluate every n-th frame", minimum=1)
+    object_masks_dir: Optional[str] = param(
+        None,
+        help="kitti_eigen / cityscapes: <dir>/<sample name>.png object masks (nonzero = object) for the objects / "
+        "background regions; synthetic uses its ground-truth moving-object masks",
+    )
+    min_depth: float = param(
+        depth_metrics.DEFAULT_MIN_DEPTH,
+        help="metres: valid ground truth is min_depth < gt < max_depth; predictions clamped",
+        above=0.0,
+    )
+    max_depth: float = param(
+        depth_metrics.DEFAULT_MAX_DEPTH, help="metres: upper end of valid ground truth and of the clamp", above=0.0
+    )
+    crop: str = param("garg", help="evaluation crop (use none for cityscapes)", choices=depth_metrics.CROPS)
+    scaling: str = param("median", help="per-image median scaling, or none", choices=depth_metrics.SCALINGS)
+    resize: str = param(
+        "depth", help="what is resized bilinearly to the ground truth's size", choices=images.RESIZE_MODES
+    )
+    flip_augment: bool = param(True, help="the release's min(depth, flip(depth(flip)))")
+    batch_size: int = param(8, help="images per predictor call", minimum=1)
+    num_images: int = param(4, help="prediction / ground-truth images written to plots/depth/images", minimum=0)
+    distance_bin_m: float = param(5.0, help="bin width of plots/depth/error_by_distance.csv (metres)", above=0.0)
+
+    def check(self) -> Iterable[str]:
+        if self.min_depth >= self.max_depth:
+            yield f"max_depth: must exceed min_depth ({self.min_depth}), got {self.max_depth}"
+        if self.dataset == "synthetic" and self.object_masks_dir:
+            yield (
+                "object_masks_dir: is for kitti_eigen / cityscapes: the synthetic world's masks are its ground "
+                "truth (<drive>/groundtruth/masks)"
+            )
+
+    @property
+    def regions(self) -> Tuple[str, str]:
+        """Names of the (mask nonzero, mask zero) regions of this dataset (:func:`region_names`)."""
+        return region_names(self.dataset)
 
 
 class DepthSample(NamedTuple):
@@ -223,27 +276,16 @@ def cityscapes_samples(
     return samples
 
 
-def build_samples(params: Dict) -> List[DepthSample]:
-    """Samples of ``params['dataset']`` (keys of the ``eval_depth`` section of params.yaml); with
-    ``object_masks_dir`` (KITTI / Cityscapes only) each sample also gets its object mask."""
-    dataset = params["dataset"]
-    masks_dir = params.get("object_masks_dir")
-    if dataset == "synthetic":
-        if masks_dir:
-            raise ValueError(
-                "object_masks_dir is for kitti_eigen / cityscapes: the synthetic world's masks are "
-                "its ground truth (<drive>/groundtruth/masks)"
-            )
-        return synthetic_samples(Path(params["data_dir"]), int(params.get("frame_stride", 1)))
-    if dataset == "kitti_eigen":
-        samples = kitti_eigen_samples(Path(params["data_dir"]), params.get("split_file"))
-    elif dataset == "cityscapes":
-        samples = cityscapes_samples(
-            Path(params["data_dir"]), params.get("cityscapes_split", "test"), params.get("split_file")
-        )
+def build_samples(config: DepthEvalConfig) -> List[DepthSample]:
+    """Samples of ``config.dataset``; with ``object_masks_dir`` (KITTI / Cityscapes only) each sample also gets
+    its object mask."""
+    if config.dataset == "synthetic":
+        return synthetic_samples(Path(config.data_dir), config.frame_stride)
+    if config.dataset == "kitti_eigen":
+        samples = kitti_eigen_samples(Path(config.data_dir), config.split_file)
     else:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    return with_object_masks(samples, Path(masks_dir)) if masks_dir else samples
+        samples = cityscapes_samples(Path(config.data_dir), config.cityscapes_split, config.split_file)
+    return with_object_masks(samples, Path(config.object_masks_dir)) if config.object_masks_dir else samples
 
 
 def region_names(dataset: str) -> Tuple[str, str]:
@@ -259,31 +301,56 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     atomic.write_bytes(path, encoded.tobytes())
 
 
+class _Scored(NamedTuple):
+    """One image scored: its per-image row, and what its bins and comparison panel need."""
+
+    row: Dict
+    gt_valid: np.ndarray
+    pred_valid: np.ndarray
+    constant_valid: np.ndarray
+    resized: np.ndarray  # the prediction at the ground truth's size
+    ratio: float  # its scale (median ratio, or 1)
+    ground_truth: np.ndarray
+
+
 def evaluate(
     samples: Sequence[DepthSample],
     predictor,
+    config: Optional[DepthEvalConfig] = None,
     *,
-    batch_size: int = 8,
-    flip_augment: bool = True,
-    min_depth: float = depth_metrics.DEFAULT_MIN_DEPTH,
-    max_depth: float = depth_metrics.DEFAULT_MAX_DEPTH,
-    crop: str = "garg",
-    scaling: str = "median",
-    resize: str = "depth",
-    bin_width: float = 5.0,
-    num_images: int = 4,
     images_dir: Optional[Path] = None,
     progress: bool = False,
-    regions: Tuple[str, str] = MOVING_REGIONS,
 ) -> Dict:
-    """Run the predictor on every sample and score it and the constant baseline.
+    """Run the predictor on every sample and score it and the constant baseline under ``config``'s protocol.
 
     Returns ``{"model": means, "constant_baseline": means, "regions": {...} or None, "per_image": rows,
-    "by_distance": table}``. When the samples have object masks, ``regions`` maps each of the two names in
-    ``regions`` (mask nonzero, mask zero) to ``{"model", "constant_baseline"}`` means over the images with
-    valid pixels in it, ``num_images`` and ``num_images_without_pixels`` (see ``depth_metrics``).
-    Visual comparisons of ``num_images`` evenly spaced samples go to ``images_dir`` as PNGs.
+    "by_distance": table}``. When the samples have object masks, ``regions`` maps each of the two names of
+    ``config.regions`` (mask nonzero, mask zero) to ``{"model", "constant_baseline"}`` means over the images
+    with valid pixels in it, ``num_images`` and ``num_images_without_pixels`` (see ``depth_metrics``).
+    Visual comparisons of ``config.num_images`` evenly spaced samples go to ``images_dir`` as PNGs.
     """
+    config = config or DepthEvalConfig()
+    use_regions = _uses_regions(samples)
+    size_hw = tuple(int(v) for v in predictor.image_size)
+    edges = np.arange(0.0, config.max_depth + config.distance_bin_m, config.distance_bin_m)
+    model_bins, baseline_bins = depth_metrics.DistanceBinnedErrors(edges), depth_metrics.DistanceBinnedErrors(edges)
+    count = min(config.num_images, len(samples))
+    shown = set(np.linspace(0, len(samples) - 1, num=count).round().astype(int).tolist())
+    rows: List[Dict] = []
+    for start, batch in _batches(samples, config.batch_size, progress):
+        rgbs, predictions = _predict_batch(batch, predictor, size_hw, config.flip_augment)
+        for offset, (sample, rgb, prediction) in enumerate(zip(batch, rgbs, predictions)):
+            scored = _score(sample, prediction, config, use_regions)
+            model_bins.add(scored.gt_valid, scored.pred_valid)
+            baseline_bins.add(scored.gt_valid, scored.constant_valid)
+            rows.append(scored.row)
+            if images_dir is not None and start + offset in shown:
+                _write_panel(Path(images_dir), start + offset, sample, rgb, scored, config)
+    return _summary(rows, model_bins.table(), baseline_bins.table(), config.regions if use_regions else None)
+
+
+def _uses_regions(samples: Sequence[DepthSample]) -> bool:
+    """True when every sample has an object mask; an error when only some have one (or there is none)."""
     if not samples:
         raise ValueError("no samples to evaluate")
     with_masks = [sample.load_object_mask is not None for sample in samples]
@@ -292,73 +359,84 @@ def evaluate(
             f"{with_masks.count(False)} of {len(samples)} samples have no object mask: "
             "region metrics need a mask for every image"
         )
-    use_regions = all(with_masks)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    size_hw = tuple(int(v) for v in predictor.image_size)
-    edges = np.arange(0.0, max_depth + bin_width, bin_width)
-    model_bins, baseline_bins = depth_metrics.DistanceBinnedErrors(edges), depth_metrics.DistanceBinnedErrors(edges)
-    shown = set(np.linspace(0, len(samples) - 1, num=min(num_images, len(samples))).round().astype(int).tolist())
-    rows: List[Dict] = []
-    batches = range(0, len(samples), batch_size)
+    return all(with_masks)
+
+
+def _batches(samples: Sequence[DepthSample], batch_size: int, progress: bool) -> Iterator:
+    """(index of the first sample, samples) per batch, with a progress bar when asked."""
+    starts: Iterable[int] = range(0, len(samples), batch_size)
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, desc="eval_depth", unit="batch")
-    for start in batches:
-        batch = samples[start : start + batch_size]
-        rgbs = [read_rgb(sample.image_path) for sample in batch]
-        inputs = np.stack([images.model_input(rgb, size_hw, sample.crop_box) for rgb, sample in zip(rgbs, batch)])
-        predictions = np.asarray(predictor.predict_depth(inputs, flip_augment=flip_augment))
-        if predictions.shape != (len(batch),) + size_hw:
-            raise ValueError(f"predictor returned {predictions.shape}, expected {(len(batch),) + size_hw}")
-        for offset, (sample, rgb, prediction) in enumerate(zip(batch, rgbs, predictions)):
-            ground_truth = sample.load_ground_truth()
-            resized = images.resize_prediction(prediction, ground_truth.shape, resize)
-            try:
-                gt_valid, pred_valid, valid, ratio = depth_metrics.align_prediction(
-                    ground_truth, resized, min_depth, max_depth, crop, scaling
-                )
-                _, constant_valid, _, _ = depth_metrics.align_prediction(
-                    ground_truth, np.ones_like(resized), min_depth, max_depth, crop, "median"
-                )
-            except ValueError as error:
-                raise ValueError(f"{sample.name}: {error}") from error
-            model_bins.add(gt_valid, pred_valid)
-            baseline_bins.add(gt_valid, constant_valid)
-            row = {
-                "name": sample.name,
-                "scale_ratio": ratio,
-                "valid_pixels": int(gt_valid.size),
-                "model": depth_metrics.compute_depth_errors(gt_valid, pred_valid),
-                "constant_baseline": depth_metrics.compute_depth_errors(gt_valid, constant_valid),
-            }
-            if use_regions:
-                try:
-                    inside = depth_metrics.region_selectors(valid, sample.load_object_mask())
-                except ValueError as error:
-                    raise ValueError(f"{sample.name}: {error}") from error
-                model_regions = depth_metrics.region_errors(gt_valid, pred_valid, inside)
-                constant_regions = depth_metrics.region_errors(gt_valid, constant_valid, inside)
-                row["regions"] = {
-                    name: {"model": model_regions[key], "constant_baseline": constant_regions[key]}
-                    for name, key in zip(regions, ("objects", "rest"))
-                }
-            rows.append(row)
-            if images_dir is not None and start + offset in shown:
-                scaled = np.clip(resized * ratio, min_depth, max_depth)
-                rgb_shown = (
-                    rgb
-                    if sample.crop_box is None
-                    else rgb[sample.crop_box[0] : sample.crop_box[1], sample.crop_box[2] : sample.crop_box[3]]
-                )
-                panel = images.comparison_panel(rgb_shown, scaled, ground_truth)
-                _write_png(Path(images_dir) / f"{start + offset:04d}_{sample.name.replace('/', '_')}.png", panel)
-    model_table, baseline_table = model_bins.table(), baseline_bins.table()
+        starts = tqdm(starts, desc="eval_depth", unit="batch")
+    for start in starts:
+        yield start, samples[start : start + batch_size]
+
+
+def _predict_batch(batch, predictor, size_hw, flip_augment: bool):
+    """(RGB images as read, predicted depths [B, H, W] at the model's size)."""
+    rgbs = [read_rgb(sample.image_path) for sample in batch]
+    inputs = np.stack([images.model_input(rgb, size_hw, sample.crop_box) for rgb, sample in zip(rgbs, batch)])
+    predictions = np.asarray(predictor.predict_depth(inputs, flip_augment=flip_augment))
+    if predictions.shape != (len(batch),) + size_hw:
+        raise ValueError(f"predictor returned {predictions.shape}, expected {(len(batch),) + size_hw}")
+    return rgbs, predictions
+
+
+def _score(sample: DepthSample, prediction: np.ndarray, config: DepthEvalConfig, use_regions: bool) -> _Scored:
+    """Model and constant baseline against one sample's ground truth (and its regions)."""
+    ground_truth = sample.load_ground_truth()
+    resized = images.resize_prediction(prediction, ground_truth.shape, config.resize)
+    limits = (config.min_depth, config.max_depth, config.crop)
+    try:
+        gt_valid, pred_valid, valid, ratio = depth_metrics.align_prediction(
+            ground_truth, resized, *limits, config.scaling
+        )
+        _, constant_valid, _, _ = depth_metrics.align_prediction(ground_truth, np.ones_like(resized), *limits, "median")
+    except ValueError as error:
+        raise ValueError(f"{sample.name}: {error}") from error
+    row = {
+        "name": sample.name,
+        "scale_ratio": ratio,
+        "valid_pixels": int(gt_valid.size),
+        "model": depth_metrics.compute_depth_errors(gt_valid, pred_valid),
+        "constant_baseline": depth_metrics.compute_depth_errors(gt_valid, constant_valid),
+    }
+    if use_regions:
+        row["regions"] = _region_row(sample, valid, gt_valid, pred_valid, constant_valid, config.regions)
+    return _Scored(row, gt_valid, pred_valid, constant_valid, resized, ratio, ground_truth)
+
+
+def _region_row(sample, valid, gt_valid, pred_valid, constant_valid, regions: Tuple[str, str]) -> Dict:
+    """Per region name: the model's and the baseline's errors on its valid pixels."""
+    try:
+        inside = depth_metrics.region_selectors(valid, sample.load_object_mask())
+    except ValueError as error:
+        raise ValueError(f"{sample.name}: {error}") from error
+    model_regions = depth_metrics.region_errors(gt_valid, pred_valid, inside)
+    constant_regions = depth_metrics.region_errors(gt_valid, constant_valid, inside)
+    return {
+        name: {"model": model_regions[key], "constant_baseline": constant_regions[key]}
+        for name, key in zip(regions, ("objects", "rest"))
+    }
+
+
+def _write_panel(images_dir: Path, index: int, sample: DepthSample, rgb: np.ndarray, scored: _Scored, config) -> None:
+    """``<index>_<name>.png``: input (cut to the sample's crop), scaled and clamped prediction, ground truth."""
+    scaled = np.clip(scored.resized * scored.ratio, config.min_depth, config.max_depth)
+    if sample.crop_box is not None:
+        top, bottom, left, right = sample.crop_box
+        rgb = rgb[top:bottom, left:right]
+    panel = images.comparison_panel(rgb, scaled, scored.ground_truth)
+    _write_png(images_dir / f"{index:04d}_{sample.name.replace('/', '_')}.png", panel)
+
+
+def _summary(rows: List[Dict], model_table: Dict, baseline_table: Dict, regions: Optional[Tuple[str, str]]) -> Dict:
+    """The result of :func:`evaluate` from its per-image rows and distance tables."""
     return {
         "model": depth_metrics.mean_metrics(row["model"] for row in rows),
         "constant_baseline": depth_metrics.mean_metrics(row["constant_baseline"] for row in rows),
-        "regions": summarize_regions(rows, regions) if use_regions else None,
+        "regions": summarize_regions(rows, regions) if regions is not None else None,
         "per_image": rows,
         "by_distance": {
             "distance_m": model_table["distance_m"],

@@ -29,14 +29,58 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from evaluation import odometry_inference, odometry_metrics, trajectory
+from formats.params import Config, param
 
 TRAJECTORIES = ("model", "constant_velocity")
 DEFAULT_MAX_TIME_DIFF = 0.01
+
+
+@dataclass(frozen=True)
+class OdometryEvalConfig(Config):
+    """The odometry evaluation protocol: the ``eval_odometry:`` section of params.yaml (lengths in metres of
+    path, times in seconds)."""
+
+    snippet_length: int = param(5, help="poses per ATE-n snippet (SfMLearner / Monodepth2: 5)", minimum=2)
+    segment_lengths: Tuple[float, ...] = param(
+        (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0),
+        help="KITTI t_err / r_err segment lengths, metres of path",
+    )
+    segment_step: int = param(10, help="first frames of the relative-error segments, every n frames", minimum=1)
+    gt_poses_dir: Optional[str] = param(
+        None,
+        help="KITTI odometry poses/ folder for release triplet folders (09-image_2 -> 09.txt) or for a "
+        "--prediction folder (results/09.txt -> <gt_poses_dir>/09.txt)",
+    )
+    gt_poses: Optional[str] = param(
+        None, help="ground-truth trajectory file (KITTI 3x4 rows or TUM) for one --prediction file"
+    )
+    gt_times: Optional[str] = param(
+        None, help="seconds per ground-truth pose (KITTI times.txt): match TUM predictions by time"
+    )
+    format: str = param(
+        "auto",
+        help="--prediction files: auto (12/13 values a line = KITTI, 8 = TUM), kitti or tum",
+        choices=trajectory.TRAJECTORY_FORMATS,
+    )
+    max_time_diff: float = param(
+        DEFAULT_MAX_TIME_DIFF,
+        help="seconds: a TUM pose matches the nearest ground-truth time within this (evo's default)",
+        above=0.0,
+    )
+    rotation_tolerance: float = param(
+        1e-3, help="reject a pose whose max|R R^T - I| (TUM: | |q| - 1 |) exceeds this", above=0.0
+    )
+
+    def check(self) -> Iterable[str]:
+        if not self.segment_lengths or not all(length > 0 for length in self.segment_lengths):
+            yield f"segment_lengths: must be positive lengths, got {list(self.segment_lengths)}"
+
+
 """Seconds: the largest prediction-to-ground-truth timestamp difference accepted (``evo``'s ``t_max_diff``)."""
 
 

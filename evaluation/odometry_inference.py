@@ -29,6 +29,7 @@ N + 1 poses.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional
@@ -38,11 +39,33 @@ import numpy as np
 from evaluation import images, trajectory
 from formats import kitti
 from formats.camera import scale_intrinsics
+from formats.params import Config, param
 from formats.struct2depth import read_intrinsics, read_rgb, unpack_triplet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TRIPLET_FOLDER = re.compile(r"^(?P<sequence>.+)-image_\d$")
 INPUT_FORMATS = ("auto", "triplets", "frames")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoryInferenceConfig(Config):
+    """How poses are inferred and accumulated: the ``trajectory_inference:`` section of params.yaml."""
+
+    accumulation: str = param(
+        "compose",
+        help="pose accumulation: compose (exact) or dfv (the release's trajectory_inference.py order)",
+        choices=trajectory.ACCUMULATIONS,
+    )
+    orthonormalize: bool = param(True, help="project each averaged rotation onto SO(3) before accumulating")
+    flip_augment: bool = param(
+        True, help="also predict each mirrored pair and average the two (removes the left/right bias)"
+    )
+    batch_size: int = param(8, help="pairs per predictor call", minimum=1)
+    input_format: str = param(
+        "auto",
+        help="auto, triplets (release *-image_2 folders) or frames (one image per frame)",
+        choices=INPUT_FORMATS,
+    )
 
 
 class OdometrySequence(NamedTuple):

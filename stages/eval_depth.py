@@ -2,7 +2,8 @@
 
     python -m stages.eval_depth --checkpoint_path=checkpoints [--dataset=kitti_eigen --data_dir=/data/kitti_raw]
 
-Defaults come from the ``eval_depth`` section of params.yaml. Writes (atomically):
+Defaults come from the ``eval_depth`` section of params.yaml (``evaluation.depth_evaluation.DepthEvalConfig``).
+Writes (atomically):
 - ``--metrics_file`` (default ``metrics/depth.json``): ``model`` and ``constant_baseline`` blocks of the seven
   metrics, averaged over images, the protocol used, and (when the images have object masks) ``regions``: the
   same two blocks on the moving-object pixels and on the static pixels (synthetic ground truth; ``objects`` /
@@ -20,8 +21,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from evaluation import depth_evaluation, headline
+from evaluation.depth_evaluation import DepthEvalConfig
 from formats import atomic
 from stages.common import StageError, parse_stage_args, run_stage, write_metrics
+
+PROTOCOL_KEYS = ("min_depth", "max_depth", "crop", "scaling", "resize", "flip_augment")
 
 
 def _extra_arguments(parser) -> None:
@@ -46,41 +50,23 @@ def load_predictor(checkpoint_path: Optional[str]):
     return InferenceModel.from_checkpoint(checkpoint_path)
 
 
-def run(params: dict, predictor, metrics_file: Path, plots_dir: Path, progress: bool = False) -> dict:
-    """Evaluate ``predictor`` as ``params`` says; write metrics and plot data; return the metrics document."""
-    samples = depth_evaluation.build_samples(params)
+def run(config: DepthEvalConfig, predictor, metrics_file: Path, plots_dir: Path, progress: bool = False) -> dict:
+    """Evaluate ``predictor`` as ``config`` says; write metrics and plot data; return the metrics document."""
+    samples = depth_evaluation.build_samples(config)
     images_dir = Path(plots_dir) / "images"
     if images_dir.is_dir():
         for stale in images_dir.glob("*.png"):
             stale.unlink()
-    result = depth_evaluation.evaluate(
-        samples,
-        predictor,
-        batch_size=int(params["batch_size"]),
-        flip_augment=bool(params["flip_augment"]),
-        min_depth=float(params["min_depth"]),
-        max_depth=float(params["max_depth"]),
-        crop=params["crop"],
-        scaling=params["scaling"],
-        resize=params["resize"],
-        bin_width=float(params["distance_bin_m"]),
-        num_images=int(params["num_images"]),
-        images_dir=images_dir,
-        progress=progress,
-        regions=depth_evaluation.region_names(params["dataset"]),
-    )
+    result = depth_evaluation.evaluate(samples, predictor, config, images_dir=images_dir, progress=progress)
     baseline_abs_rel = result["constant_baseline"]["abs_rel"]
-    names = depth_evaluation.region_names(params["dataset"])
+    names = config.regions
     document = {
-        "dataset": params["dataset"],
+        "dataset": config.dataset,
         "num_images": len(result["per_image"]),
         "model": result["model"],
         "constant_baseline": result["constant_baseline"],
         "abs_rel_over_constant": result["model"]["abs_rel"] / baseline_abs_rel if baseline_abs_rel > 0 else None,
-        "protocol": {
-            key: params[key] for key in ("min_depth", "max_depth", "crop", "scaling", "resize", "flip_augment")
-        }
-        | {"image_size": list(predictor.image_size)},
+        "protocol": {key: getattr(config, key) for key in PROTOCOL_KEYS} | {"image_size": list(predictor.image_size)},
     }
     if result["regions"] is not None:
         document["regions"] = region_document(result["regions"])
@@ -91,8 +77,8 @@ def run(params: dict, predictor, metrics_file: Path, plots_dir: Path, progress: 
         document["protocol"]["regions"] = {
             "object_masks": (
                 "synthetic ground truth: only objects moving in the world (parked cars are static)"
-                if params["dataset"] == "synthetic"
-                else str(params.get("object_masks_dir"))
+                if config.dataset == "synthetic"
+                else str(config.object_masks_dir)
             ),
             "averaging": "per image, over the images with valid pixels in the region (others skipped, counted)",
             "scaling": "the whole image's median scale",
@@ -124,10 +110,13 @@ def region_document(regions: dict) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None, predictor=None) -> dict:
-    params, args, _ = parse_stage_args("eval_depth", __doc__.splitlines()[0], argv, _extra_arguments)
+    params, args, _ = parse_stage_args(
+        "eval_depth", __doc__.splitlines()[0], argv, _extra_arguments, configs=(DepthEvalConfig,)
+    )
+    config = DepthEvalConfig.from_mapping(params, section="eval_depth")
     if predictor is None:
         predictor = load_predictor(args.checkpoint_path)
-    document = run(params, predictor, Path(args.metrics_file), Path(args.plots_dir), args.progress)
+    document = run(config, predictor, Path(args.metrics_file), Path(args.plots_dir), args.progress)
     model, baseline = document["model"], document["constant_baseline"]
     print(
         f"eval_depth: {document['num_images']} images ({document['dataset']}): "

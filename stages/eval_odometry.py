@@ -9,7 +9,8 @@ Input: the output folder of ``stages.trajectory_inference`` (``--trajectory_dir`
 folder with a ``manifest.json``), or prediction files of any origin, KITTI (12 values a line, or 13 with a
 leading ground-truth frame number) or TUM (``time tx ty tz qx qy qz qw``); matching rules in
 ``evaluation/odometry_evaluation.py``. Every metric is computed for the model and a constant-velocity baseline.
-Defaults come from the ``eval_odometry`` section of params.yaml. Writes (atomically):
+Defaults come from the ``eval_odometry`` section of params.yaml (``odometry_evaluation.OdometryEvalConfig``).
+Writes (atomically):
 - ``--metrics_file`` (default ``metrics/odometry.json``): ``model`` and ``constant_velocity`` blocks pooled over
   sequences (snippet ATE mean/std over all snippets, mean full-trajectory, Sim(3) and SE(3) ATE,
   segment-weighted t_err/r_err), and the same per sequence;
@@ -26,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from evaluation import headline, odometry_evaluation, trajectory
+from evaluation import headline, odometry_evaluation
+from evaluation.odometry_evaluation import OdometryEvalConfig
 from formats import atomic
 from stages.common import StageError, parse_stage_args, run_stage, write_metrics
 
@@ -48,28 +50,15 @@ def _extra_arguments(parser) -> None:
     parser.add_argument("--plots_dir", default="plots/odometry", help="plot CSV files written here")
 
 
-def _positive(params: dict, key: str) -> float:
-    try:
-        value = float(params[key])
-    except (TypeError, ValueError):
-        raise StageError(f"eval_odometry.{key} must be a number, got {params[key]!r}") from None
-    if not value > 0:
-        raise StageError(f"eval_odometry.{key} must be positive, got {value}")
-    return value
-
-
 def run(
-    params: dict, trajectory_dir: Optional[Path], metrics_file: Path, plots_dir: Path, prediction: Optional[Path] = None
+    config: OdometryEvalConfig,
+    trajectory_dir: Optional[Path],
+    metrics_file: Path,
+    plots_dir: Path,
+    prediction: Optional[Path] = None,
 ) -> dict:
     """Evaluate a manifest folder (``trajectory_dir``) or prediction file(s) and write metrics and plot data."""
-    snippet_length = int(params["snippet_length"])
-    segment_lengths = [float(length) for length in params["segment_lengths"]]
-    segment_step = int(params["segment_step"])
-    fmt = params.get("format", "auto")
-    if fmt not in trajectory.TRAJECTORY_FORMATS:
-        raise StageError(f"eval_odometry.format must be one of {trajectory.TRAJECTORY_FORMATS}, got {fmt!r}")
-    tolerance = _positive(params, "rotation_tolerance")
-    max_time_diff = _positive(params, "max_time_diff")
+    snippet_length, segment_lengths = config.snippet_length, list(config.segment_lengths)
     if (trajectory_dir is None) == (prediction is None):
         raise StageError(
             "give exactly one of --trajectory_dir (a trajectory_inference output folder) and "
@@ -79,25 +68,30 @@ def run(
         trajectory_dir, prediction = Path(prediction), None
     if trajectory_dir is not None:
         for key in ("gt_poses", "gt_times"):
-            if params.get(key):
+            if getattr(config, key):
                 raise StageError(
                     f"eval_odometry.{key} applies to --prediction files; a trajectory_inference "
                     "folder names its ground truth in manifest.json (or use gt_poses_dir)"
                 )
         result = odometry_evaluation.evaluate_run(
-            trajectory_dir, params.get("gt_poses_dir"), snippet_length, segment_lengths, segment_step, tolerance
+            trajectory_dir,
+            config.gt_poses_dir,
+            snippet_length,
+            segment_lengths,
+            config.segment_step,
+            config.rotation_tolerance,
         )
     else:
         matched = odometry_evaluation.file_trajectories(
             Path(prediction),
-            params.get("gt_poses"),
-            params.get("gt_poses_dir"),
-            params.get("gt_times"),
-            fmt,
-            max_time_diff,
-            tolerance,
+            config.gt_poses,
+            config.gt_poses_dir,
+            config.gt_times,
+            config.format,
+            config.max_time_diff,
+            config.rotation_tolerance,
         )
-        result = odometry_evaluation.evaluate(matched, snippet_length, segment_lengths, segment_step)
+        result = odometry_evaluation.evaluate(matched, snippet_length, segment_lengths, config.segment_step)
     write_metrics(metrics_file, headline.odometry(result["document"]), result["document"])
     for name, rows in result["trajectory_rows"].items():
         atomic.write_text(Path(plots_dir) / f"trajectory_{name}.csv", odometry_evaluation.trajectory_csv(rows))
@@ -108,9 +102,11 @@ def run(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    params, args, _ = parse_stage_args("eval_odometry", __doc__.splitlines()[0], argv, _extra_arguments)
+    params, args, _ = parse_stage_args(
+        "eval_odometry", __doc__.splitlines()[0], argv, _extra_arguments, configs=(OdometryEvalConfig,)
+    )
     document = run(
-        params,
+        OdometryEvalConfig.from_mapping(params, section="eval_odometry"),
         Path(args.trajectory_dir) if args.trajectory_dir else None,
         Path(args.metrics_file),
         Path(args.plots_dir),

@@ -20,19 +20,22 @@ and ``manifest.json`` listing the sequences, their ground truth and ``intrinsics
 ``stages.eval_odometry`` reads. With ``--intrinsics_metrics_file`` (the DVC chain: ``metrics/intrinsics.json``)
 it also writes learned vs true fx, fy, cx, cy per sequence and their summary (``evaluation/intrinsics_evaluation.py``).
 Translations are in the model's (arbitrary) scale. Options come from the ``trajectory_inference`` section of
-params.yaml (``accumulation``, ``orthonormalize``, ``flip_augment``, ``batch_size``, ``input_format``).
+params.yaml only (``odometry_inference.TrajectoryInferenceConfig``: ``accumulation``, ``orthonormalize``,
+``flip_augment``, ``batch_size``, ``input_format``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from evaluation import headline, intrinsics_evaluation, odometry_inference, trajectory
+from evaluation.odometry_inference import TrajectoryInferenceConfig
 from formats import atomic, kitti
 from stages import common
 
@@ -60,10 +63,12 @@ def _extra_arguments(parser) -> None:
     parser.add_argument("--img_width", type=int, default=None, help="as --img_height")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None):
-    """(options of the ``trajectory_inference`` section after flags, the full namespace)."""
-    options, args, _ = common.parse_stage_args("trajectory_inference", __doc__.splitlines()[0], argv, _extra_arguments)
-    return options, args
+def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrajectoryInferenceConfig, argparse.Namespace]:
+    """(the ``trajectory_inference`` section after flags, the full namespace). Reads only its own section."""
+    params, args, _ = common.parse_stage_args(
+        "trajectory_inference", __doc__.splitlines()[0], argv, _extra_arguments, configs=(TrajectoryInferenceConfig,)
+    )
+    return TrajectoryInferenceConfig.from_mapping(params, section="trajectory_inference"), args
 
 
 def load_predictor(checkpoint_path: Optional[str]):
@@ -109,11 +114,15 @@ def intrinsics_record(sequence, result: dict, source: str, size_hw) -> dict:
 
 
 def run(
-    test_set_dir: Path, output_dir: Path, predictor, options: dict, intrinsics_metrics_file: Optional[Path] = None
+    test_set_dir: Path,
+    output_dir: Path,
+    predictor,
+    options: TrajectoryInferenceConfig,
+    intrinsics_metrics_file: Optional[Path] = None,
 ) -> dict:
     """Infer and write every sequence below ``test_set_dir`` (and the intrinsics report when a file is given);
     returns the manifest."""
-    sequences = odometry_inference.find_sequences(test_set_dir, options["input_format"])
+    sequences = odometry_inference.find_sequences(test_set_dir, options.input_format)
     source = predictor_intrinsics_source(predictor)
     size_hw = tuple(int(v) for v in predictor.image_size)
     output_dir = Path(output_dir)
@@ -122,10 +131,10 @@ def run(
         result = odometry_inference.infer_sequence(
             sequence,
             predictor,
-            int(options["batch_size"]),
-            options["accumulation"],
-            bool(options["orthonormalize"]),
-            bool(options["flip_augment"]),
+            options.batch_size,
+            options.accumulation,
+            options.orthonormalize,
+            options.flip_augment,
         )
         poses = result["poses"]
         times = result["timestamps"]
@@ -153,9 +162,9 @@ def run(
             }
         )
     manifest = {
-        "accumulation": options["accumulation"],
-        "orthonormalize": bool(options["orthonormalize"]),
-        "flip_augment": bool(options["flip_augment"]),
+        "accumulation": options.accumulation,
+        "orthonormalize": options.orthonormalize,
+        "flip_augment": options.flip_augment,
         "image_size": list(predictor.image_size),
         "intrinsics_source": source,
         "sequences": entries,

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from evaluation import depth_evaluation, headline
+from evaluation.depth_evaluation import DepthEvalConfig
 from formats import groundtruth
 from stages import eval_depth
 from tests.evaluation.fakes import FakePredictor, make_kitti_raw_world
@@ -97,7 +98,7 @@ def test_missing_ground_truth_and_bad_dataset_are_clear_errors(world, tmp_path):
     with pytest.raises(FileNotFoundError, match="no KITTI-raw-layout drive"):
         depth_evaluation.synthetic_samples(tmp_path)
     with pytest.raises(ValueError, match="dataset"):
-        depth_evaluation.build_samples({"dataset": "nyu", "data_dir": str(world)})
+        depth_evaluation.build_samples(DepthEvalConfig(dataset="nyu", data_dir=str(world)))
 
 
 def test_kitti_eigen_dataset_on_the_real_mini_sample(real_data, tmp_path):
@@ -111,7 +112,10 @@ def test_kitti_eigen_dataset_on_the_real_mini_sample(real_data, tmp_path):
         "2011_09_26_drive_sfnd_sync/0000000005",
     ]
     result = depth_evaluation.evaluate(
-        samples, FakePredictor(image_size=(64, 224)), batch_size=2, num_images=1, images_dir=tmp_path / "images"
+        samples,
+        FakePredictor(image_size=(64, 224)),
+        DepthEvalConfig(batch_size=2, num_images=1),
+        images_dir=tmp_path / "images",
     )
     assert 0 < result["constant_baseline"]["abs_rel"] < 1
     assert len(list((tmp_path / "images").glob("*.png"))) == 1
@@ -153,7 +157,9 @@ def test_cityscapes_ground_truth_from_disparity_and_crop(tmp_path):
     np.testing.assert_allclose(gt[1:], depth[1:], rtol=1e-3)  # 256-step disparity quantisation
     (sample,) = depth_evaluation.cityscapes_samples(tmp_path, split, crop_box=(2, 18, 4, 36))
     assert sample.crop_box == (2, 18, 4, 36) and sample.load_ground_truth().shape == (16, 32)
-    result = depth_evaluation.evaluate([sample], FakePredictor(image_size=(8, 16)), crop="none", num_images=0)
+    result = depth_evaluation.evaluate(
+        [sample], FakePredictor(image_size=(8, 16)), DepthEvalConfig(crop="none", num_images=0)
+    )
     assert result["model"]["abs_rel"] < 0.05 < result["constant_baseline"]["abs_rel"]
 
 
@@ -207,7 +213,7 @@ def test_regions_separate_moving_objects_from_static_pixels(tmp_path):
     assert moving["model"]["abs_rel"] > 1.0 and static["model"]["abs_rel"] < 0.2
     assert moving["model"]["abs_rel"] > 5 * static["model"]["abs_rel"]
     plain = depth_evaluation.evaluate(
-        depth_evaluation.synthetic_samples(world), FakePredictor(image_size=(32, 96)), num_images=0
+        depth_evaluation.synthetic_samples(world), FakePredictor(image_size=(32, 96)), DepthEvalConfig(num_images=0)
     )["regions"]
     assert plain["moving_objects"]["model"]["abs_rel"] < 0.2 and plain["static"]["model"]["abs_rel"] < 0.2
     assert document["moving_objects_over_static_abs_rel"] == pytest.approx(
@@ -236,7 +242,9 @@ def test_regions_separate_moving_objects_from_static_pixels(tmp_path):
         )
         assert (cells["abs_rel_model_moving_objects"] == "") == ("drive_0002" in cells["name"])
     result = depth_evaluation.evaluate(
-        depth_evaluation.synthetic_samples(world), WrongOnTheLeftPredictor(image_size=(32, 96)), num_images=0
+        depth_evaluation.synthetic_samples(world),
+        WrongOnTheLeftPredictor(image_size=(32, 96)),
+        DepthEvalConfig(num_images=0),
     )
     assert result["model"] == document["model"]
 
@@ -244,7 +252,7 @@ def test_regions_separate_moving_objects_from_static_pixels(tmp_path):
 def test_a_mask_over_everything_makes_the_moving_region_the_whole_image(tmp_path):
     world = _masked_world(tmp_path / "world", np.ones((90, 300), np.uint8))
     samples = [sample for sample in depth_evaluation.synthetic_samples(world) if "drive_0001" in sample.name]
-    result = depth_evaluation.evaluate(samples, FakePredictor(image_size=(32, 96)), num_images=0)
+    result = depth_evaluation.evaluate(samples, FakePredictor(image_size=(32, 96)), DepthEvalConfig(num_images=0))
     moving, static = result["regions"]["moving_objects"], result["regions"]["static"]
     for name, value in result["model"].items():
         assert moving["model"][name] == pytest.approx(value), name
@@ -260,14 +268,12 @@ def test_missing_masks_are_errors_not_a_silent_subset(tmp_path):
     samples = depth_evaluation.synthetic_samples(world, frame_stride=2)  # frame 3 is not used: fine
     mixed = samples[:1] + [samples[1]._replace(load_object_mask=None)]
     with pytest.raises(ValueError, match="region metrics need a mask for every image"):
-        depth_evaluation.evaluate(mixed, FakePredictor(image_size=(32, 96)), num_images=0)
+        depth_evaluation.evaluate(mixed, FakePredictor(image_size=(32, 96)), DepthEvalConfig(num_images=0))
     bad = samples[:1] + [samples[1]._replace(load_object_mask=lambda: np.zeros((5, 5), np.uint8))]
     with pytest.raises(ValueError, match="must have the ground truth's size"):
-        depth_evaluation.evaluate(bad, FakePredictor(image_size=(32, 96)), num_images=0)
-    with pytest.raises(ValueError, match="object_masks_dir is for"):
-        depth_evaluation.build_samples(
-            {"dataset": "synthetic", "data_dir": str(world), "object_masks_dir": str(tmp_path)}
-        )
+        depth_evaluation.evaluate(bad, FakePredictor(image_size=(32, 96)), DepthEvalConfig(num_images=0))
+    with pytest.raises(ValueError, match="object_masks_dir: is for"):
+        DepthEvalConfig(dataset="synthetic", data_dir=str(world), object_masks_dir=str(tmp_path))
 
 
 def test_given_object_masks_for_real_datasets_are_cut_like_the_image(tmp_path):
@@ -301,3 +307,35 @@ def test_stage_exit_codes_for_user_errors(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "object mask missing" in error and "Traceback" not in error
     assert not (tmp_path / "d.json").exists()
+
+
+# --- the typed eval_depth section -------------------------------------------------------------------------------
+
+
+def test_config_is_params_yaml_and_names_bad_keys(tmp_path, capsys):
+    from formats.params import ConfigError
+    from stages.common import load_params, run_stage
+
+    assert DepthEvalConfig.from_mapping(load_params("eval_depth"), section="eval_depth") == DepthEvalConfig()
+    with pytest.raises(ConfigError, match="eval_depth: unknown key.*'max_dpeth'"):
+        DepthEvalConfig.from_mapping({"max_dpeth": 80}, section="eval_depth")
+    with pytest.raises(ConfigError) as error:
+        DepthEvalConfig.from_mapping({"crop": "eigen", "batch_size": 0}, section="eval_depth")
+    assert "eval_depth.crop: must be one of garg, none" in str(error.value)
+    assert "eval_depth.batch_size: must be >= 1" in str(error.value)
+    with pytest.raises(ConfigError, match="eval_depth.max_depth: must exceed min_depth"):
+        DepthEvalConfig.from_mapping({"min_depth": 90.0}, section="eval_depth")
+    config = DepthEvalConfig.from_mapping({"min_depth": "1e-3", "max_depth": "8e1", "flip_augment": "no"})
+    assert (config.min_depth, config.max_depth, config.flip_augment) == (0.001, 80.0, False)
+    params = tmp_path / "params.yaml"
+    params.write_text("eval_depth:\n  dataset: synthetic\n  frame_strid: 2\n")
+    assert run_stage(eval_depth.main, ["--params", str(params)]) == 2
+    assert "'frame_strid'" in capsys.readouterr().err
+
+
+def test_help_describes_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        eval_depth.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--distance_bin_m bin width of plots/depth/error_by_distance.csv (metres) (default: 5.0)" in text
+    assert "--crop evaluation crop (use none for cityscapes) {garg, none} (default: garg)" in text

@@ -313,11 +313,36 @@ def test_bad_ground_truth_and_parameters_exit_2(kitti09, tmp_path, capsys):
         ([f"--prediction={prediction}", f"--gt_poses={bad_gt}"], f"{bad_gt}:10: non-finite"),
         ([f"--prediction={prediction}", f"--gt_poses={tmp_path / 'nope.txt'}"], "nope.txt: trajectory file not found"),
         ([f"--prediction={prediction}"], "--gt_poses"),
-        ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=g2o"], "format must be one of"),
-        ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--max_time_diff=0"], "must be positive"),
+        ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=g2o"], "format: must be one of"),
+        ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--max_time_diff=0"], "max_time_diff: must be > 0"),
         ([f"--gt_poses={gt_file}"], "exactly one of --trajectory_dir"),
         ([f"--prediction={prediction}", f"--gt_poses={gt_file}", "--format=tum"], ":1: a TUM line needs 8"),
     ):
         assert run_stage(eval_odometry.main, argv + common) == 2, argv
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and message in error, (argv, error)
+
+
+def test_config_is_params_yaml_and_names_bad_keys(tmp_path, capsys):
+    from evaluation.odometry_evaluation import OdometryEvalConfig
+    from formats.params import ConfigError
+    from stages.common import load_params
+
+    config = OdometryEvalConfig.from_mapping(load_params("eval_odometry"), section="eval_odometry")
+    assert config == OdometryEvalConfig() and config.segment_lengths[0] == 100.0
+    with pytest.raises(ConfigError, match="eval_odometry: unknown key.*'snippet'"):
+        OdometryEvalConfig.from_mapping({"snippet": 5}, section="eval_odometry")
+    with pytest.raises(ConfigError, match="eval_odometry.segment_lengths: must be positive"):
+        OdometryEvalConfig.from_mapping({"segment_lengths": [100, -1]}, section="eval_odometry")
+    assert OdometryEvalConfig.from_mapping({"rotation_tolerance": "1e-2"}).rotation_tolerance == 0.01
+    params = tmp_path / "params.yaml"
+    params.write_text("eval_odometry:\n  snippet_length: 5\n  ate_length: 5\n")
+    assert run_stage(eval_odometry.main, ["--params", str(params), f"--trajectory_dir={tmp_path}"]) == 2
+    assert "'ate_length'" in capsys.readouterr().err
+
+
+def test_help_describes_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        eval_odometry.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--segment_step first frames of the relative-error segments, every n frames (default: 10)" in text

@@ -274,3 +274,31 @@ def test_calibration_of_kitti_layouts_and_triplet_folders(world, real_data, tmp_
     report = json.loads((tmp_path / "details" / "i.json").read_text())
     assert report["sequences"]["09-image_2"]["true"] is None
     assert report["summary"] == {"num_sequences": 0, "num_sequences_without_truth": 1}
+
+
+def test_config_reads_only_its_own_section(tmp_path, capsys):
+    from evaluation.odometry_inference import TrajectoryInferenceConfig
+    from formats.params import ConfigError
+
+    params = tmp_path / "params.yaml"
+    params.write_text("trajectory_inference:\n  batch_size: '2e0'\n  accumulation: dfv\n")  # no eval_odometry section
+    options, _ = trajectory_inference.parse_args(
+        ["--params", str(params), "--odometry_test_set_dir=x", "--output_dir=y"]
+    )
+    assert options == TrajectoryInferenceConfig(batch_size=2, accumulation="dfv")
+    with pytest.raises(ConfigError, match="trajectory_inference: unknown key.*'snippet_length'"):
+        TrajectoryInferenceConfig.from_mapping({"snippet_length": 5}, section="trajectory_inference")
+    with pytest.raises(ConfigError, match="trajectory_inference.accumulation: must be one of compose, dfv"):
+        TrajectoryInferenceConfig.from_mapping({"accumulation": "sum"}, section="trajectory_inference")
+    params.write_text("trajectory_inference:\n  batch_size: 0\n")
+    argv = ["--params", str(params), "--odometry_test_set_dir=x", "--output_dir=y"]
+    assert run_stage(trajectory_inference.main, argv) == 2
+    assert "trajectory_inference.batch_size: must be >= 1" in capsys.readouterr().err
+
+
+def test_help_describes_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        trajectory_inference.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--input_format auto, triplets (release *-image_2 folders) or frames" in text
+    assert "--orthonormalize [ORTHONORMALIZE] project each averaged rotation onto SO(3)" in text
