@@ -6,11 +6,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from formats.camera import intrinsics_matrix
+from formats.camera import intrinsics_matrix, validate_intrinsics
 
 FRAME_NAME = re.compile(r"^(?P<city>[a-z_]+)_(?P<sequence>\d{6})_(?P<frame>\d{6})_leftImg8bit\.png$")
 IMAGE_SIZE = (2048, 1024)  # width, height of Cityscapes frames
@@ -49,15 +49,28 @@ def camera_json(intrinsics: np.ndarray, baseline: float = 0.209313) -> str:
     return json.dumps(document, indent=4) + "\n"
 
 
-def read_camera_intrinsics(path: os.PathLike) -> np.ndarray:
-    """K from a Cityscapes camera JSON (``intrinsic.fx, fy, u0, v0``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: camera file not found")
+def read_camera_intrinsics(path: os.PathLike, read_text: Optional[Callable[[str], str]] = None) -> np.ndarray:
+    """K (3x3 float64, pixels of the 2048x1024 frame) from a Cityscapes camera JSON (``intrinsic.fx, fy, u0, v0``).
+
+    ``read_text`` reads the file (default: the local file system; the pipelines pass one that also reads
+    ``gs://``). Raises FileNotFoundError for a missing local file, OSError when reading fails, and ValueError
+    naming ``path`` for a file that is not a camera JSON or whose K is not a finite pinhole matrix with
+    fx, fy > 0.
+    """
+    if read_text is None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: camera file not found")
+        text = Path(path).read_text()
+    else:
+        text = read_text(str(path))
     try:
-        intrinsic = json.loads(path.read_text())["intrinsic"]
-        return intrinsics_matrix(
+        intrinsic = json.loads(text)["intrinsic"]
+        matrix = intrinsics_matrix(
             float(intrinsic["fx"]), float(intrinsic["fy"]), float(intrinsic["u0"]), float(intrinsic["v0"])
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: not a Cityscapes camera file ({error})") from error
+    try:
+        return validate_intrinsics(matrix)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
