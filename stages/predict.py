@@ -37,37 +37,18 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
 
+from formats.params import Config, param
 from stages import common
 
 LOGGER = logging.getLogger("stages.predict")
 MARKER = ".wilddepth-predict"
 OUTPUTS_LIST = "outputs.txt"
 ACCUMULATIONS = ("compose", "dfv")
-HELP = {
-    "checkpoint_path": "checkpoint prefix (.../model-3000) or directory (its newest checkpoint); "
-    "model_config.json must be beside it",
-    "input": "a video file, a folder of ordered frames (or of videos), or a glob such as 'footage/*.mp4'",
-    "output": "output folder: new, empty, or an earlier predict output (never a folder of other files)",
-    "batch_size": "frames per forward pass",
-    "flip_augment": "depth = min(depth(x), flip(depth(flip(x)))), as the release's inference graph",
-    "save_disparity": "also write disparity (1 / depth) as float32 .npy per frame",
-    "trajectory": "run the motion network on consecutive frames: poses (KITTI, TUM), trajectory.png and, "
-    "for a checkpoint trained with learn_intrinsics, the learned K",
-    "trajectory_flip_augment": "average each pair's motion with its mirrored pair's (2x motion-network cost)",
-    "accumulation": "pose accumulation order: compose (exact) or dfv (the release's order)",
-    "intrinsics": "file with 9 comma-separated floats, K at the footage's native size (used when the "
-    "checkpoint has no learned intrinsics); a named file that is missing is an error",
-    "point_cloud_frames": "output frame indices written as coloured .ply point clouds, e.g. 0,10",
-    "preview_video": "write <name>/preview.mp4 (frame | depth side by side)",
-    "video.fps": "video frames sampled per second, by the container's timestamps (preprocessing's rule)",
-    "image_folder.stride": "every n-th image of a frame folder",
-    "image_folder.fps": "frame rate of a folder without timestamps.txt (its timestamps are index / fps)",
-}
 
 
 class PredictError(common.StageError):
@@ -77,46 +58,92 @@ class PredictError(common.StageError):
 # --- arguments -----------------------------------------------------------------------------------------
 
 
-def parse_args(argv: Optional[Sequence[str]] = None):
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--params", default=None)
-    known, _ = pre.parse_known_args(argv)
-    defaults = common.load_params("predict", known.params)
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default=None, help="parameter file (default: params.yaml of the repository)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    common.add_param_flags(parser, defaults)
-    for action in parser._actions:
-        name = action.option_strings[0][2:] if action.option_strings else ""
-        if name in HELP:
-            action.help = f"{HELP[name]} {action.help or ''}".strip()
-    args = parser.parse_args(argv)
-    return common.collect_params(args, defaults), args
+@dataclasses.dataclass(frozen=True)
+class VideoSampling(Config):
+    """How a video is sampled (``predict.video``)."""
+
+    fps: float = param(
+        10.0, help="video frames sampled per second, by the container's timestamps (preprocessing's rule)", above=0.0
+    )
 
 
-def validate(params: Dict[str, Any]) -> Dict[str, Any]:
-    """Checked copy of the parameters (point_cloud_frames as ints); raises PredictError."""
-    for key in ("checkpoint_path", "input", "output"):
-        if not params.get(key):
-            raise PredictError(f"--{key} is required")
-    problems = []
-    if int(params["batch_size"]) < 1:
-        problems.append(f"batch_size must be >= 1, got {params['batch_size']}")
-    if params["accumulation"] not in ACCUMULATIONS:
-        problems.append(f"accumulation must be one of {ACCUMULATIONS}, got {params['accumulation']!r}")
-    try:
-        frames = sorted({int(value) for value in (params.get("point_cloud_frames") or [])})
-    except (TypeError, ValueError):
-        frames = []
-        problems.append(f"point_cloud_frames must be frame indices, got {params.get('point_cloud_frames')!r}")
-    if any(value < 0 for value in frames):
-        problems.append(f"point_cloud_frames must be >= 0, got {frames}")
-    video_fps = float(params["video"]["fps"])
-    if not np.isfinite(video_fps) or video_fps <= 0:
-        problems.append(f"video.fps must be > 0, got {params['video']['fps']}")
-    if problems:
-        raise PredictError("; ".join(problems))
-    return {**params, "point_cloud_frames": frames}
+@dataclasses.dataclass(frozen=True)
+class FolderSampling(Config):
+    """How a folder of frames is sampled (``predict.image_folder``)."""
+
+    stride: int = param(1, help="every n-th image of a frame folder", minimum=1)
+    fps: float = param(
+        10.0, help="frame rate of a folder without timestamps.txt (its timestamps are index / fps)", above=0.0
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig(Config):
+    """The ``predict:`` section of params.yaml; ``checkpoint_path``, ``input`` and ``output`` must be given."""
+
+    checkpoint_path: Optional[str] = param(
+        None,
+        help="checkpoint prefix (.../model-3000) or directory (its newest checkpoint); "
+        "model_config.json must be beside it",
+    )
+    input: Optional[str] = param(
+        None, help="a video file, a folder of ordered frames (or of videos), or a glob such as 'footage/*.mp4'"
+    )
+    output: Optional[str] = param(
+        None, help="output folder: new, empty, or an earlier predict output (never a folder of other files)"
+    )
+    batch_size: int = param(8, help="frames per forward pass", minimum=1)
+    flip_augment: bool = param(True, help="depth = min(depth(x), flip(depth(flip(x)))), as the release's graph")
+    save_disparity: bool = param(False, help="also write disparity (1 / depth) as float32 .npy per frame")
+    trajectory: bool = param(
+        True,
+        help="run the motion network on consecutive frames: poses (KITTI, TUM), trajectory.png and, for a "
+        "checkpoint trained with learn_intrinsics, the learned K",
+    )
+    trajectory_flip_augment: bool = param(
+        False, help="average each pair's motion with its mirrored pair's (2x motion-network cost)"
+    )
+    accumulation: str = param(
+        "compose", help="pose accumulation order: compose (exact) or dfv (the release's order)", choices=ACCUMULATIONS
+    )
+    intrinsics: Optional[str] = param(
+        None,
+        help="file with 9 comma-separated floats, K at the footage's native size (used when the checkpoint has "
+        "no learned intrinsics); null = the folder's intrinsics.txt / video sidecar, else the guess",
+    )
+    point_cloud_frames: Tuple[int, ...] = param(
+        (), help="output frame indices written as coloured .ply point clouds, e.g. 0,10", minimum=0
+    )
+    preview_video: bool = param(True, help="write <name>/preview.mp4 (frame | depth side by side)")
+    video: VideoSampling = param(default_factory=VideoSampling, help="sampling of videos")
+    image_folder: FolderSampling = param(default_factory=FolderSampling, help="sampling of frame folders")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "point_cloud_frames", tuple(sorted(set(self.point_cloud_frames))))
+
+    def check(self) -> Iterable[str]:
+        for key in ("checkpoint_path", "input", "output"):
+            if not getattr(self, key):
+                yield f"{key}: --{key} is required"
+        negative = [index for index in self.point_cloud_frames if index < 0]
+        if negative:
+            yield f"point_cloud_frames: must be >= 0, got {negative}"
+
+    def parameters(self) -> Dict[str, Any]:
+        """What the manifest records as the run's parameters (all but the checkpoint, input and output)."""
+        mapping = self.to_mapping()
+        return {key: value for key, value in mapping.items() if key not in ("checkpoint_path", "input", "output")}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[PredictConfig, argparse.Namespace]:
+    """(the ``predict`` section after flags, the full namespace); ConfigError (exit 2) names a bad key."""
+
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    params, args, _ = common.parse_stage_args("predict", __doc__.splitlines()[0], argv, extra, configs=(PredictConfig,))
+    return PredictConfig.from_mapping(params, section="predict"), args
 
 
 def preprocess_config(params: Dict[str, Any], image_size):
@@ -324,92 +351,103 @@ def _native_fps(path: str) -> Optional[float]:
     return float(fps) if fps and np.isfinite(fps) and fps > 0 else None
 
 
-def _estimated_frames(item, params) -> Optional[int]:
+def _estimated_frames(item, config: PredictConfig) -> Optional[int]:
     if item.kind == "image_folder":
-        return -(-len(item.files) // int(params["image_folder"]["stride"]))
+        return -(-len(item.files) // config.image_folder.stride)
     capture = cv2.VideoCapture(item.path, cv2.CAP_FFMPEG)
     try:
         count, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
     finally:
         capture.release()
     if count > 0 and fps > 0:
-        return int(np.ceil(count / fps * min(float(params["video"]["fps"]), fps)))
+        return int(np.ceil(count / fps * min(config.video.fps, fps)))
     return None
 
 
-def predict_input(
-    item, params: Dict[str, Any], config, model, writer: Writer, dead_letters: List, progress: bool
-) -> Dict[str, Any]:
-    """Predict one input; returns its manifest entry. Frames stream through a bounded queue."""
-    from tqdm import tqdm
-
-    from evaluation import trajectory as trajectory_format
-    from evaluation.trajectory_plot import top_view
-    from formats import kitti, pointcloud
-    from formats.camera import scale_intrinsics
-    from formats.depth_image import DEPTH_PNG_SCALE, encode_depth_png
-    from model.predict import SequencePredictor
-    from pipelines import footage
-
-    provenance, provenance_file = footage.intrinsics_provenance(item, config)
-    predictor = SequencePredictor(
-        model, bool(params["trajectory"]), bool(params["flip_augment"]), bool(params["trajectory_flip_augment"])
-    )
-    height, width = model.image_size
-    name = item.name
-    fps = float(params["video"]["fps"])
+def _preview_fps(item, config: PredictConfig) -> float:
+    """Frames per second of the output: the sampling rate, at most a video's own rate."""
     if item.kind == "video":
-        fps = min(fps, _native_fps(item.path) or fps)
-    else:
-        fps = float(params["image_folder"]["fps"]) / int(params["image_folder"]["stride"])
-    preview = (
-        PreviewVideo(writer.output / name / "preview.mp4", fps, (2 * width, height))
-        if params["preview_video"]
-        else None
-    )
-    cloud_frames = set(params["point_cloud_frames"])
-    kept_for_clouds: Dict[int, tuple] = {}
-    rows = [["index", "frame", "raw_index", "timestamp_s"]]
-    timestamps: List[float] = []
-    state = {"clipped": 0, "reader_K": None, "native_size": None, "letters": 0}
+        fps = config.video.fps
+        return min(fps, _native_fps(item.path) or fps)
+    return config.image_folder.fps / config.image_folder.stride
 
-    def write_frame(index: int, frame, depth: np.ndarray) -> None:
-        stem = f"{index:06d}"
+
+class _InputRun:
+    """What predicting one input gathers: frames.csv rows, timestamps, the readers' K, kept point-cloud frames,
+    counts; and the per-frame writes (on the writer thread)."""
+
+    def __init__(self, name: str, config: PredictConfig, writer: Writer, preview: Optional[PreviewVideo]):
+        self.name, self.config, self.writer, self.preview = name, config, writer, preview
+        self.rows: List[list] = [["index", "frame", "raw_index", "timestamp_s"]]
+        self.timestamps: List[float] = []
+        self.kept_for_clouds: Dict[int, tuple] = {}
+        self.clipped = 0
+        self.letters = 0
+        self.reader_K = None
+        self.native_size = None
+        self.index = 0
+
+    def write_frame(self, index: int, frame, depth: np.ndarray) -> None:
+        """depth .npy, 16-bit PNG, colour preview (and disparity, preview video frame) of one frame."""
+        from formats.depth_image import encode_depth_png
+
+        name, writer, stem = self.name, self.writer, f"{index:06d}"
         writer.npy(f"{name}/depth/{stem}.npy", depth)
         data, clipped = encode_depth_png(depth)
-        state["clipped"] += clipped
+        self.clipped += clipped
         writer.bytes(f"{name}/depth_png/{stem}.png", data)
         colour = colour_depth(depth)
         writer.png(f"{name}/depth_color/{stem}.png", colour)
-        if params["save_disparity"]:
+        if self.config.save_disparity:
             writer.npy(f"{name}/disparity/{stem}.npy", (1.0 / depth).astype(np.float32))
-        if preview is not None:
-            preview.write(np.concatenate([cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), colour], axis=1))
+        if self.preview is not None:
+            self.preview.write(np.concatenate([cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), colour], axis=1))
 
-    frames_queue: "queue.Queue" = queue.Queue(maxsize=2 * int(params["batch_size"]))
+    def add_batch(self, batch: List, depths) -> None:
+        """Record a predicted batch and queue its writes."""
+        for frame, depth in zip(batch, depths):
+            self.rows.append([self.index, frame.frame_id, frame.raw_index, f"{frame.timestamp:.6f}"])
+            self.timestamps.append(float(frame.timestamp))
+            if self.index in self.config.point_cloud_frames:
+                self.kept_for_clouds[self.index] = (depth.copy(), frame.image.copy())
+            self.writer.submit(self.write_frame, self.index, frame, depth)
+            self.index += 1
+
+    def abort_preview(self) -> None:
+        """After an error: let queued frames reach the preview, then drop it (the first error is reported)."""
+        if self.preview is None:
+            return
+        try:
+            self.writer.drain()  # the writer thread may still be adding frames to the preview
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
+        self.preview.abort()
+
+
+def _stream(item, preprocess, predictor, run: _InputRun, dead_letters: List, progress: bool) -> None:
+    """Read ``item``'s frames on a reader thread, predict them in batches and queue their writes."""
+    from tqdm import tqdm
+
+    from pipelines import footage
+
+    batch_size = run.config.batch_size
+    frames_queue: "queue.Queue" = queue.Queue(maxsize=2 * batch_size)
     reader = threading.Thread(
-        target=_produce, args=(footage.stream_frames(item, config), frames_queue), name="predict-reader", daemon=True
+        target=_produce,
+        args=(footage.stream_frames(item, preprocess), frames_queue),
+        name="predict-reader",
+        daemon=True,
     )
     reader.start()
-    bar = tqdm(
-        total=_estimated_frames(item, params), desc=name, unit="frame", disable=not progress or None, leave=False
-    )
+    total = _estimated_frames(item, run.config)
+    bar = tqdm(total=total, desc=run.name, unit="frame", disable=not progress or None, leave=False)
     batch: List = []
-    index = 0
 
     def run_batch() -> None:
-        nonlocal index, batch
         images = np.stack([frame.image for frame in batch]).astype(np.float32) / 255.0
-        result = predictor.predict(images)
-        for frame, depth in zip(batch, result.depth):
-            rows.append([index, frame.frame_id, frame.raw_index, f"{frame.timestamp:.6f}"])
-            timestamps.append(float(frame.timestamp))
-            if index in cloud_frames:
-                kept_for_clouds[index] = (depth.copy(), frame.image.copy())
-            writer.submit(write_frame, index, frame, depth)
-            index += 1
+        run.add_batch(batch, predictor.predict(images).depth)
         bar.update(len(batch))
-        batch = []
+        batch.clear()
 
     try:
         while True:
@@ -420,53 +458,33 @@ def predict_input(
                 raise element
             if footage.is_dead_letter(element):
                 dead_letters.append(element)
-                state["letters"] += 1
+                run.letters += 1
                 continue
             if not hasattr(element, "image"):
                 continue  # a Filtered element: nothing to predict
-            if state["reader_K"] is None:
-                state["reader_K"], state["native_size"] = element.intrinsics, element.native_size
+            if run.reader_K is None:
+                run.reader_K, run.native_size = element.intrinsics, element.native_size
             batch.append(element)
-            if len(batch) == int(params["batch_size"]):
+            if len(batch) == batch_size:
                 run_batch()
         if batch:
             run_batch()
-        writer.drain()
-    except BaseException:
-        if preview is not None:
-            try:
-                writer.drain()  # the writer thread may still be adding frames to the preview
-            except Exception:  # noqa: BLE001 - the first error is the one to report
-                pass
-            preview.abort()
-        raise
+        run.writer.drain()
     finally:
         bar.close()
-    entry: Dict[str, Any] = {
-        "name": name,
-        "kind": item.kind,
-        "path": item.path,
-        "frames": index,
-        "dead_letters": state["letters"],
-        "depth_png_clipped_pixels": state["clipped"],
-    }
-    if index == 0:
-        if preview is not None:
-            preview.abort()
-        entry["error"] = "no frame could be read (see dead_letters.jsonl)"
-        return entry
-    if preview is not None:
-        preview.finish()
-        writer.written.add(f"{name}/preview.mp4")
-    table = io.StringIO()
-    csv.writer(table, lineterminator="\n").writerows(rows)
-    writer.text(f"{name}/frames.csv", table.getvalue())
 
-    # intrinsics: learned (a trained head), else the readers' K (given, calibration or guessed)
-    native_w, native_h = state["native_size"]
+
+def _intrinsics_info(run: _InputRun, predictor, model, provenance: str, provenance_file) -> tuple:
+    """(K used for point clouds, its source, the ``intrinsics.json`` document): learned (a trained head), else the
+    readers' K (given, calibration or guessed)."""
+    from formats.camera import scale_intrinsics
+    from pipelines import footage
+
+    height, width = model.image_size
+    native_w, native_h = run.native_size
     head = predictor.head_intrinsics()
     learned = model.intrinsics_source == "learned"  # model.inference.intrinsics_source: one decision
-    reader_k = np.asarray(state["reader_K"], dtype=np.float64)
+    reader_k = np.asarray(run.reader_K, dtype=np.float64)
     guess = scale_intrinsics(
         footage.guessed_intrinsics((native_w, native_h)), width / float(native_w), height / float(native_h)
     )
@@ -506,27 +524,87 @@ def predict_input(
             "the source frames (formats/camera.py)",
         }
     )
-    writer.text(f"{name}/intrinsics.json", json.dumps(info, indent=2) + "\n")
-    entry["intrinsics_source"] = source
+    return used, source, info
 
-    for frame_index in sorted(kept_for_clouds):
-        depth, rgb = kept_for_clouds[frame_index]
-        points, colours = pointcloud.valid_points(pointcloud.backproject(depth, used), rgb, depth)
-        writer.bytes(f"{name}/pointcloud/{frame_index:06d}.ply", pointcloud.encode_ply(points, colours))
-    missing = sorted(cloud_frames - set(kept_for_clouds))
+
+def _write_point_clouds(run: _InputRun, intrinsics) -> Dict[str, Any]:
+    """``pointcloud/NNNNNN.ply`` of the kept frames; the manifest entry's point-cloud fields."""
+    from formats import pointcloud
+
+    for frame_index in sorted(run.kept_for_clouds):
+        depth, rgb = run.kept_for_clouds[frame_index]
+        points, colours = pointcloud.valid_points(pointcloud.backproject(depth, intrinsics), rgb, depth)
+        run.writer.bytes(f"{run.name}/pointcloud/{frame_index:06d}.ply", pointcloud.encode_ply(points, colours))
+    fields: Dict[str, Any] = {}
+    missing = sorted(set(run.config.point_cloud_frames) - set(run.kept_for_clouds))
     if missing:
-        entry["point_cloud_frames_missing"] = missing
-    entry["point_clouds"] = len(kept_for_clouds)
+        fields["point_cloud_frames_missing"] = missing
+    fields["point_clouds"] = len(run.kept_for_clouds)
+    return fields
 
-    if params["trajectory"]:
-        poses = predictor.poses(params["accumulation"])
-        times = np.asarray(timestamps, dtype=np.float64)
-        writer.text(f"{name}/poses_kitti.txt", kitti.format_poses(poses))
-        writer.text(f"{name}/poses_tum.txt", trajectory_format.format_tum(times, poses))
-        writer.png(f"{name}/trajectory.png", top_view(poses))
-        entry.update(
-            {"poses": int(poses.shape[0]), "first_timestamp_s": float(times[0]), "last_timestamp_s": float(times[-1])}
-        )
+
+def _write_trajectory(run: _InputRun, predictor) -> Dict[str, Any]:
+    """KITTI and TUM poses and the top view; the manifest entry's pose fields."""
+    from evaluation import trajectory as trajectory_format
+    from evaluation.trajectory_plot import top_view
+    from formats import kitti
+
+    poses = predictor.poses(run.config.accumulation)
+    times = np.asarray(run.timestamps, dtype=np.float64)
+    run.writer.text(f"{run.name}/poses_kitti.txt", kitti.format_poses(poses))
+    run.writer.text(f"{run.name}/poses_tum.txt", trajectory_format.format_tum(times, poses))
+    run.writer.png(f"{run.name}/trajectory.png", top_view(poses))
+    return {"poses": int(poses.shape[0]), "first_timestamp_s": float(times[0]), "last_timestamp_s": float(times[-1])}
+
+
+def predict_input(
+    item, config: PredictConfig, preprocess, model, writer: Writer, dead_letters: List, progress: bool
+) -> Dict[str, Any]:
+    """Predict one input (``preprocess``: the readers' config); returns its manifest entry. Frames stream
+    through a bounded queue."""
+    from formats.depth_image import DEPTH_PNG_SCALE
+    from model.predict import SequencePredictor
+    from pipelines import footage
+
+    provenance, provenance_file = footage.intrinsics_provenance(item, preprocess)
+    predictor = SequencePredictor(model, config.trajectory, config.flip_augment, config.trajectory_flip_augment)
+    height, width = model.image_size
+    preview = (
+        PreviewVideo(writer.output / item.name / "preview.mp4", _preview_fps(item, config), (2 * width, height))
+        if config.preview_video
+        else None
+    )
+    run = _InputRun(item.name, config, writer, preview)
+    try:
+        _stream(item, preprocess, predictor, run, dead_letters, progress)
+    except BaseException:
+        run.abort_preview()
+        raise
+    entry: Dict[str, Any] = {
+        "name": item.name,
+        "kind": item.kind,
+        "path": item.path,
+        "frames": run.index,
+        "dead_letters": run.letters,
+        "depth_png_clipped_pixels": run.clipped,
+    }
+    if run.index == 0:
+        if preview is not None:
+            preview.abort()
+        entry["error"] = "no frame could be read (see dead_letters.jsonl)"
+        return entry
+    if preview is not None:
+        preview.finish()
+        writer.written.add(f"{item.name}/preview.mp4")
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows(run.rows)
+    writer.text(f"{item.name}/frames.csv", table.getvalue())
+    used, source, info = _intrinsics_info(run, predictor, model, provenance, provenance_file)
+    writer.text(f"{item.name}/intrinsics.json", json.dumps(info, indent=2) + "\n")
+    entry["intrinsics_source"] = source
+    entry.update(_write_point_clouds(run, used))
+    if config.trajectory:
+        entry.update(_write_trajectory(run, predictor))
     entry["depth_png_scale"] = DEPTH_PNG_SCALE
     return entry
 
@@ -542,54 +620,68 @@ def load_model(checkpoint_path: str):
 
 
 def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
-    params, args = parse_args(argv)
+    config, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = validate(params)
-    from formats import atomic
     from pipelines import footage
 
-    inputs, input_letters = footage.find_inputs(str(params["input"]))
-    output = Path(params["output"])
-    named = [str(params["input"])] if os.path.isdir(str(params["input"])) else []  # a folder of videos too
-    check_output(output, named + [item.path for item in inputs] + [path for item in inputs for path in item.files])
-    if params.get("intrinsics"):  # named: must exist and parse, never a silent fallback to the guess
-        from formats.struct2depth import parse_intrinsics
-
-        path = Path(params["intrinsics"])
-        if not path.is_file():
-            raise PredictError(f"intrinsics file {path} not found")
-        parse_intrinsics(path.read_text(), str(path))
+    inputs, input_letters = footage.find_inputs(config.input)
+    output = Path(config.output)
+    check_inputs_and_output(config, inputs, output)
     if model is None:
-        model = load_model(str(params["checkpoint_path"]))
-    config = preprocess_config(params, model.image_size)
+        model = load_model(config.checkpoint_path)
+    preprocess = preprocess_config(config.to_mapping(), model.image_size)
     for item in inputs:  # a named but missing or malformed calibration fails before anything is written
-        footage.intrinsics_provenance(item, config)
-    previous = claim_output(output, str(getattr(model, "checkpoint_path", params["checkpoint_path"])))
+        footage.intrinsics_provenance(item, preprocess)
+    checkpoint = str(getattr(model, "checkpoint_path", config.checkpoint_path))
+    previous = claim_output(output, checkpoint)
     writer = Writer(output)
     writer.written.add(MARKER)
     dead_letters: List = list(input_letters)
-    entries = []
     started = _dt.datetime.now(_dt.timezone.utc)
     try:
-        for item in inputs:
-            entries.append(predict_input(item, params, config, model, writer, dead_letters, progress=not args.quiet))
+        entries = [
+            predict_input(item, config, preprocess, model, writer, dead_letters, progress=not args.quiet)
+            for item in inputs
+        ]
     except BaseException:
         writer.abandon()
         raise
     writer.close()
-    total = sum(entry["frames"] for entry in entries)
     writer.text("dead_letters.jsonl", "".join(letter.to_json() + "\n" for letter in dead_letters))
+    manifest = run_manifest(config, model, checkpoint, started, entries, dead_letters)
+    writer.text("manifest.json", json.dumps(manifest, indent=2) + "\n")
+    finish_output(output, writer, previous)
+    report(config, output, entries, dead_letters)
+    return manifest
+
+
+def check_inputs_and_output(config: PredictConfig, inputs, output: Path) -> None:
+    """Refuse an output that touches the inputs or a foreign folder, and a named intrinsics file that is
+    missing or malformed (never a silent fallback to the guess); PredictError."""
+    named = [config.input] if os.path.isdir(config.input) else []  # a folder of videos too
+    check_output(output, named + [item.path for item in inputs] + [path for item in inputs for path in item.files])
+    if config.intrinsics:
+        from formats.struct2depth import parse_intrinsics
+
+        path = Path(config.intrinsics)
+        if not path.is_file():
+            raise PredictError(f"intrinsics file {path} not found")
+        parse_intrinsics(path.read_text(), str(path))
+
+
+def run_manifest(
+    config: PredictConfig, model, checkpoint: str, started, entries: List[Dict], dead_letters: List
+) -> Dict[str, Any]:
+    """``manifest.json``: checkpoint, model, parameters, per-input entries and counts."""
     model_config = getattr(model, "config", None)
-    manifest = {
+    return {
         "tool": "wilddepth stages.predict",
         "started_utc": started.isoformat(timespec="seconds"),
-        "checkpoint": str(getattr(model, "checkpoint_path", params["checkpoint_path"])),
+        "checkpoint": checkpoint,
         "model": dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else None,
         "image_size": list(model.image_size),
-        "input": str(params["input"]),
-        "parameters": {
-            key: value for key, value in params.items() if key not in ("checkpoint_path", "input", "output")
-        },
+        "input": config.input,
+        "parameters": config.parameters(),
         "depth": {
             "npy": "float32 (H, W), the model's unit (depth is known up to one scale per model)",
             "png": "uint16, value = round(depth * depth_png_scale), 0 = no depth, clipped to 1..65535",
@@ -597,30 +689,38 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, Any]:
         },
         "counts": {
             "inputs": len(entries),
-            "frames": total,
+            "frames": sum(entry["frames"] for entry in entries),
             "dead_letters": len(dead_letters),
             "inputs_without_frames": sum(1 for entry in entries if entry["frames"] == 0),
         },
         "dead_letter_reasons": dict(sorted(collections.Counter(letter.code for letter in dead_letters).items())),
         "inputs": entries,
     }
-    writer.text("manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def finish_output(output: Path, writer: Writer, previous: Set[str]) -> None:
+    """Write ``outputs.txt`` (every file of this run) and delete what only an earlier run wrote."""
+    from formats import atomic
+
     writer.written.add(OUTPUTS_LIST)
     atomic.write_text(output / OUTPUTS_LIST, "".join(f"{path}\n" for path in sorted(writer.written)))
     removed = remove_stale(output, previous, writer.written)
     if removed:
         LOGGER.info("removed %d files of an earlier predict run that this run did not write again", removed)
+
+
+def report(config: PredictConfig, output: Path, entries: List[Dict], dead_letters: List) -> None:
+    """One line per input; PredictError when no frame at all was predicted."""
     for entry in entries:
         print(
             f"predict: {entry['name']}: {entry['frames']} frames, {entry['dead_letters']} dead letters "
             f"-> {output / entry['name']}"
         )
-    if total == 0:
+    if sum(entry["frames"] for entry in entries) == 0:
         raise PredictError(
-            f"no frame could be predicted from {params['input']} "
+            f"no frame could be predicted from {config.input} "
             f"({len(dead_letters)} dead letters in {output / 'dead_letters.jsonl'})"
         )
-    return manifest
 
 
 if __name__ == "__main__":

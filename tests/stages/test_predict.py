@@ -478,3 +478,52 @@ def test_a_long_video_streams_through_a_bounded_queue(tmp_path, monkeypatch):
     )
     assert model.seen == 200 and 0 < model.lead <= 2 * 4 + 1
     assert len(np.loadtxt(tmp_path / "out" / "long" / "poses_kitti.txt")) == 200
+
+
+# --- the typed predict section ----------------------------------------------------------------------------------
+
+
+def test_config_is_params_yaml_and_coerces_yaml_strings():
+    paths = {"checkpoint_path": "c", "input": "i", "output": "o"}  # null in params.yaml: given on the command line
+    config = predict.PredictConfig.from_mapping({**common.load_params("predict"), **paths}, section="predict")
+    assert config == predict.PredictConfig(**paths)
+    assert config.video.fps == 10.0 and config.image_folder.stride == 1 and config.point_cloud_frames == ()
+    typed = predict.PredictConfig.from_mapping(
+        {"checkpoint_path": "c", "input": "i", "output": "o", "video": {"fps": "1e1"}, "point_cloud_frames": "9,0,9"}
+    )
+    assert typed.video.fps == 10.0 and typed.point_cloud_frames == (0, 9)  # sorted, once each
+    assert typed.parameters()["point_cloud_frames"] == [0, 9] and "input" not in typed.parameters()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--accumulation=sum"], "predict.accumulation: must be one of compose, dfv"),
+        (["--point_cloud_frames=3,-1"], "predict.point_cloud_frames: must be >= 0"),
+        (["--batch_size=0"], "predict.batch_size: must be >= 1"),
+        (["--video.fps=0"], "predict.video.fps: must be > 0"),
+        (["--checkpoint_path=null"], "predict.checkpoint_path: --checkpoint_path is required"),
+    ],
+)
+def test_bad_parameters_are_named_and_exit_2(tmp_path, capsys, argv, message):
+    base = [f"--input={tmp_path}", f"--output={tmp_path / 'out'}", "--checkpoint_path=fake", "--quiet"]
+    assert run(base + argv, FakeModel()) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_key_of_the_section_is_named(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("predict:\n  batch_size: 8\n  video:\n    fsp: 3\n")
+    assert run(["--params", str(params)], FakeModel()) == 2
+    assert "predict.video: unknown key(s) 'fsp'" in capsys.readouterr().err
+
+
+def test_help_describes_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        predict.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--image_folder.stride every n-th image of a frame folder (default: 1)" in text
+    assert "--point_cloud_frames output frame indices written as coloured .ply point clouds" in text
+    assert "(default: (none))" in text
