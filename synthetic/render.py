@@ -196,25 +196,49 @@ def _remap_points(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarr
     return out.reshape(padded, -1)[:count]
 
 
-def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndarray:
-    """(h, w, 3) float32 RGB in [0, 1] of the hits."""
-    atlas = tex.atlas()
+class _Surface(NamedTuple):
+    """Per sample (flattened): hit point (metres, world frame), ray direction, texture coordinates (metres),
+    material, outward normal, tint and whether it is lit (the backdrop is not). Filled in place per kind."""
+
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    dz: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    material: np.ndarray
+    normal: np.ndarray  # (3, count)
+    tint: np.ndarray  # (count, 3)
+    lit: np.ndarray
+
+
+def _surface(hits: Hits) -> _Surface:
+    """Hit points of every ray, and blank surface attributes to fill."""
     flat_t = hits.t.reshape(-1)
     dx, dy, dz = (r.reshape(-1) for r in hits.rays)
     origin = hits.origin.astype(np.float32)  # float32 keeps millimetres at the scene's < 1 km scale
-    px = origin[0] + flat_t * dx
-    py = origin[1] + flat_t * dy
-    pz = origin[2] + flat_t * dz
-    kind = hits.kind.reshape(-1)
     count = flat_t.size
-    u = np.zeros(count, np.float32)  # texture coordinates in metres
-    v = np.zeros(count, np.float32)
-    material = np.zeros(count, np.int64)
-    normal = np.zeros((3, count), np.float32)
-    tint = np.ones((count, 3), np.float32)
-    lit = np.ones(count, bool)
+    return _Surface(
+        origin[0] + flat_t * dx,
+        origin[1] + flat_t * dy,
+        origin[2] + flat_t * dz,
+        dx,
+        dy,
+        dz,
+        np.zeros(count, np.float32),
+        np.zeros(count, np.float32),
+        np.zeros(count, np.int64),
+        np.zeros((3, count), np.float32),
+        np.ones((count, 3), np.float32),
+        np.ones(count, bool),
+    )
 
-    backdrop = kind == KIND_BACKDROP
+
+def _shade_backdrop(scene: Scene, surface: _Surface, backdrop: np.ndarray) -> None:
+    """The cylindrical backdrop: u along its circumference, v = height (folded into the sky when tall)."""
+    px, py, pz, u, v = surface.px, surface.py, surface.pz, surface.u, surface.v
     angle = np.arctan2(pz[backdrop] - scene.backdrop_center[1], px[backdrop] - scene.backdrop_center[0])
     u[backdrop] = (angle + np.pi) * scene.backdrop_radius
     top = tex.BACKDROP_HEIGHT - 0.5
@@ -225,10 +249,14 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
         v[backdrop] = np.where(excess > 0, top - folded, np.clip(-py[backdrop], 0.0, top))
     else:
         v[backdrop] = np.clip(-py[backdrop], 0.0, top)
-    material[backdrop] = tex.BACKDROP
-    lit[backdrop] = False
+    surface.material[backdrop] = tex.BACKDROP
+    surface.lit[backdrop] = False
 
-    ground = np.flatnonzero(kind == KIND_GROUND)
+
+def _shade_ground(scene: Scene, surface: _Surface, ground: np.ndarray):
+    """The ground in road coordinates (s along, d across the road): asphalt, sidewalk or grass. Returns
+    (s, d, known) of the ground samples for the markings."""
+    px, pz = surface.px, surface.pz
     raster, x0, z0, cell = scene.ground_raster
     road_sd = _remap_points(raster, (px[ground] - x0) / cell, (pz[ground] - z0) / cell)
     s_road, d_road = road_sd[:, 0], road_sd[:, 1]
@@ -236,42 +264,57 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
     offroad = np.abs(np.where(known, d_road, 1e3))
     w = scene.road.half_width
     ground_material = np.where(offroad < w, tex.ASPHALT, np.where(offroad < w + 3.0, tex.SIDEWALK, tex.GRASS))
-    u[ground] = np.where(known, d_road, px[ground])
-    v[ground] = np.where(known, s_road, pz[ground])
-    material[ground] = ground_material
-    normal[1, ground] = -1.0
+    surface.u[ground] = np.where(known, d_road, px[ground])
+    surface.v[ground] = np.where(known, s_road, pz[ground])
+    surface.material[ground] = ground_material
+    surface.normal[1, ground] = -1.0
+    return s_road, d_road, known
 
+
+def _shade_boxes(surface: _Surface, boxes: Boxes, hits: Hits, kind: np.ndarray) -> None:
+    """Box faces: texture coordinates in the box's own frame, its material and tint, the entry face's normal."""
     boxed = np.flatnonzero(kind >= KIND_BOX)
-    if boxed.size:
-        index = kind[boxed] - KIND_BOX
-        cos_yaw, sin_yaw = np.cos(boxes.yaw[index]), np.sin(boxes.yaw[index])
-        rx, ry, rz = (
-            px[boxed] - boxes.center[index, 0],
-            py[boxed] - boxes.center[index, 1],
-            pz[boxed] - boxes.center[index, 2],
-        )
-        lx = cos_yaw * rx - sin_yaw * rz
-        lz = sin_yaw * rx + cos_yaw * rz
-        half = boxes.half[index]
-        face = hits.axis.reshape(-1)[boxed]
-        height_up = half[:, 1] - ry  # metres above the box bottom
-        u[boxed] = np.where(face == 0, lz + half[:, 2], lx + half[:, 0]) + boxes.uv_offset[index, 0]
-        v[boxed] = np.where(face == 1, lz + half[:, 2], height_up) + boxes.uv_offset[index, 1]
-        material[boxed] = boxes.material[index]
-        tint[boxed] = boxes.tint[index]
-        # outward normal of the entry face: opposite to the local ray direction along that axis
-        ldx = cos_yaw * dx[boxed] - sin_yaw * dz[boxed]
-        ldz = sin_yaw * dx[boxed] + cos_yaw * dz[boxed]
-        sign = -np.sign(np.where(face == 0, ldx, np.where(face == 1, dy[boxed], ldz)))
-        normal[0, boxed] = np.where(face == 0, cos_yaw, np.where(face == 2, sin_yaw, 0.0)) * sign
-        normal[1, boxed] = np.where(face == 1, 1.0, 0.0) * sign
-        normal[2, boxed] = np.where(face == 0, -sin_yaw, np.where(face == 2, cos_yaw, 0.0)) * sign
+    if not boxed.size:
+        return
+    px, py, pz, dx, dy, dz, normal = (
+        surface.px,
+        surface.py,
+        surface.pz,
+        surface.dx,
+        surface.dy,
+        surface.dz,
+        surface.normal,
+    )
+    index = kind[boxed] - KIND_BOX
+    cos_yaw, sin_yaw = np.cos(boxes.yaw[index]), np.sin(boxes.yaw[index])
+    rx, ry, rz = (
+        px[boxed] - boxes.center[index, 0],
+        py[boxed] - boxes.center[index, 1],
+        pz[boxed] - boxes.center[index, 2],
+    )
+    lx = cos_yaw * rx - sin_yaw * rz
+    lz = sin_yaw * rx + cos_yaw * rz
+    half = boxes.half[index]
+    face = hits.axis.reshape(-1)[boxed]
+    height_up = half[:, 1] - ry  # metres above the box bottom
+    surface.u[boxed] = np.where(face == 0, lz + half[:, 2], lx + half[:, 0]) + boxes.uv_offset[index, 0]
+    surface.v[boxed] = np.where(face == 1, lz + half[:, 2], height_up) + boxes.uv_offset[index, 1]
+    surface.material[boxed] = boxes.material[index]
+    surface.tint[boxed] = boxes.tint[index]
+    # outward normal of the entry face: opposite to the local ray direction along that axis
+    ldx = cos_yaw * dx[boxed] - sin_yaw * dz[boxed]
+    ldz = sin_yaw * dx[boxed] + cos_yaw * dz[boxed]
+    sign = -np.sign(np.where(face == 0, ldx, np.where(face == 1, dy[boxed], ldz)))
+    normal[0, boxed] = np.where(face == 0, cos_yaw, np.where(face == 2, sin_yaw, 0.0)) * sign
+    normal[1, boxed] = np.where(face == 1, 1.0, 0.0) * sign
+    normal[2, boxed] = np.where(face == 0, -sin_yaw, np.where(face == 2, cos_yaw, 0.0)) * sign
 
-    # mip level from the footprint of one sample on the surface
-    ray_length = np.sqrt(dx * dx + dy * dy + dz * dz)
-    distance = flat_t * ray_length
-    cosine = np.abs(normal[0] * dx + normal[1] * dy + normal[2] * dz) / ray_length
-    cosine = np.where(lit, np.maximum(cosine, 0.02), 1.0)
+
+def _sample_texture(scene: Scene, surface: _Surface, backdrop: np.ndarray, distance, cosine, supersampling: int):
+    """Trilinear (mip-mapped) atlas colour of every sample, and the sample footprint on the surface (metres);
+    the mip level follows that footprint."""
+    atlas = tex.atlas()
+    material, u, v = surface.material, surface.u, surface.v
     footprint = distance / (scene.intrinsics[0, 0] * supersampling) / np.sqrt(cosine)  # metres
     tile_u = tex.TILE_METRES[material, 0].astype(np.float32)
     tile_u[backdrop] = scene.backdrop_tile_u
@@ -293,10 +336,38 @@ def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndar
         ay = atlas.origin_y[lvl] + np.mod(tv * scale - 0.5, size)
         sample = _remap_points(atlas.image, ax, ay)
         colour = sample * (1 - blend) if colour is None else colour + sample * blend
+    return colour, footprint
 
-    colour *= tint
+
+def shade(scene: Scene, hits: Hits, boxes: Boxes, supersampling: int) -> np.ndarray:
+    """(h, w, 3) float32 RGB in [0, 1] of the hits: surface attributes per kind (backdrop, ground, boxes),
+    mip-mapped texture, road markings, sun and ambient light, haze with distance."""
+    surface = _surface(hits)
+    kind = hits.kind.reshape(-1)
+    backdrop = kind == KIND_BACKDROP
+    _shade_backdrop(scene, surface, backdrop)
+    ground = np.flatnonzero(kind == KIND_GROUND)
+    s_road, d_road, known = _shade_ground(scene, surface, ground)
+    _shade_boxes(surface, boxes, hits, kind)
+
+    dx, dy, dz, normal, lit = surface.dx, surface.dy, surface.dz, surface.normal, surface.lit
+    ray_length = np.sqrt(dx * dx + dy * dy + dz * dz)
+    distance = hits.t.reshape(-1) * ray_length
+    cosine = np.abs(normal[0] * dx + normal[1] * dy + normal[2] * dz) / ray_length
+    cosine = np.where(lit, np.maximum(cosine, 0.02), 1.0)
+    colour, footprint = _sample_texture(scene, surface, backdrop, distance, cosine, supersampling)
+
+    colour *= surface.tint
     colour = _road_markings(
-        colour, ground, s_road, d_road, known, footprint[ground], cosine[ground], w, scene.lane_lines
+        colour,
+        ground,
+        s_road,
+        d_road,
+        known,
+        footprint[ground],
+        cosine[ground],
+        scene.road.half_width,
+        scene.lane_lines,
     )
     sun = np.maximum(0.0, normal.T @ SUN.astype(np.float32))
     light = np.where(lit, AMBIENT + (1 - AMBIENT) * sun, 1.0)
