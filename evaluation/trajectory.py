@@ -216,54 +216,12 @@ def parse_trajectory(
             continue
         tokens = line.split()
         if fmt == "tum":
-            if len(tokens) != 8:
-                _fail(source, number, f"a TUM line needs 8 values (timestamp tx ty tz qx qy qz qw), got {len(tokens)}")
+            _check_tum_columns(tokens, source, number)
+            poses.append(_tum_pose(_numbers(tokens, source, number), times, source, number, rotation_tolerance))
         else:
-            if len(tokens) not in (12, 13):
-                _fail(
-                    source, number, f"a KITTI pose needs 12 values (13 with a leading frame number), got {len(tokens)}"
-                )
-            if expected is None:
-                expected = len(tokens)
-            elif len(tokens) != expected:
-                _fail(source, number, f"{len(tokens)} values where earlier lines have {expected}")
-        values = _numbers(tokens, source, number)
-        pose = np.eye(4)
-        if fmt == "tum":
-            quaternion = values[4:]
-            norm = float(np.linalg.norm(quaternion))
-            if norm == 0.0:
-                _fail(source, number, "zero quaternion")
-            if rotation_tolerance is not None and abs(norm - 1.0) > rotation_tolerance:
-                _fail(source, number, f"quaternion norm {norm:.6g} is not 1 (tolerance {rotation_tolerance:g})")
-            pose[:3, :3] = quaternion_to_rotation(quaternion)
-            pose[:3, 3] = values[1:4]
-            if times and values[0] <= times[-1]:
-                _fail(
-                    source, number, f"timestamp {float(values[0])!r} does not increase (previous {float(times[-1])!r})"
-                )
-            times.append(values[0])
-        else:
-            if len(values) == 13:
-                frame = values[0]
-                if frame < 0 or frame != np.floor(frame) or frame > 2**53:
-                    _fail(source, number, f"frame number {tokens[0]!r} is not a non-negative integer")
-                if frames and frame <= frames[-1]:
-                    _fail(source, number, f"frame number {int(frame)} does not increase (previous {int(frames[-1])})")
-                frames.append(frame)
-                values = values[1:]
-            pose[:3, :] = values.reshape(3, 4)
-            if rotation_tolerance is not None:
-                error = rotation_error(pose[:3, :3])
-                if error > rotation_tolerance or np.linalg.det(pose[:3, :3]) <= 0:
-                    _fail(
-                        source,
-                        number,
-                        f"rotation is not orthonormal with determinant +1 (max |R R^T - I| = "
-                        f"{error:.3g}, det {np.linalg.det(pose[:3, :3]):.3g}; tolerance "
-                        f"{rotation_tolerance:g})",
-                    )
-        poses.append(pose)
+            expected = _check_kitti_columns(tokens, expected, source, number)
+            values = _numbers(tokens, source, number)
+            poses.append(_kitti_pose(values, tokens, frames, source, number, rotation_tolerance))
         numbers.append(number)
     if not poses:
         raise TrajectoryFileError(f"{source}: no poses")
@@ -275,6 +233,63 @@ def parse_trajectory(
         frames=np.array(frames, dtype=np.int64) if frames else None,
         timestamps=np.array(times, dtype=np.float64) if fmt == "tum" else None,
     )
+
+
+def _check_tum_columns(tokens: List[str], source: str, number: int) -> None:
+    if len(tokens) != 8:
+        _fail(source, number, f"a TUM line needs 8 values (timestamp tx ty tz qx qy qz qw), got {len(tokens)}")
+
+
+def _check_kitti_columns(tokens: List[str], expected: Optional[int], source: str, number: int) -> int:
+    """The column count every KITTI line of the file must have (12, or 13 with frame numbers)."""
+    if len(tokens) not in (12, 13):
+        _fail(source, number, f"a KITTI pose needs 12 values (13 with a leading frame number), got {len(tokens)}")
+    if expected is not None and len(tokens) != expected:
+        _fail(source, number, f"{len(tokens)} values where earlier lines have {expected}")
+    return len(tokens) if expected is None else expected
+
+
+def _tum_pose(values: np.ndarray, times: List, source: str, number: int, rotation_tolerance) -> np.ndarray:
+    """4x4 pose of a TUM line ``time tx ty tz qx qy qz qw``; appends its (strictly increasing) time to ``times``."""
+    pose = np.eye(4)
+    quaternion = values[4:]
+    norm = float(np.linalg.norm(quaternion))
+    if norm == 0.0:
+        _fail(source, number, "zero quaternion")
+    if rotation_tolerance is not None and abs(norm - 1.0) > rotation_tolerance:
+        _fail(source, number, f"quaternion norm {norm:.6g} is not 1 (tolerance {rotation_tolerance:g})")
+    pose[:3, :3] = quaternion_to_rotation(quaternion)
+    pose[:3, 3] = values[1:4]
+    if times and values[0] <= times[-1]:
+        _fail(source, number, f"timestamp {float(values[0])!r} does not increase (previous {float(times[-1])!r})")
+    times.append(values[0])
+    return pose
+
+
+def _kitti_pose(
+    values: np.ndarray, tokens: List[str], frames: List, source: str, number: int, rotation_tolerance
+) -> np.ndarray:
+    """4x4 pose of a KITTI line (3x4 row-major, optionally after a frame number, appended to ``frames``)."""
+    pose = np.eye(4)
+    if len(values) == 13:
+        frame = values[0]
+        if frame < 0 or frame != np.floor(frame) or frame > 2**53:
+            _fail(source, number, f"frame number {tokens[0]!r} is not a non-negative integer")
+        if frames and frame <= frames[-1]:
+            _fail(source, number, f"frame number {int(frame)} does not increase (previous {int(frames[-1])})")
+        frames.append(frame)
+        values = values[1:]
+    pose[:3, :] = values.reshape(3, 4)
+    if rotation_tolerance is not None:
+        error = rotation_error(pose[:3, :3])
+        if error > rotation_tolerance or np.linalg.det(pose[:3, :3]) <= 0:
+            _fail(
+                source,
+                number,
+                f"rotation is not orthonormal with determinant +1 (max |R R^T - I| = "
+                f"{error:.3g}, det {np.linalg.det(pose[:3, :3]):.3g}; tolerance {rotation_tolerance:g})",
+            )
+    return pose
 
 
 def read_trajectory(
