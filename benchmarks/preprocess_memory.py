@@ -65,9 +65,9 @@ _PIPELINE_CHILD = textwrap.dedent("""
     import json, resource, sys, time
     code, data, output, width, height, mode, workers = sys.argv[1:8]
     sys.path.insert(0, code)
-    from pipelines.config import config_from_params
+    from pipelines.config import PreprocessConfig
     from pipelines.preprocess import run
-    config = config_from_params({"source": "kitti_raw", "input": data, "output": output, "width": int(width),
+    config = PreprocessConfig.from_mapping({"source": "kitti_raw", "input": data, "output": output, "width": int(width),
                                  "height": int(height), "segmenter": "none",
                                  "kitti_raw": {"exclude_eigen_test_scenes": False}})
     def cpu():

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from formats.struct2depth import PNG_PARAMS  # noqa: E402
-from pipelines.config import config_from_params  # noqa: E402
+from pipelines.config import PreprocessConfig  # noqa: E402
 from pipelines.preprocess import run  # noqa: E402
 
 SIZE = (416, 128)
@@ -55,7 +55,7 @@ def opencv_loop(data: str, output: str) -> int:
 
 
 def pipeline(data: str, output: str, workers: int) -> None:
-    config = config_from_params(
+    config = PreprocessConfig.from_mapping(
         {
             "source": "kitti_raw",
             "input": data,

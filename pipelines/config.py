@@ -1,146 +1,197 @@
-"""The preprocessing parameters (``params.yaml`` section ``preprocess``) as one validated, picklable object."""
+"""The preprocessing parameters (``params.yaml`` section ``preprocess``) as typed, checked, picklable configs.
+
+The shape of :class:`PreprocessConfig` is the section's: top-level keys are its fields, and each subsection
+(``kitti_raw``, ``cityscapes``, ``video``, ``image_folder``, ``youtube8m``, ``beam``, ``detectron2``) is a
+nested config. Reading, coercion and checks are ``formats.params``'s; Beam ships the config to its workers.
+Pure Python: importing this module imports neither Beam nor Detectron2.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+from formats.params import Config, param
 
 SOURCES = ("kitti_raw", "cityscapes", "video", "youtube8m", "image_folder")
 SEGMENTERS = ("none", "ground_truth", "detectron2")
+SAMPLINGS = ("uniform", "burst")
+DIRECT_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+DETECTRON2_RESOLUTIONS = ("working", "native")
+DETECTRON2_DEVICES = ("cpu", "cuda")
 
 
 @dataclasses.dataclass(frozen=True)
-class PreprocessConfig:
-    source: str
-    input: str
-    output: str
-    width: int = 416
-    height: int = 128
-    segmenter: str = "none"
-    iou_threshold: float = 0.3
-    erase_unmatched: bool = True
-    val_fraction: float = 0.1
-    max_gap_factor: float = 1.5
-    scene_cut_correlation: float = 0.5
-    static_threshold: float = 0.0
-    kitti_cameras: Tuple[int, ...] = (2,)
-    exclude_eigen_test_scenes: bool = True
-    kitti_fps: float = 10.0
-    cityscapes_splits: Tuple[str, ...] = ("train",)
-    cityscapes_stride: int = 2
-    sampling: str = "uniform"
-    fps: float = 2.0
-    interval: float = 1.0
-    burst: int = 3
-    intrinsics_file: Optional[str] = None
-    image_folder_stride: int = 1
-    image_folder_fps: float = 10.0
-    youtube8m_ids_file: Optional[str] = None
-    youtube8m_lookup_url: str = "http://data.yt8m.org/2/j/i"
-    youtube8m_video_url: str = "https://www.youtube.com/watch?v={youtube_id}"
-    youtube8m_cache_dir: str = "data/youtube8m_cache"
-    youtube8m_retries: int = 3
-    youtube8m_timeout: float = 30.0
-    youtube8m_format: str = "b[height<=?720]/b"
-    youtube8m_backoff_seconds: float = 2.0
-    segmenter_options: Tuple[Tuple[str, Any], ...] = ()
+class KittiRawOptions(Config):
+    """``preprocess.kitti_raw``: which cameras of a KITTI raw drive, and its timing."""
+
+    cameras: Tuple[int, ...] = param((2,), help="cameras to read: 2 and/or 3 (image_02, image_03)", choices=(2, 3))
+    exclude_eigen_test_scenes: bool = param(
+        True, help="skip the 28 Eigen test scenes (evaluation/eigen_test_files.txt)"
+    )
+    fps: float = param(10.0, help="frames per second for the timestamps of a drive without timestamps.txt", above=0)
+
+    def check(self) -> Iterable[str]:
+        if not self.cameras:
+            yield "cameras: name at least one camera (2 and/or 3)"
+
+
+@dataclasses.dataclass(frozen=True)
+class CityscapesOptions(Config):
+    """``preprocess.cityscapes``: which ``leftImg8bit_sequence`` splits, and the frame stride."""
+
+    splits: Tuple[str, ...] = param(("train",), help="leftImg8bit_sequence splits to read")
+    stride: int = param(2, help="keep every n-th frame (2 as gen_data_city.py)", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoOptions(Config):
+    """``preprocess.video`` (also used by ``youtube8m``): frame sampling in seconds of the container's clock."""
+
+    sampling: str = param(
+        "uniform", help="uniform (fps) | burst (every interval s, burst consecutive frames)", choices=SAMPLINGS
+    )
+    fps: float = param(2.0, help="uniform: frames sampled per second of video (the paper: 2)", above=0)
+    interval: float = param(1.0, help="burst: seconds between the starts of bursts", above=0)
+    burst: int = param(3, help="burst: consecutive frames per burst (>= 3)", minimum=1)
+    intrinsics_file: Optional[str] = param(
+        None,
+        help="K as 9 comma-separated floats at native size (line 2: optional OpenCV distortion); "
+        "null = a sidecar intrinsics.txt, else a guessed K",
+    )
+
+    def check(self) -> Iterable[str]:
+        if self.sampling == "burst" and self.burst < 3:
+            yield f"burst: must be >= 3 with burst sampling (a burst must hold a triplet), got {self.burst}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFolderOptions(Config):
+    """``preprocess.image_folder``: folders of ordered frames."""
+
+    stride: int = param(1, help="keep every n-th frame of the folder", minimum=1)
+    fps: float = param(10.0, help="frames per second for the timestamps of a folder without timestamps.txt", above=0)
+    intrinsics_file: Optional[str] = param(
+        None, help="camera file as video.intrinsics_file; null = the folder's intrinsics.txt, else a guessed K"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class YouTube8MOptions(Config):
+    """``preprocess.youtube8m``: which ids, where they are looked up and downloaded, and the retries."""
+
+    ids_file: Optional[str] = param(None, help="YouTube8M ids, one a line; null = the paper's 69 ids")
+    lookup_url: str = param("http://data.yt8m.org/2/j/i", help="YouTube8M id -> YouTube id lookup service")
+    video_url: str = param(
+        "https://www.youtube.com/watch?v={youtube_id}", help="what yt-dlp downloads ({youtube_id}, {yt8m_id})"
+    )
+    cache_dir: str = param("data/youtube8m_cache", help="folder where downloaded videos are kept")
+    format: str = param("b[height<=?720]/b", help="yt-dlp format selector")
+    retries: int = param(3, help="retries after a failed lookup or download", minimum=0)
+    backoff_seconds: float = param(2.0, help="seconds before the first retry, doubled each time", minimum=0)
+    timeout: float = param(30.0, help="seconds per network request", above=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamOptions(Config):
+    """``preprocess.beam``: defaults for the Beam options not given on the command line (``--runner`` ...).
+
+    Other Beam options (``--project``, ``--region``, ``--temp_location`` ...) go on the command line.
+    """
+
+    runner: str = param(
+        "DirectRunner", help="Beam runner: DirectRunner (local) | DataflowRunner (with --project, --region ...)"
+    )
+    direct_running_mode: str = param(
+        "multi_processing", help="DirectRunner: how workers run", choices=DIRECT_RUNNING_MODES
+    )
+    direct_num_workers: int = param(2, help="DirectRunner: parallel workers (0 = one per CPU)", minimum=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Detectron2Options(Config):
+    """``preprocess.detectron2``: the Mask R-CNN of ``--segmenter detectron2`` (docs/masking.md)."""
+
+    config: str = param(
+        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml", help="Detectron2 model-zoo name or a .yaml file"
+    )
+    weights: Optional[str] = param(None, help="your .pkl/.pth weights (never downloaded), e.g. model_final_f10217.pkl")
+    score_threshold: float = param(0.5, help="instances below this detection score are ignored", minimum=0, maximum=1)
+    device: str = param("cpu", help="torch device", choices=DETECTRON2_DEVICES)
+    batch_size: int = param(4, help="frames per Detectron2 forward pass (RunInference batch)", minimum=1)
+    classes: Optional[Tuple[str, ...]] = param(
+        None, help="comma-separated class names to mask; null = the model's movable classes"
+    )
+    resolution: str = param(
+        "native",
+        help="native (segment the raw frame, ids resized nearest-neighbour) | working (the record frame)",
+        choices=DETECTRON2_RESOLUTIONS,
+    )
+
+    def check(self) -> Iterable[str]:
+        if self.classes is not None and not self.classes:
+            yield "classes: name at least one class (or null for the default)"
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig(Config):
+    """``params.yaml`` ``preprocess``: one source read into Struct2depth records (docs/preprocessing.md).
+
+    Sizes are pixels; thresholds are as documented per key. ``input``/``output`` may be local paths or
+    Beam filesystem URLs (``gs://``).
+    """
+
+    source: str = param("kitti_raw", help="the input's kind", choices=SOURCES)
+    input: str = param("", help="input folder, video, glob or gs:// path (source-specific; docs/preprocessing.md)")
+    output: str = param("", help="output folder (new, empty or an earlier wilddepth output; never the input)")
+    width: int = param(224, help="record frame width in pixels (the paper: 416)", minimum=1)
+    height: int = param(64, help="record frame height in pixels (the paper: 128)", minimum=1)
+    segmenter: str = param("none", help="moving-object masks", choices=SEGMENTERS)
+    iou_threshold: float = param(
+        0.3, help="mask alignment across a triplet: IoU a chained object must exceed, in [0, 1)", minimum=0
+    )
+    erase_unmatched: bool = param(True, help="erase objects not chained through all 3 frames, as Struct2depth")
+    val_fraction: float = param(
+        0.0, help="share of sequences (by SHA-256 of the folder name) listed in val.txt", minimum=0, maximum=1
+    )
+    max_gap_factor: float = param(
+        1.5, help="no triplet across a gap > this x the sequence's median sample period", minimum=1
+    )
+    scene_cut_correlation: float = param(
+        0.5, help="grey-histogram correlation below this between neighbours = a cut; 0 = off"
+    )
+    static_threshold: float = param(
+        0.0, help="drop triplets whose t0/t2 mean |difference| < this (grey levels); 0 = off", minimum=0
+    )
+    kitti_raw: KittiRawOptions = param(default_factory=KittiRawOptions, help="KITTI raw drives")
+    cityscapes: CityscapesOptions = param(default_factory=CityscapesOptions, help="Cityscapes sequences")
+    video: VideoOptions = param(default_factory=VideoOptions, help="video sampling (also youtube8m)")
+    image_folder: ImageFolderOptions = param(default_factory=ImageFolderOptions, help="folders of ordered frames")
+    youtube8m: YouTube8MOptions = param(default_factory=YouTube8MOptions, help="YouTube8M download")
+    beam: BeamOptions = param(default_factory=BeamOptions, help="defaults for Beam options not given")
+    detectron2: Detectron2Options = param(default_factory=Detectron2Options, help="--segmenter detectron2")
+
+    def check(self) -> Iterable[str]:
+        if self.iou_threshold >= 1.0:
+            yield f"iou_threshold: must be < 1, got {self.iou_threshold!r}"
 
     @property
     def size(self) -> Tuple[int, int]:
+        """(width, height) of the record frames in pixels."""
         return (self.width, self.height)
 
-    def validate(self) -> "PreprocessConfig":
-        problems = []
-        if self.source not in SOURCES:
-            problems.append(f"source must be one of {SOURCES}, got {self.source!r}")
-        if self.segmenter not in SEGMENTERS:
-            problems.append(f"segmenter must be one of {SEGMENTERS}, got {self.segmenter!r}")
-        if self.width <= 0 or self.height <= 0:
-            problems.append(f"width and height must be > 0, got {self.width}x{self.height}")
-        if not 0.0 <= self.iou_threshold < 1.0:
-            problems.append(f"iou_threshold must lie in [0, 1), got {self.iou_threshold}")
-        if not 0.0 <= self.val_fraction <= 1.0:
-            problems.append(f"val_fraction must lie in [0, 1], got {self.val_fraction}")
-        if self.max_gap_factor < 1.0:
-            problems.append(f"max_gap_factor must be >= 1, got {self.max_gap_factor}")
-        if self.sampling not in ("uniform", "burst"):
-            problems.append(f"video.sampling must be 'uniform' or 'burst', got {self.sampling!r}")
-        if self.fps <= 0 or self.interval <= 0 or self.kitti_fps <= 0 or self.image_folder_fps <= 0:
-            problems.append("fps and interval values must be > 0")
-        if self.sampling == "burst" and self.burst < 3:
-            problems.append(f"video.burst must be >= 3 (a burst must hold a triplet), got {self.burst}")
-        if self.cityscapes_stride < 1 or self.image_folder_stride < 1:
-            problems.append("strides must be >= 1")
-        if any(camera not in (2, 3) for camera in self.kitti_cameras) or not self.kitti_cameras:
-            problems.append(f"kitti_raw.cameras must be a non-empty subset of {{2, 3}}, got {self.kitti_cameras}")
-        if problems:
-            raise ValueError("invalid preprocess parameters:\n  " + "\n  ".join(problems))
-        return self
+    @property
+    def intrinsics_file(self) -> Optional[str]:
+        """The camera file named for videos and frame folders: ``video.intrinsics_file``, else
+        ``image_folder.intrinsics_file``; None when neither is named."""
+        return self.video.intrinsics_file or self.image_folder.intrinsics_file or None
 
     def manifest_parameters(self) -> Dict[str, Any]:
-        """The parameters that determine the output's content (recorded in manifest.json)."""
-        values = dataclasses.asdict(self)
+        """The parameters that determine the output's content (``manifest.json`` ``parameters``): the section
+        as plain values, nested, without ``output`` and ``beam``, and ``detectron2`` only when it masks."""
+        values = self.to_mapping()
         values.pop("output")
-        values["segmenter_options"] = dict(self.segmenter_options)
-        return {key: (list(value) if isinstance(value, tuple) else value) for key, value in sorted(values.items())}
-
-
-def _tuple(value, cast):
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [item for item in value.split(",") if item.strip()]
-    return tuple(cast(item) for item in value)
-
-
-def config_from_params(params: Mapping[str, Any]) -> PreprocessConfig:
-    """Build the config from the (flag-overridden) ``preprocess`` section of params.yaml."""
-    kitti = params.get("kitti_raw") or {}
-    city = params.get("cityscapes") or {}
-    video = params.get("video") or {}
-    folder = params.get("image_folder") or {}
-    youtube = params.get("youtube8m") or {}
-    segmenter = params.get("segmenter", "none")
-    options = params.get(segmenter) if segmenter == "detectron2" else None
-    defaults = PreprocessConfig(source="", input="", output="")
-
-    def get(mapping, key, default):
-        value = mapping.get(key)
-        return default if value is None else value
-
-    config = PreprocessConfig(
-        source=str(params.get("source", "")),
-        input=str(params.get("input") or ""),
-        output=str(params.get("output") or ""),
-        width=int(get(params, "width", defaults.width)),
-        height=int(get(params, "height", defaults.height)),
-        segmenter=str(segmenter),
-        iou_threshold=float(get(params, "iou_threshold", defaults.iou_threshold)),
-        erase_unmatched=bool(get(params, "erase_unmatched", defaults.erase_unmatched)),
-        val_fraction=float(get(params, "val_fraction", defaults.val_fraction)),
-        max_gap_factor=float(get(params, "max_gap_factor", defaults.max_gap_factor)),
-        scene_cut_correlation=float(get(params, "scene_cut_correlation", defaults.scene_cut_correlation)),
-        static_threshold=float(get(params, "static_threshold", defaults.static_threshold)),
-        kitti_cameras=_tuple(get(kitti, "cameras", defaults.kitti_cameras), int),
-        exclude_eigen_test_scenes=bool(get(kitti, "exclude_eigen_test_scenes", defaults.exclude_eigen_test_scenes)),
-        kitti_fps=float(get(kitti, "fps", defaults.kitti_fps)),
-        cityscapes_splits=_tuple(get(city, "splits", defaults.cityscapes_splits), str),
-        cityscapes_stride=int(get(city, "stride", defaults.cityscapes_stride)),
-        sampling=str(get(video, "sampling", defaults.sampling)),
-        fps=float(get(video, "fps", defaults.fps)),
-        interval=float(get(video, "interval", defaults.interval)),
-        burst=int(get(video, "burst", defaults.burst)),
-        intrinsics_file=video.get("intrinsics_file") or folder.get("intrinsics_file") or None,
-        image_folder_stride=int(get(folder, "stride", defaults.image_folder_stride)),
-        image_folder_fps=float(get(folder, "fps", defaults.image_folder_fps)),
-        youtube8m_ids_file=youtube.get("ids_file") or None,
-        youtube8m_lookup_url=str(get(youtube, "lookup_url", defaults.youtube8m_lookup_url)),
-        youtube8m_video_url=str(get(youtube, "video_url", defaults.youtube8m_video_url)),
-        youtube8m_cache_dir=str(get(youtube, "cache_dir", defaults.youtube8m_cache_dir)),
-        youtube8m_retries=int(get(youtube, "retries", defaults.youtube8m_retries)),
-        youtube8m_timeout=float(get(youtube, "timeout", defaults.youtube8m_timeout)),
-        youtube8m_format=str(get(youtube, "format", defaults.youtube8m_format)),
-        youtube8m_backoff_seconds=float(get(youtube, "backoff_seconds", defaults.youtube8m_backoff_seconds)),
-        segmenter_options=tuple(sorted((options or {}).items())),
-    )
-    return config.validate()
+        values.pop("beam")
+        if self.segmenter != "detectron2":
+            values.pop("detectron2")
+        return values

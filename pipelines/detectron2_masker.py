@@ -25,13 +25,14 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import apache_beam as beam
 import cv2
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
+from pipelines.config import Detectron2Options
 from pipelines.geometry import mask_to_frame
 from pipelines.records import Frame
 
@@ -71,57 +72,10 @@ DEFAULT_MOVABLE_CLASSES = (
     "giraffe",
 )
 MAX_INSTANCES = 255
-RESOLUTIONS = ("working", "native")
-DEVICES = ("cpu", "cuda")
 
 
 class Detectron2Unavailable(RuntimeError):
     """Detectron2, torch or the weights are missing; the message says how to provide them."""
-
-
-# --- options ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Detectron2Options:
-    """``params.yaml`` ``preprocess.detectron2``; see docs/masking.md."""
-
-    config: str = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"  # model-zoo name or a .yaml path
-    weights: Optional[str] = None  # .pkl (Detectron2/Detectron1 model zoo) or .pth checkpoint
-    score_threshold: float = 0.5
-    device: str = "cpu"
-    batch_size: int = 4
-    classes: Optional[Sequence[str]] = None  # None: DEFAULT_MOVABLE_CLASSES present in the model
-    resolution: str = "native"
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> "Detectron2Options":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown detectron2 options {unknown}; known: {sorted(known)}")
-        values = dict(options)
-        if isinstance(values.get("classes"), str):
-            values["classes"] = [name.strip() for name in values["classes"].split(",") if name.strip()]
-        if values.get("classes") is not None:
-            values["classes"] = tuple(values["classes"])
-        if values.get("weights") in ("", "null", "None"):
-            values["weights"] = None
-        result = cls(**values)
-        result.validate()
-        return result
-
-    def validate(self) -> None:
-        if not 0.0 <= float(self.score_threshold) <= 1.0:
-            raise ValueError(f"score_threshold must lie in [0, 1], got {self.score_threshold}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.resolution not in RESOLUTIONS:
-            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution!r}")
-        if self.classes is not None and not self.classes:
-            raise ValueError("classes must name at least one class (or be null for the default)")
 
 
 # --- pure post-processing (no torch) --------------------------------------------------------------------
@@ -389,13 +343,16 @@ class Detectron2ModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedMo
 class Detectron2Segmenter(beam.PTransform):
     """PCollection[Frame] -> PCollection[Frame] with ``mask`` set (see the module docstring).
 
-    ``options``: params.yaml ``preprocess.detectron2``. Construction fails fast with
-    :class:`Detectron2Unavailable` when Detectron2 or the weights are missing.
+    ``options``: params.yaml ``preprocess.detectron2`` (:class:`pipelines.config.Detectron2Options`, or its
+    mapping). Construction fails fast with :class:`Detectron2Unavailable` when Detectron2 or the weights are
+    missing.
     """
 
-    def __init__(self, options: Mapping[str, Any]):
+    def __init__(self, options: Union[Detectron2Options, Mapping[str, Any], None] = None):
         super().__init__()
-        self.options = Detectron2Options.from_mapping(options)
+        if not isinstance(options, Detectron2Options):
+            options = Detectron2Options.from_mapping(options, section="detectron2")
+        self.options = options
         check_installed(self.options)
         self.needs_native_image = self.options.resolution == "native"
 

@@ -22,10 +22,11 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from pipelines import fileio
+from pipelines.beam_util import is_tagged, untagged
 from pipelines.config import PreprocessConfig
 from pipelines.geometry import default_intrinsics
-from pipelines.records import DeadLetter, Frame, FrameRef, VideoInput
-from pipelines.sources import IMAGE_EXTENSIONS, DecodeFrame, ListImageFolders, PlanImageFolder, _sanitize, natural_key
+from pipelines.records import DeadLetter, Frame, FrameRef, VideoInput, safe_sequence_name
+from pipelines.sources import IMAGE_EXTENSIONS, DecodeFrame, ListImageFolders, PlanImageFolder, natural_key
 from pipelines.video import DecodeVideo, ListVideos
 
 VIDEO = "video"
@@ -51,25 +52,30 @@ def _is_image(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _folder_inputs(root: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
+def _listed(elements, to_input) -> Tuple[List[FootageInput], List[DeadLetter]]:
+    """A lister DoFn's output split into inputs (``to_input(element)``) and dead letters."""
     inputs, letters = [], []
-    for item in ListImageFolders().process(root):
-        if hasattr(item, "tag"):
-            letters.append(item.value)
+    for element in elements:
+        if is_tagged(element):
+            letters.append(untagged(element))
         else:
-            folder, paths = item
-            inputs.append(FootageInput(IMAGE_FOLDER, _sanitize(fileio.basename(folder)), folder, tuple(paths)))
+            inputs.append(to_input(element))
     return inputs, letters
+
+
+def _folder_inputs(root: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
+    def to_input(item):
+        folder, paths = item
+        return FootageInput(IMAGE_FOLDER, safe_sequence_name(fileio.basename(folder)), folder, tuple(paths))
+
+    return _listed(ListImageFolders().process(root), to_input)
 
 
 def _video_inputs(pattern: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
-    inputs, letters = [], []
-    for item in ListVideos().process(pattern):
-        if hasattr(item, "tag"):
-            letters.append(item.value)
-        else:
-            inputs.append(FootageInput(VIDEO, item.sequence, item.path, (), item.groundtruth_dir))
-    return inputs, letters
+    return _listed(
+        ListVideos().process(pattern),
+        lambda video: FootageInput(VIDEO, video.sequence, video.path, (), video.groundtruth_dir),
+    )
 
 
 def find_inputs(pattern: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
@@ -109,7 +115,9 @@ def find_inputs(pattern: str) -> Tuple[List[FootageInput], List[DeadLetter]]:
                         f"{pattern} selects {len(paths)} of the {len(everything)} images of {folder}, "
                         "whose timestamps.txt has one line per image: give the folder instead"
                     )
-                inputs.append(FootageInput(IMAGE_FOLDER, _sanitize(fileio.basename(folder)), folder, tuple(paths)))
+                inputs.append(
+                    FootageInput(IMAGE_FOLDER, safe_sequence_name(fileio.basename(folder)), folder, tuple(paths))
+                )
         elif files:
             inputs, letters = _video_inputs(pattern)
         for folder in folders:
@@ -162,17 +170,15 @@ def stream_frames(item: FootageInput, config: PreprocessConfig) -> Iterator[Unio
     first frame) and dead letters, in order, one at a time."""
     if item.kind == VIDEO:
         video = VideoInput(VIDEO, item.name, item.path, item.groundtruth_dir)
-        for element in DecodeVideo(config).process(video):
-            yield element.value if hasattr(element, "tag") else element
+        yield from map(untagged, DecodeVideo(config).process(video))
         return
     decoder = DecodeFrame(config)
     for planned in PlanImageFolder(config).process((item.path, list(item.files))):
-        if hasattr(planned, "tag"):
-            yield planned.value
+        if is_tagged(planned):
+            yield untagged(planned)
             continue
         ref: FrameRef = dataclasses.replace(planned, sequence=item.name)
-        for element in decoder.process(ref):
-            yield element.value if hasattr(element, "tag") else element
+        yield from map(untagged, decoder.process(ref))
 
 
 def is_dead_letter(element) -> bool:

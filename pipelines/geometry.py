@@ -67,12 +67,10 @@ def mask_to_frame(frame, native_mask: np.ndarray) -> np.ndarray:
     """Map a mask computed on ``frame.native_image`` to ``frame.image``'s resolution (for segmenters): the
     frame's undistortion first (same map, nearest; ``formats.distortion``), then its crop and resize."""
     height, width = frame.image.shape[:2]
-    if getattr(frame, "distortion", ()):
+    if getattr(frame, "distortion", None) is not None:
         from formats.distortion import undistort_mask
 
-        native_mask = undistort_mask(
-            native_mask, np.reshape(frame.native_intrinsics, (3, 3)), np.asarray(frame.distortion, np.float64)
-        )
+        native_mask = undistort_mask(native_mask, frame.native_intrinsics, frame.distortion)
     return transform_mask(native_mask, (width, height), frame.crop_box)
 
 

@@ -14,7 +14,7 @@ optional install).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from typing import Mapping, Union
 
 import apache_beam as beam
 import cv2
@@ -22,9 +22,10 @@ import numpy as np
 
 from formats.groundtruth import frame_name
 from pipelines import fileio, records
+from pipelines.beam_util import count_rejected
+from pipelines.config import Detectron2Options
 from pipelines.geometry import mask_to_frame
 from pipelines.records import Frame, dead_letter
-from pipelines.sources import _counter
 
 
 class NoMasks(beam.PTransform):
@@ -70,8 +71,7 @@ class _ReadGroundTruthMask(beam.DoFn):
 
 
 def _masking_error(frame: Frame, code: str, detail: str):
-    _counter("rejected_" + code).inc()
-    return dead_letter(frame.source, frame.frame_id, code, detail)
+    return count_rejected(dead_letter(frame.source, frame.frame_id, code, detail))
 
 
 class GroundTruthMasks(beam.PTransform):
@@ -83,9 +83,9 @@ class GroundTruthMasks(beam.PTransform):
         return frames | "ReadGroundTruthMask" >> beam.ParDo(_ReadGroundTruthMask())
 
 
-def make_segmenter(name: str, options: Optional[Mapping] = None) -> beam.PTransform:
-    """The masking step ``name`` (none | ground_truth | detectron2) configured with ``options``."""
-    options = dict(options or {})
+def make_segmenter(name: str, options: Union[Detectron2Options, Mapping, None] = None) -> beam.PTransform:
+    """The masking step ``name`` (none | ground_truth | detectron2); ``options`` configure Detectron2
+    (``preprocess.detectron2``: a :class:`pipelines.config.Detectron2Options` or its mapping; None = defaults)."""
     if name == "none":
         return NoMasks()
     if name == "ground_truth":

@@ -36,7 +36,7 @@ HISTOGRAM_BINS = 32
 class FrameMeta:
     """What planning needs to know about one decoded (and masked) frame; its pixels are stored apart.
 
-    ``intrinsics`` are the 9 row-major values of K at working resolution (pixels); ``native_size`` is
+    ``intrinsics`` is K (3x3) at working resolution (pixels; carried, not compared); ``native_size`` is
     (width, height) of the raw frame; ``histogram`` the ``HISTOGRAM_BINS`` grey-level counts of the
     working-resolution frame (``grey_histogram``). The frame's RGB + mask are stored apart, under
     (sequence, index) (``pipelines.triplets.stored_frame_path``).
@@ -50,7 +50,7 @@ class FrameMeta:
     timestamp: float
     segment: int
     native_size: Tuple[int, int]
-    intrinsics: Tuple[float, ...]
+    intrinsics: np.ndarray = dataclasses.field(compare=False)
     histogram: Tuple[float, ...]
 
 

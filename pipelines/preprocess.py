@@ -26,12 +26,11 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import fileio, ownership
+from pipelines.beam_util import DEAD_LETTER, FILTERED
 from pipelines.config import PreprocessConfig
 from pipelines.masking import make_segmenter, needs_native_image
 from pipelines.records import DeadLetter, Frame
 from pipelines.sources import (
-    DEAD_LETTER,
-    FILTERED,
     DecodeFrame,
     ListCityscapesSequences,
     ListImageFolders,
@@ -129,7 +128,7 @@ class _SplitSegmenterOutput(beam.DoFn):
 
 def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional[beam.PTransform] = None) -> Dict:
     """Add the whole preprocessing graph to ``pipeline``; returns its main PCollections by name."""
-    segmenter = segmenter or make_segmenter(config.segmenter, dict(config.segmenter_options))
+    segmenter = segmenter or make_segmenter(config.segmenter, config.detectron2)
     frames, letters, filtered = pipeline | "Read" >> ReadFrames(config, needs_native_image(segmenter))
     masked = (
         frames
@@ -137,9 +136,24 @@ def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional
         | "SplitMaskErrors" >> beam.ParDo(_SplitSegmenterOutput()).with_outputs(DEAD_LETTER, main="frames")
     )
     letters.append(masked[DEAD_LETTER])
-    stored = masked.frames | "StoreFrames" >> beam.ParDo(StoreFrames(config))
+    planned, triplets = _plan_and_assemble(masked.frames, config, letters, filtered)
+    written = triplets | "WriteRecords" >> beam.ParDo(WriteTriplet(config))
+    all_letters, manifest = _finalize(config, frames, written, _sequence_summaries(planned, written), letters, filtered)
+    return {
+        "frames": frames,
+        "triplets": triplets,
+        "written": written,
+        "dead_letters": all_letters,
+        "manifest": manifest,
+    }
+
+
+def _plan_and_assemble(frames, config: PreprocessConfig, letters: List, filtered: List):
+    """Masked frames -> (the planning step's outputs, Triplets); appends their dead letters and filtered
+    triplets to ``letters`` and ``filtered``."""
     planned = (
-        stored
+        frames
+        | "StoreFrames" >> beam.ParDo(StoreFrames(config))
         | "KeyBySequence" >> beam.Map(lambda meta: (meta.sequence, meta))
         | "GroupSequences" >> beam.GroupByKey()
         | "PlanTriplets" >> beam.ParDo(PlanTriplets(config)).with_outputs(DEAD_LETTER, SEQUENCES, main="plans")
@@ -151,11 +165,15 @@ def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional
         | "AssembleTriplets" >> beam.ParDo(AssembleTriplets(config)).with_outputs(FILTERED, main="triplets")
     )
     filtered.append(assembled[FILTERED])
-    written = assembled.triplets | "WriteRecords" >> beam.ParDo(WriteTriplet(config))
+    return planned, assembled.triplets
+
+
+def _sequence_summaries(planned, written):
+    """One summary dict per sequence with its count of written records."""
     records_per_sequence = (
         written | "KeyRecordBySequence" >> beam.Map(lambda key: (key[0], 1)) | "CountRecords" >> beam.CombinePerKey(sum)
     )
-    summaries = (
+    return (
         {
             "summary": planned[SEQUENCES] | "KeySummary" >> beam.Map(lambda summary: (summary["sequence"], summary)),
             "records": records_per_sequence,
@@ -163,6 +181,11 @@ def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional
         | "JoinSummaries" >> beam.CoGroupByKey()
         | "CompleteSummaries" >> beam.Map(complete_summary)
     )
+
+
+def _finalize(config: PreprocessConfig, frames, written, summaries, letters: List, filtered: List):
+    """After every record is written: the frame store removed, then lists, dead letters and the manifest.
+    Returns (all dead letters, the manifest step's output)."""
     all_letters = letters | "AllDeadLetters" >> beam.Flatten()
     all_filtered = filtered | "AllFiltered" >> beam.Flatten()
     frames_read = frames | "CountFrames" >> beam.combiners.Count.Globally()
@@ -179,13 +202,7 @@ def build(pipeline: beam.Pipeline, config: PreprocessConfig, segmenter: Optional
             beam.pvalue.AsSingleton(frames_read),
         )
     )
-    return {
-        "frames": frames,
-        "triplets": assembled.triplets,
-        "written": written,
-        "dead_letters": all_letters,
-        "manifest": manifest,
-    }
+    return all_letters, manifest
 
 
 def prepare_output(output: str, source: str = "", input_path: str = ""):

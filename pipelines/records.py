@@ -1,7 +1,8 @@
 """Elements that flow through the preprocessing pipelines.
 
-Conventions: images are RGB uint8 (H, W, 3); intrinsics are 3x3 float64 K in pixels of the image they
-travel with (pixel centres at integer coordinates, see ``formats.camera``); masks are uint8 (H, W)
+Conventions: images are RGB uint8 (H, W, 3); intrinsics are 3x3 float64 K arrays in pixels of the image
+they travel with (pixel centres at integer coordinates, see ``formats.camera``), everywhere in the pipeline
+(only the record writer turns K into text); masks are uint8 (H, W)
 instance ids with 0 = static background. Sizes are (width, height); crop boxes are
 (top, bottom, left, right) in native pixels, bottom/right exclusive.
 """
@@ -59,11 +60,11 @@ class FrameRef:
     raw_index: int  # index of the raw frame in its sequence (file number, frame number)
     path: str  # local path or any Beam filesystem URL (gs://...)
     timestamp: float  # seconds from the start of the sequence
-    intrinsics: Tuple[float, ...]  # 9 values of K at native resolution, row-major; () = unknown (guess)
+    intrinsics: Optional[np.ndarray]  # 3x3 K at native resolution; None = unknown (the default guess)
     segment: int = 0  # triplets never span two segments (cut, missing frame, burst boundary)
     groundtruth_dir: Optional[str] = None
     crop: str = "none"  # "none" or "cityscapes" (rows 1/4..3/4, columns 192/2048..1856/2048)
-    distortion: Tuple[float, ...] = ()  # OpenCV coefficients of the native frame; () = none (formats.distortion)
+    distortion: Optional[np.ndarray] = None  # OpenCV coefficients of the native frame (formats.distortion)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +95,8 @@ class Frame:
     segment: int = 0  # see FrameRef.segment
     native_size: Optional[Tuple[int, int]] = None  # (width, height) of the raw frame
     crop_box: Optional[Tuple[int, int, int, int]] = None  # crop applied before the resize
-    distortion: Tuple[float, ...] = ()  # coefficients undistorted away before the crop/resize; () = none
-    native_intrinsics: Tuple[float, ...] = ()  # K of the native frame (9 values) when ``distortion`` is set
+    distortion: Optional[np.ndarray] = None  # coefficients undistorted away before the crop/resize
+    native_intrinsics: Optional[np.ndarray] = None  # 3x3 K of the native frame when ``distortion`` is set
 
 
 @dataclasses.dataclass

@@ -30,12 +30,12 @@ import numpy as np
 from apache_beam import pvalue
 
 from pipelines import fileio, records
+from pipelines.beam_util import reject, skip
 from pipelines.config import PreprocessConfig
 from pipelines.mask_alignment import align_triplet
 from pipelines.planning import FrameMeta, TripletPlan, grey_histogram, plan_sequence
 from pipelines.records import Frame, Triplet, dead_letter
 from pipelines.sampling import mean_abs_difference
-from pipelines.sources import _filter, _reject
 
 SEQUENCES = "sequences"
 FRAME_STORE = ".wilddepth-frames"  # per-run frame store inside the output folder, removed before Finalize
@@ -94,7 +94,7 @@ class StoreFrames(beam.DoFn):
             timestamp=float(frame.timestamp),
             segment=int(frame.segment),
             native_size=tuple(int(v) for v in (frame.native_size or (frame.image.shape[1], frame.image.shape[0]))),
-            intrinsics=tuple(float(v) for v in np.asarray(frame.intrinsics, np.float64).reshape(-1)),
+            intrinsics=np.asarray(frame.intrinsics, np.float64),
             histogram=grey_histogram(frame.image),
         )
 
@@ -111,7 +111,7 @@ class PlanTriplets(beam.DoFn):
         _, metas = element
         plan = plan_sequence(list(metas), self.config.max_gap_factor, self.config.scene_cut_correlation)
         for rejection in plan.rejected:
-            yield _reject(
+            yield reject(
                 dead_letter(rejection.frame.source, rejection.frame.frame_id, records.SIZE_CHANGE, rejection.detail)
             )
         yield from plan.triplets
@@ -141,7 +141,7 @@ class AssembleTriplets(beam.DoFn):
                     frame_id=meta.frame_id,
                     timestamp=meta.timestamp,
                     image=image,
-                    intrinsics=np.array(meta.intrinsics, np.float64).reshape(3, 3),
+                    intrinsics=meta.intrinsics,
                     mask=mask,
                     raw_index=meta.raw_index,
                     segment=meta.segment,
@@ -153,7 +153,7 @@ class AssembleTriplets(beam.DoFn):
             self.config.static_threshold > 0
             and mean_abs_difference(frames[0].image, frames[2].image) < self.config.static_threshold
         ):
-            yield _filter("static", f"{plan.sequence}/{plan.record_id}")
+            yield skip("static", f"{plan.sequence}/{plan.record_id}")
             return
         if any(mask.any() for mask in masks):
             masks = align_triplet(masks, self.config.iou_threshold, self.config.erase_unmatched)

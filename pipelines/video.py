@@ -12,19 +12,26 @@ import hashlib
 import os
 import shutil
 import tempfile
-from typing import Optional
+from typing import Iterator, Optional, Tuple
 
 import apache_beam as beam
 import cv2
 import numpy as np
 
 from formats.camera import check_intrinsics_for_image
-from formats.distortion import parse_camera_text
 from pipelines import fileio, records
+from pipelines.beam_util import counter, reject
 from pipelines.config import PreprocessConfig
-from pipelines.records import VideoInput, dead_letter, safe_sequence_name
+from pipelines.records import DeadLetter, VideoInput, dead_letter, safe_sequence_name
 from pipelines.sampling import make_sampler
-from pipelines.sources import _counter, _reject, frame_from_bgr, is_grey
+from pipelines.sources import (
+    backward_timestamp,
+    calibration_letter,
+    frame_from_bgr,
+    grey_letter,
+    is_grey,
+    read_camera_file,
+)
 
 TRUNCATION_SLACK = 1  # containers may announce one frame more than they hold
 
@@ -43,7 +50,7 @@ class ListVideos(beam.DoFn):
     def process(self, pattern: str):
         paths = fileio.glob(pattern)
         if not paths:
-            yield _reject(dead_letter("video", pattern, records.NO_INPUT, "no file matches"))
+            yield reject(dead_letter("video", pattern, records.NO_INPUT, "no file matches"))
             return
         names = [video_name(path) for path in paths]
         for path, name in zip(paths, names):
@@ -68,19 +75,6 @@ class DecodeVideo(beam.DoFn):
         self.config = config
         self.keep_native = keep_native
 
-    def _intrinsics(self, video: VideoInput):
-        """(K, distortion or None) at native resolution, or (None, None) for the default guess."""
-        given = self.config.intrinsics_file
-        if given:
-            if not fileio.exists(given):
-                raise FileNotFoundError(f"{given}: intrinsics file not found")
-            return parse_camera_text(fileio.read_text(given), given)
-        if video.groundtruth_dir:
-            candidate = fileio.join(video.groundtruth_dir, "intrinsics.txt")
-            if fileio.exists(candidate):
-                return parse_camera_text(fileio.read_text(candidate), candidate)
-        return None, None
-
     def process(self, video: VideoInput):
         local, temporary = video.path, None
         try:
@@ -88,13 +82,13 @@ class DecodeVideo(beam.DoFn):
                 temporary = _download_to_temp(video.path)
                 local = temporary
             if not os.path.isfile(local) or os.path.getsize(local) == 0:
-                yield _reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "missing or zero-byte file"))
+                yield reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "missing or zero-byte file"))
                 return
+            sidecar = fileio.join(video.groundtruth_dir, "intrinsics.txt") if video.groundtruth_dir else None
             try:
-                intrinsics, distortion = self._intrinsics(video)
+                intrinsics, distortion = read_camera_file(self.config.intrinsics_file, sidecar)
             except (ValueError, OSError) as error:
-                code = records.BAD_CALIBRATION if isinstance(error, ValueError) else records.MISSING_CALIBRATION
-                yield _reject(dead_letter(video.source, video.path, code, str(error)))
+                yield reject(calibration_letter(video.source, video.path, error))
                 return
             yield from self._decode(video, local, intrinsics, distortion)
         finally:
@@ -104,98 +98,113 @@ class DecodeVideo(beam.DoFn):
     def _decode(
         self, video: VideoInput, local: str, intrinsics: Optional[np.ndarray], distortion: Optional[np.ndarray] = None
     ):
+        """Frames and dead letters of the local file ``local``, then the container's own dead letter
+        (no decodable frame, truncated) unless the video was rejected as a whole."""
         capture = cv2.VideoCapture(local, cv2.CAP_FFMPEG)
         if not capture.isOpened():
-            yield _reject(
+            yield reject(
                 dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "OpenCV cannot open the container")
             )
             return
         try:
             announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            sampler = make_sampler(self.config.sampling, self.config.fps, self.config.interval, self.config.burst)
-            grabbed, sample, segment = 0, 0, 0
-            origin = previous_time = None
-            previous_sampler_segment = None
-            intrinsics_checked = False
-            while capture.grab():
-                number = grabbed
-                grabbed += 1
-                frame_id = f"{video.path}@{number}"
-                milliseconds = capture.get(cv2.CAP_PROP_POS_MSEC)
-                if origin is None:
-                    origin = milliseconds
-                timestamp = (milliseconds - origin) / 1000.0
-                if previous_time is not None and timestamp <= previous_time:
-                    yield _reject(
-                        dead_letter(
-                            video.source,
-                            frame_id,
-                            records.NON_MONOTONIC_TIMESTAMP,
-                            f"{timestamp:.6f} s is not after {previous_time:.6f} s",
-                        )
-                    )
-                    segment, sample = segment + 1, sample + 1
-                    continue
-                previous_time = timestamp
-                sampler_segment = sampler.offer(timestamp)
-                if sampler_segment is None:
-                    continue
-                if previous_sampler_segment is not None and sampler_segment != previous_sampler_segment:
-                    segment += 1
-                previous_sampler_segment = sampler_segment
-                ok, image = capture.retrieve()
-                if not ok or image is None:
-                    yield _reject(
-                        dead_letter(video.source, frame_id, records.UNREADABLE_FRAME, "frame cannot be decoded")
-                    )
-                    segment, sample = segment + 1, sample + 1
-                    continue
-                # a frame of another size is dead-lettered by the planning step, which knows the video's
-                # majority size (pipelines/planning.py), so a wrong-size first frame blames only itself
-                if intrinsics is not None and not intrinsics_checked:
-                    try:
-                        check_intrinsics_for_image(intrinsics, (image.shape[1], image.shape[0]), "K")
-                    except ValueError as error:
-                        yield _reject(dead_letter(video.source, video.path, records.BAD_CALIBRATION, str(error)))
-                        return
-                    intrinsics_checked = True
-                if is_grey(image):
-                    yield _reject(
-                        dead_letter(video.source, frame_id, records.GREY_FRAME, "all three colour channels are equal")
-                    )
-                    segment, sample = segment + 1, sample + 1
-                    continue
-                _counter("frames_read").inc()
-                yield frame_from_bgr(
-                    image,
-                    video.source,
-                    video.sequence,
-                    sample,
-                    frame_id,
-                    timestamp,
-                    intrinsics,
-                    self.config.size,
-                    "none",
-                    self.keep_native,
-                    video.groundtruth_dir,
-                    number,
-                    segment,
-                    distortion,
-                )
-                sample += 1
-            if grabbed == 0:
-                yield _reject(dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "no decodable frame"))
-            elif announced > 0 and grabbed + TRUNCATION_SLACK < announced:
-                yield _reject(
-                    dead_letter(
-                        video.source,
-                        video.path,
-                        records.TRUNCATED_VIDEO,
-                        f"decoded {grabbed} of the {announced} frames the container announces",
-                    )
-                )
+            grabbed = yield from self._sampled_frames(capture, video, intrinsics, distortion)
+            letter = None if grabbed is None else _container_letter(video, grabbed, announced)
+            if letter is not None:
+                yield reject(letter)
         finally:
             capture.release()
+
+    def _sampled_frames(
+        self, capture, video: VideoInput, intrinsics: Optional[np.ndarray], distortion: Optional[np.ndarray]
+    ):
+        """Frames of the sampled times and dead letters of the frames that break the rules; returns how many
+        frames were grabbed, or None when K does not fit the first decoded frame (the whole video rejected).
+
+        A rejected frame starts a new segment (no triplet spans it), as does a new burst of the sampler.
+        """
+        options = self.config.video
+        sampler = make_sampler(options.sampling, options.fps, options.interval, options.burst)
+        grabbed, sample, segment = 0, 0, 0
+        previous_time = previous_burst = None
+        check_intrinsics = intrinsics is not None
+        for number, timestamp in _grabbed_times(capture):
+            grabbed = number + 1
+            frame_id = f"{video.path}@{number}"
+            letter = backward_timestamp(video.source, frame_id, timestamp, previous_time)
+            if letter is None:
+                previous_time = timestamp
+                burst = sampler.offer(timestamp)
+                if burst is None:
+                    continue
+                if previous_burst is not None and burst != previous_burst:
+                    segment += 1
+                previous_burst = burst
+                image, letter = _retrieve(capture, video.source, frame_id)
+            if letter is None and check_intrinsics:
+                # a frame of another size is dead-lettered by the planning step, which knows the video's
+                # majority size (pipelines/planning.py), so a wrong-size first frame blames only itself
+                try:
+                    check_intrinsics_for_image(intrinsics, (image.shape[1], image.shape[0]), "K")
+                except ValueError as error:
+                    yield reject(dead_letter(video.source, video.path, records.BAD_CALIBRATION, str(error)))
+                    return None
+                check_intrinsics = False
+            if letter is None and is_grey(image):
+                letter = grey_letter(video.source, frame_id)
+            if letter is not None:
+                yield reject(letter)
+                segment, sample = segment + 1, sample + 1
+                continue
+            counter("frames_read").inc()
+            yield frame_from_bgr(
+                image,
+                video.source,
+                video.sequence,
+                sample,
+                frame_id,
+                timestamp,
+                intrinsics,
+                self.config.size,
+                "none",
+                self.keep_native,
+                video.groundtruth_dir,
+                number,
+                segment,
+                distortion,
+            )
+            sample += 1
+        return grabbed
+
+
+def _grabbed_times(capture) -> Iterator[Tuple[int, float]]:
+    """(frame number, seconds since the first frame) of every frame ``capture`` grabs, from the container's
+    presentation timestamps (``CAP_PROP_POS_MSEC``); nothing is decoded."""
+    number, origin = 0, None
+    while capture.grab():
+        milliseconds = capture.get(cv2.CAP_PROP_POS_MSEC)
+        if origin is None:
+            origin = milliseconds
+        yield number, (milliseconds - origin) / 1000.0
+        number += 1
+
+
+def _retrieve(capture, source: str, frame_id: str) -> Tuple[Optional[np.ndarray], Optional[DeadLetter]]:
+    """(BGR image, None) of the grabbed frame, or (None, its dead letter) when it cannot be decoded."""
+    ok, image = capture.retrieve()
+    if not ok or image is None:
+        return None, dead_letter(source, frame_id, records.UNREADABLE_FRAME, "frame cannot be decoded")
+    return image, None
+
+
+def _container_letter(video: VideoInput, grabbed: int, announced: int) -> Optional[DeadLetter]:
+    """The dead letter of a container with no decodable frame, or with fewer frames than it announces."""
+    if grabbed == 0:
+        return dead_letter(video.source, video.path, records.CORRUPT_VIDEO, "no decodable frame")
+    if announced > 0 and grabbed + TRUNCATION_SLACK < announced:
+        detail = f"decoded {grabbed} of the {announced} frames the container announces"
+        return dead_letter(video.source, video.path, records.TRUNCATED_VIDEO, detail)
+    return None
 
 
 def _download_to_temp(path: str) -> str:

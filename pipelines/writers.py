@@ -26,10 +26,10 @@ from formats.struct2depth import (
     write_record,
 )
 from pipelines import fileio, ownership
+from pipelines.beam_util import counter
 from pipelines.config import PreprocessConfig
 from pipelines.records import DeadLetter, Triplet
 from pipelines.sampling import assign_splits
-from pipelines.sources import _counter
 
 MANIFEST = ownership.MANIFEST
 DEAD_LETTER_FILE = ownership.DEAD_LETTER_FILE
@@ -60,7 +60,7 @@ class WriteTriplet(beam.DoFn):
 
     def process(self, triplet: Triplet):
         write_triplet(self.config.output, triplet)
-        _counter("triplets_written").inc()
+        counter("triplets_written").inc()
         yield triplet.sequence, triplet.record_id
 
 

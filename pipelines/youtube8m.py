@@ -20,9 +20,9 @@ from typing import Callable, List, Optional, Tuple
 import apache_beam as beam
 
 from pipelines import records
+from pipelines.beam_util import reject
 from pipelines.config import PreprocessConfig
 from pipelines.records import VideoInput, dead_letter
-from pipelines.sources import _reject
 
 _LOOKUP = re.compile(r'i\(\s*"(?P<yt8m>[^"]+)"\s*,\s*"(?P<youtube>[A-Za-z0-9_-]{11})"\s*\)')
 _ID = re.compile(r"^[A-Za-z0-9_-]{4}$")
@@ -137,31 +137,31 @@ class FetchYouTube8M(beam.DoFn):
         self.config = config
 
     def process(self, yt8m_id: str):
-        config = self.config
+        options = self.config.youtube8m
         try:
             youtube_id = resolve(
                 yt8m_id,
-                config.youtube8m_lookup_url,
-                config.youtube8m_timeout,
-                config.youtube8m_retries,
-                config.youtube8m_backoff_seconds,
+                options.lookup_url,
+                options.timeout,
+                options.retries,
+                options.backoff_seconds,
             )
         except Exception as error:  # reported per id, the job goes on
-            yield _reject(dead_letter("youtube8m", yt8m_id, records.RESOLVE_FAILED, _describe(error)))
+            yield reject(dead_letter("youtube8m", yt8m_id, records.RESOLVE_FAILED, _describe(error)))
             return
-        url = config.youtube8m_video_url.format(youtube_id=youtube_id, yt8m_id=yt8m_id)
+        url = options.video_url.format(youtube_id=youtube_id, yt8m_id=yt8m_id)
         try:
             path = download(
                 url,
-                config.youtube8m_cache_dir,
+                options.cache_dir,
                 yt8m_id,
-                config.youtube8m_format,
-                config.youtube8m_retries,
-                config.youtube8m_backoff_seconds,
-                config.youtube8m_timeout,
+                options.format,
+                options.retries,
+                options.backoff_seconds,
+                options.timeout,
             )
         except Exception as error:
-            yield _reject(dead_letter("youtube8m", yt8m_id, records.DOWNLOAD_FAILED, f"{url}: {_describe(error)}"))
+            yield reject(dead_letter("youtube8m", yt8m_id, records.DOWNLOAD_FAILED, f"{url}: {_describe(error)}"))
             return
         yield VideoInput("youtube8m", yt8m_id, path, None)
 
@@ -172,7 +172,7 @@ def _describe(error: Exception) -> str:
 
 def input_ids(config: PreprocessConfig) -> Tuple[str, ...]:
     """Ids to fetch: ``youtube8m.ids_file`` (or ``--input`` naming a file), else the paper's 69."""
-    source = config.youtube8m_ids_file or (config.input if config.input and os.path.isfile(config.input) else None)
+    source = config.youtube8m.ids_file or (config.input if config.input and os.path.isfile(config.input) else None)
     if source:
         with open(source) as handle:
             return tuple(parse_ids(handle.read()))

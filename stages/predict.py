@@ -148,27 +148,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[PredictConfig, arg
 
 def preprocess_config(params: Dict[str, Any], image_size):
     """Preprocessing's config for the readers: the model's size, uniform sampling at ``video.fps``."""
-    from pipelines.config import config_from_params
+    from pipelines.config import ImageFolderOptions, PreprocessConfig, VideoOptions
 
     height, width = image_size
-    return config_from_params(
-        {
-            "source": "video",
-            "input": str(params["input"]),
-            "output": str(params["output"]),
-            "width": int(width),
-            "height": int(height),
-            "segmenter": "none",
-            "video": {
-                "sampling": "uniform",
-                "fps": float(params["video"]["fps"]),
-                "intrinsics_file": params.get("intrinsics"),
-            },
-            "image_folder": {
-                "stride": int(params["image_folder"]["stride"]),
-                "fps": float(params["image_folder"]["fps"]),
-            },
-        }
+    return PreprocessConfig(
+        source="video",
+        input=str(params["input"]),
+        output=str(params["output"]),
+        width=int(width),
+        height=int(height),
+        segmenter="none",
+        video=VideoOptions(sampling="uniform", fps=params["video"]["fps"], intrinsics_file=params.get("intrinsics")),
+        image_folder=ImageFolderOptions(stride=params["image_folder"]["stride"], fps=params["image_folder"]["fps"]),
     )
 
 

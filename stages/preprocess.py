@@ -2,10 +2,11 @@
 
     python -m stages.preprocess --source S --input PATH --output DIR [pipeline params] [Beam options]
 
-Pipeline parameters default to ``params.yaml`` section ``preprocess`` (nested keys as dotted flags, e.g.
-``--video.fps=2``). Unknown flags are Beam pipeline options (``--runner``, ``--direct_num_workers``,
+Pipeline parameters default to ``params.yaml`` section ``preprocess`` (read into
+``pipelines.config.PreprocessConfig``; nested keys as dotted flags, e.g. ``--video.fps=2``; an unknown key of
+the section is refused). Unknown flags are Beam pipeline options (``--runner``, ``--direct_num_workers``,
 ``--project``, ``--region``, ``--temp_location``, ``--setup_file`` ...); ``preprocess.beam`` in params.yaml
-supplies defaults for those not given.
+(or ``--beam.runner`` ...) supplies defaults for those not given.
 
 Exit codes (``stages.common.run_stage``): 0 done; 2 bad input or parameters, with one line on stderr
 (a missing input, an input that matches nothing, no record written, an output folder that is not
@@ -39,23 +40,28 @@ def beam_arguments(defaults: Mapping, unknown: Sequence[str]) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from pipelines.config import PreprocessConfig
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     params, _, unknown = parse_stage_args(
-        "preprocess", "Turn raw footage into Struct2depth training records (Apache Beam).", argv, allow_unknown=True
+        "preprocess",
+        "Turn raw footage into Struct2depth training records (Apache Beam).",
+        argv,
+        allow_unknown=True,
+        configs=(PreprocessConfig,),
     )
-    from pipelines.config import config_from_params
+    config = PreprocessConfig.from_mapping(params, section="preprocess")
     from pipelines.preprocess import read_manifest, run
 
-    config = config_from_params(params)
     if config.segmenter == "detectron2":  # a missing optional install is the user's to fix: exit 2, one line
         from pipelines.masking import make_segmenter
 
         try:
-            make_segmenter(config.segmenter, dict(config.segmenter_options))
+            make_segmenter(config.segmenter, config.detectron2)
         except RuntimeError as error:
             raise StageError(str(error)) from None
-    arguments = beam_arguments(params.get("beam") or {}, unknown)
+    arguments = beam_arguments(config.beam.to_mapping(), unknown)
     logging.info("preprocess %s %s -> %s with Beam options %s", config.source, config.input, config.output, arguments)
     result = run(config, arguments)
     if config.output and not config.output.startswith(("gs://", "s3://")) and str(result.state) == "DONE":

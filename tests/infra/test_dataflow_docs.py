@@ -24,7 +24,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.config import config_from_params
+from pipelines.config import PreprocessConfig
 from pipelines.preprocess import build
 from stages.common import parse_stage_args
 from stages.preprocess import beam_arguments
@@ -85,9 +85,11 @@ def test_command_extraction_joins_continuations_and_ignores_prose():
 @pytest.mark.parametrize("doc,command", ALL_COMMANDS, ids=[f"{d}:{i}" for i, (d, _) in enumerate(ALL_COMMANDS)])
 def test_documented_dataflow_command_dry_runs(doc, command, monkeypatch):
     argv = concrete(command)
-    params, _, unknown = parse_stage_args("preprocess", "dry run", argv, allow_unknown=True)
-    config = config_from_params(params)
-    arguments = beam_arguments(params.get("beam") or {}, unknown)
+    params, _, unknown = parse_stage_args(
+        "preprocess", "dry run", argv, allow_unknown=True, configs=(PreprocessConfig,)
+    )
+    config = PreprocessConfig.from_mapping(params, section="preprocess")
+    arguments = beam_arguments(config.beam.to_mapping(), unknown)
     assert not any(a.startswith("--direct_") for a in arguments), arguments
 
     options = PipelineOptions(arguments)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict
 
-from pipelines.config import config_from_params
+from pipelines.config import PreprocessConfig
 from pipelines.preprocess import run
 
 TEST_BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
@@ -23,7 +23,7 @@ def preprocess(source: str, input_path, output, **params):
         "segmenter": "none",
     }
     values.update(params)
-    run(config_from_params(values), TEST_BEAM_ARGS)
+    run(PreprocessConfig.from_mapping(values), TEST_BEAM_ARGS)
     return json.loads((Path(output) / "manifest.json").read_text())
 
 

@@ -7,7 +7,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.config import config_from_params
+from pipelines.config import PreprocessConfig
 from pipelines.masking import GroundTruthMasks, NoMasks, make_segmenter
 from pipelines.preprocess import build
 from tests.conftest import REPO_ROOT
@@ -39,7 +39,7 @@ def test_detectron2_segmenter_missing_install_gives_a_pointer(monkeypatch):
 def test_graph_builds_and_serialises_for_the_dataflow_runner_without_submitting(source, tmp_path):
     """DataflowRunner with --dry_run: Beam translates the graph to the runner API and the Dataflow job
     request, then returns before any call to Google Cloud (no credentials, no network)."""
-    config = config_from_params(
+    config = PreprocessConfig.from_mapping(
         {"source": source, "input": "gs://bucket/raw", "output": "gs://bucket/records", "segmenter": "ground_truth"}
     )
     options = PipelineOptions(

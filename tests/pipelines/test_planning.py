@@ -10,7 +10,7 @@ import pytest
 
 from formats import struct2depth
 from pipelines import sampling
-from pipelines.config import config_from_params
+from pipelines.config import PreprocessConfig
 from pipelines.planning import FrameMeta, grey_histogram, histogram_correlation, majority_size, plan_sequence
 from pipelines.records import Frame
 from pipelines.triplets import (
@@ -37,7 +37,7 @@ def meta(index, size=(96, 48), timestamp=None, segment=0, histogram=FLAT, raw_in
         timestamp=0.1 * index if timestamp is None else timestamp,
         segment=segment,
         native_size=size,
-        intrinsics=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0),
+        intrinsics=np.eye(3),
         histogram=histogram,
     )
 
@@ -112,7 +112,7 @@ def test_stored_frames_round_trip_exactly_and_metadata_holds_no_pixels(tmp_path)
     np.testing.assert_array_equal(back_mask, mask)
     with pytest.raises(ValueError, match=r"\(H, W, 4\) uint8"):
         decode_stored_frame(_npy(np.zeros((4, 4, 3), np.uint8)))
-    config = config_from_params({"source": "kitti_raw", "input": "x", "output": str(tmp_path)})
+    config = PreprocessConfig.from_mapping({"source": "kitti_raw", "input": "x", "output": str(tmp_path)})
     frame = Frame(
         source="kitti_raw",
         sequence="seq",
@@ -130,7 +130,7 @@ def test_stored_frames_round_trip_exactly_and_metadata_holds_no_pixels(tmp_path)
     path = tmp_path / FRAME_STORE / "seq" / "0000000005.npy"
     assert stored_frame_path(str(tmp_path), "seq", 5) == str(path)
     assert (stored.index, stored.raw_index, stored.native_size, stored.segment) == (5, 7, (1242, 375), 1)
-    assert stored.intrinsics == (200.0, 0.0, 207.5, 0.0, 190.0, 63.5, 0.0, 0.0, 1.0)
+    np.testing.assert_array_equal(stored.intrinsics, [[200.0, 0.0, 207.5], [0.0, 190.0, 63.5], [0.0, 0.0, 1.0]])
     assert len(pickle.dumps(stored)) < 1500  # what crosses a shuffle: metadata, not the 160 kB frame
     np.testing.assert_array_equal(decode_stored_frame(path.read_bytes())[0], image)
 

@@ -6,7 +6,7 @@ import pytest
 
 from formats import kitti, struct2depth
 from formats.camera import scale_intrinsics
-from pipelines.config import config_from_params
+from pipelines.config import PreprocessConfig
 from pipelines.records import Frame, Triplet, VideoInput
 from pipelines.video import DecodeVideo
 from pipelines.writers import write_triplet
@@ -34,7 +34,7 @@ def test_kitti_raw_sample_records_have_exactly_scaled_calibration(real_data, tmp
 
 
 def test_dashcam_video_is_sampled_at_two_fps_from_container_timestamps(real_data):
-    config = config_from_params({"source": "video", "input": "", "output": "", "width": 64, "height": 36})
+    config = PreprocessConfig.from_mapping({"source": "video", "input": "", "output": "", "width": 64, "height": 36})
     path = str(real_data / "video" / "dashcam_highway.mp4")
     out = list(DecodeVideo(config).process(VideoInput("video", "dashcam_highway", path)))
     frames = [item for item in out if isinstance(item, Frame)]

@@ -125,7 +125,7 @@ def test_eigen_scene_list_and_natural_order():
 def test_plan_frames_breaks_segments_at_missing_frames_and_rejects_backward_timestamps():
     paths = [f"/d/{i:010d}.png" for i in (0, 1, 2, 4, 5, 6)]
     timestamps = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.35, 0.6])  # frame 5 goes backwards
-    out = list(plan_frames("kitti_raw", "s", paths, (1.0,) * 9, timestamps, 10.0, 1, None, None))
+    out = list(plan_frames("kitti_raw", "s", paths, np.eye(3), timestamps, 10.0, 1, None, None))
     refs = [o for o in out if isinstance(o, FrameRef)]
     letters = [o.value for o in out if isinstance(o, pvalue.TaggedOutput)]
     assert [(r.raw_index, r.index, r.segment) for r in refs] == [(0, 0, 0), (1, 1, 0), (2, 2, 0), (4, 4, 1), (6, 6, 2)]

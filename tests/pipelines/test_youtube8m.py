@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import youtube8m
-from pipelines.config import config_from_params
+from pipelines.config import PreprocessConfig
 from pipelines.records import DeadLetter, VideoInput
 from tests.pipelines.fixtures import make_video
 from tests.pipelines.helpers import dead_letters, preprocess
@@ -71,7 +71,7 @@ def test_resolver_parses_the_lookup_and_retries_server_errors(server):
 
 
 def test_fetch_downloads_into_the_cache_and_reports_failures_per_id(server, tmp_path):
-    config = config_from_params(
+    config = PreprocessConfig.from_mapping(
         {
             "source": "youtube8m",
             "input": "",
