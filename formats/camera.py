@@ -7,6 +7,8 @@ exact intrinsics after a resize are fx' = s * fx and cx' = s * (cx + 0.5) - 0.5 
 
 The original Struct2depth scripts used cx' = s * cx (a corner-origin approximation that is off by
 0.5 * (1 - s) pixels, about a third of a pixel at KITTI's 1242 -> 416); wilddepth uses the exact form.
+The tensor forms used in training (K of a batch, K of a horizontally flipped image) are
+``model.geometry.intrinsics_matrix`` and ``model.geometry.flip_intrinsics``.
 """
 
 from __future__ import annotations
@@ -92,14 +94,3 @@ def crop_and_resize_intrinsics(
     width, height = output_size
     cropped = crop_intrinsics(intrinsics, left, top)
     return scale_intrinsics(cropped, width / float(right - left), height / float(bottom - top))
-
-
-def flip_intrinsics_horizontally(intrinsics: np.ndarray, width: int) -> np.ndarray:
-    """K of the left-right mirrored image.
-
-    Exact for pixel centres: x' = (W - 1) - x, so cx' = W - 1 - cx. (The original release used W - cx; the
-    TensorFlow reader in ``model/data.py`` documents which rule it follows.)
-    """
-    matrix = validate_intrinsics(intrinsics).copy()
-    matrix[0, 2] = (width - 1) - matrix[0, 2]
-    return matrix

@@ -36,11 +36,6 @@ def test_crop_then_resize_cityscapes_example():
     assert out[1, 2] == pytest.approx(0.25 * (513.137 - 256 + 0.5) - 0.5)
 
 
-def test_flip_twice_is_identity():
-    K = camera.intrinsics_matrix(10, 12, 3.25, 4)
-    np.testing.assert_allclose(camera.flip_intrinsics_horizontally(camera.flip_intrinsics_horizontally(K, 9), 9), K)
-
-
 @pytest.mark.parametrize("bad", [np.eye(2), np.diag([0.0, 1.0, 1.0]), np.full((3, 3), np.nan)])
 def test_invalid_intrinsics_rejected(bad):
     with pytest.raises(ValueError):
