@@ -1,99 +1,107 @@
 """The assembled depth / motion / intrinsics model and its training loss (docs/release.md §1.8, 2.4, 2.5, 3).
 
-Data flow of ``compute_loss`` for a triplet (t0, t1, t2):
-- depth of each frame from the ImageNet-normalised image (three separate calls, so batch-norm statistics come
-  from one time step, as released);
-- for each adjacent pair (i, j) in {(0, 1), (1, 2)}: motion net (i, j) gives T_i_from_j, motion net (j, i)
-  gives T_j_from_i; K = (K1 + K2) / 2 with learned intrinsics, else the given K;
-- translation fields T = t + residual * dilate(mask_j) on j's grid (and the reverse on i's grid);
-- frame j's depth is warped into camera i (and i's into j); the losses of docs/release.md §3.1-3.3 are summed over the
-  four directions and weighted (docs/release.md §3.4).
+Data flow of ``compute_loss`` for a triplet (t0, t1, t2), one method per step:
+- ``_depths``: depth of each frame (three separate calls, so batch-norm statistics come from one time step, as
+  released); ImageNet normalisation happens here, inside the model, and nowhere else;
+- ``_pair_motion``: for each adjacent pair (i, j) in {(0, 1), (1, 2)}, one motion-net call on both orders gives
+  T_i_from_j and T_j_from_i, related as ``motion_pairing`` says (``pair_motions``); the rotations become
+  matrices there, once; K = (K1 + K2) / 2 with learned intrinsics, else the given K;
+- ``_translation_fields``: T = t + residual * dilate(mask_j) on j's grid (and the reverse on i's grid), or the
+  mask-free fields, with their regularisers;
+- ``_direction_losses``: frame j's depth warped into camera i (and i's into j) and the losses of
+  docs/release.md §3.1-3.2 of that direction;
+- ``_weighted``: the sums over the four directions, weighted (docs/release.md §3.4).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import math
-from typing import Dict
+import functools
+import operator
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
+from formats.params import Config, param
 from model import geometry, losses, masks
-from model.networks import DepthNetwork, MotionNetwork
+from model.networks import DEPTH_NORMALIZATIONS, SCALE_INITIAL_VALUE, SCALE_MINIMUM, DepthNetwork, MotionNetwork
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MOTION_FIELD_MODES = ("masked", "mask_free")
 MOTION_PAIRINGS = ("independent", "antisymmetric", "inverse")
-FRAME_PAIRS = ((0, 1), (1, 2))
+FRAME_PAIRS = ((0, 1), (1, 2))  # adjacent frames, earlier first
+IMAGE_SIZE_MULTIPLE = 32  # the depth network downsamples five times
+
+
+def _weight(default: float, help: str):
+    """A loss weight: finite and >= 0."""
+    return param(default, help=help, minimum=0.0)
 
 
 @dataclasses.dataclass
-class ModelConfig:
-    """Model and loss settings; field names are the ``train:`` keys of params.yaml (docs/release.md §3.4, §3.7
-    defaults)."""
+class ModelConfig(Config):
+    """Model and loss settings: the model keys of params.yaml's ``train:`` section plus the frame size.
 
-    img_height: int = 128
-    img_width: int = 416
-    learn_intrinsics: bool = True
-    boxify: bool = True
-    foreground_dilation: int = 8
-    depth_normalization: str = "release"  # or "randomized_layer_norm"
-    motion_field_mode: str = "masked"  # or "mask_free" (docs/release.md §8)
-    # Channel-width multipliers of the two networks. 1.0 = the release (and its TF1 checkpoints); the default
-    # CPU run of params.yaml uses slimmer networks to fit its 2-core budget (docs/training.md).
-    depth_network_width: float = 1.0
-    motion_network_width: float = 1.0
-    # Initial value of the motion net's learned rotation and translation scales (0.01 in the release). With
-    # 0.01 the predicted translation stays ~20x too small for thousands of steps at CPU learning rates, and
-    # depth gets almost no photometric signal; params.yaml's CPU run uses 0.1 (docs/training.md).
-    motion_scale_initial_value: float = 0.01
-    # How the background motion of the two orders of a frame pair relate (docs/training.md). "independent" (the
-    # release): the motion net predicts (i, j) and (j, i) separately and the cycle-consistency losses tie them.
-    # "antisymmetric": the odd part (m_ij - m_ji) / 2 of the rotation angles and translation for (i, j), its
-    # negative for (j, i). "inverse": only the temporal order (earlier, later) is trusted, the reverse is its
-    # exact inverse (monodepth2's pose convention). The residual object fields always come from both calls.
-    motion_pairing: str = "independent"
-    reconstr_weight: float = 0.85
-    ssim_weight: float = 3.0
-    smooth_weight: float = 1e-2
-    depth_consistency_loss_weight: float = 0.01
-    motion_smoothing_weight: float = 1e-3
-    rotation_consistency_weight: float = 1e-3
-    translation_consistency_weight: float = 1e-2
-    # mask_free mode only: DML's motion_drift (0.2) on the sqrt sparsity, and DML's motion_smoothing (1.0)
-    # on the residual field's total variation, both per direction (see docs/model.md).
-    motion_sparsity_weight: float = 0.2
-    residual_smoothing_weight: float = 1.0
-    layer_norm_noise_rampup_steps: int = 10000
+    Defaults are the release's (docs/release.md §3.4, §3.7); params.yaml's CPU run differs where its comment
+    says "release: ..." (reasons in docs/training.md).
+    """
 
-    def __post_init__(self):
-        for field in dataclasses.fields(self):  # weights, widths, scales: finite and >= 0 (YAML strings coerced)
-            value = getattr(self, field.name)
-            if field.type == "float":
-                try:
-                    number = float(value) if not isinstance(value, bool) else math.nan
-                except (TypeError, ValueError):
-                    number = math.nan
-                if not (math.isfinite(number) and number >= 0):
-                    raise ValueError(f"{field.name} must be a finite number >= 0, got {value!r}")
-                setattr(self, field.name, number)
-        for name in ("depth_network_width", "motion_network_width", "motion_scale_initial_value"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.img_height % 32 or self.img_width % 32:
-            raise ValueError(f"image size must be a multiple of 32, got {self.img_height}x{self.img_width}")
-        if self.motion_field_mode not in MOTION_FIELD_MODES:
-            raise ValueError(f"motion_field_mode must be one of {MOTION_FIELD_MODES}, got {self.motion_field_mode!r}")
-        if self.motion_pairing not in MOTION_PAIRINGS:
-            raise ValueError(f"motion_pairing must be one of {MOTION_PAIRINGS}, got {self.motion_pairing!r}")
+    img_height: int = param(128, help="frame height in pixels, a multiple of 32 (the records')", above=0, flag=False)
+    img_width: int = param(416, help="frame width in pixels, a multiple of 32 (the records')", above=0, flag=False)
+    learn_intrinsics: bool = param(
+        True, help="learn K with the motion network's intrinsics head; false = the records' K"
+    )
+    boxify: bool = param(True, help="replace each object mask by its bounding box")
+    foreground_dilation: int = param(8, help="object masks are dilated by a (2n+1) x (2n+1) max-pool", minimum=0)
+    depth_normalization: str = param(
+        "release",
+        help="release (batch norm in conv2_2/3_2/4_2) or randomized_layer_norm (everywhere)",
+        choices=DEPTH_NORMALIZATIONS,
+    )
+    motion_field_mode: str = param(
+        "masked", help="masked (release) or mask_free (DML, docs/release.md §8)", choices=MOTION_FIELD_MODES
+    )
+    depth_network_width: float = param(
+        1.0, help="channel multiplier of the depth net; 1.0 = the release's ResNet-18 U-Net", above=0.0
+    )
+    motion_network_width: float = param(
+        1.0, help="channel multiplier of the motion net; 1.0 = the release's (and its checkpoints')", above=0.0
+    )
+    motion_scale_initial_value: float = param(
+        SCALE_INITIAL_VALUE,
+        help="initial value of the learned rotation/translation scales (release: 0.01)",
+        minimum=SCALE_MINIMUM,
+    )
+    motion_pairing: str = param(
+        "independent",
+        help="how the two orders of a pair relate: independent (release), antisymmetric, or inverse (the "
+        "(later, earlier) motion is the inverse of (earlier, later))",
+        choices=MOTION_PAIRINGS,
+    )
+    reconstr_weight: float = _weight(0.85, "weight of the L1 photometric term")
+    ssim_weight: float = _weight(3.0, "weight of the SSIM term (each term is also halved, as released)")
+    smooth_weight: float = _weight(1e-2, "weight of the edge-aware depth smoothness")
+    depth_consistency_loss_weight: float = _weight(0.01, "weight of the warped-depth consistency term")
+    motion_smoothing_weight: float = _weight(1e-3, "weight of the translation-field smoothness (masked mode)")
+    rotation_consistency_weight: float = _weight(1e-3, "weight of the rotation cycle-consistency term")
+    translation_consistency_weight: float = _weight(1e-2, "weight of the translation cycle-consistency term")
+    motion_sparsity_weight: float = _weight(
+        0.2, "mask_free mode: weight of the sqrt sparsity of the residual field (DML's motion_drift)"
+    )
+    residual_smoothing_weight: float = _weight(
+        1.0, "mask_free mode: weight of the residual field's total variation (DML's motion_smoothing)"
+    )
+    layer_norm_noise_rampup_steps: int = param(
+        10000, help="steps over which the randomized layer norm's noise ramps up", minimum=0
+    )
 
-    @classmethod
-    def from_params(cls, params: dict) -> "ModelConfig":
-        """Build from a dict such as params.yaml's ``train:`` section; unrelated keys are ignored."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in params.items() if key in names})
+    def check(self) -> Iterable[str]:
+        for name in ("img_height", "img_width"):
+            if getattr(self, name) % IMAGE_SIZE_MULTIPLE:
+                yield f"{name}: must be a multiple of {IMAGE_SIZE_MULTIPLE}, got {getattr(self, name)}"
 
 
 def imagenet_normalize(images: tf.Tensor) -> tf.Tensor:
@@ -102,6 +110,32 @@ def imagenet_normalize(images: tf.Tensor) -> tf.Tensor:
     mean = tf.constant(IMAGENET_MEAN * frames, tf.float32)
     std = tf.constant(IMAGENET_STD * frames, tf.float32)
     return (images - mean) / std
+
+
+def split_frames(images) -> List[tf.Tensor]:
+    """The three RGB frames [B, H, W, 3] of a stacked triplet [B, H, W, 9] (t0, t1, t2)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    return [images[..., 3 * k : 3 * k + 3] for k in range(3)]
+
+
+class Motion(NamedTuple):
+    """A motion ``T_a_from_b``: rotation matrices [B, 3, 3] and a translation [B, 1, 1, 3] or a per-pixel
+    field [B, H, W, 3] on b's grid."""
+
+    rotation: tf.Tensor
+    translation: tf.Tensor
+
+
+class PairMotion(NamedTuple):
+    """The motion of a frame pair (i, j) in both orders: ``ij`` = T_i_from_j (fields on j's grid), ``ji`` =
+    T_j_from_i (fields on i's grid). Background motions after pairing, the refined translation fields
+    [B, H, W, 3] of the network, and the pair's K [B, 3, 3]."""
+
+    background_ij: Motion
+    background_ji: Motion
+    refined_ij: tf.Tensor
+    refined_ji: tf.Tensor
+    intrinsics: tf.Tensor
 
 
 def antisymmetric_pair(forward: tf.Tensor, backward: tf.Tensor):
@@ -119,10 +153,48 @@ def inverse_motion(rotation: tf.Tensor, translation: tf.Tensor):
     return inverse_rotation, inverse_translation
 
 
+def pair_motions(angles_ij, angles_ji, translation_ij, translation_ji, pairing: str) -> Tuple[Motion, Motion]:
+    """Background motions (T_i_from_j, T_j_from_i) of a pair whose frame i is the earlier one, from the motion
+    net's angles [B, 3] (radians) and translations [B, 1, 1, 3] of both orders, with rotation matrices.
+
+    ``pairing``: "independent" (the release) keeps both predictions, and the cycle-consistency losses tie them;
+    "antisymmetric" keeps the odd part of the angles and translations (``antisymmetric_pair``); "inverse"
+    trusts only the temporal order (i, j) and uses its exact inverse for (j, i) (monodepth2's convention).
+    """
+    if pairing not in MOTION_PAIRINGS:
+        raise ValueError(f"motion_pairing must be one of {MOTION_PAIRINGS}, got {pairing!r}")
+    if pairing == "antisymmetric":
+        angles_ij, angles_ji = antisymmetric_pair(angles_ij, angles_ji)
+        translation_ij, translation_ji = antisymmetric_pair(translation_ij, translation_ji)
+    forward = Motion(geometry.matrix_from_angles(angles_ij), translation_ij)
+    if pairing == "inverse":
+        return forward, Motion(*inverse_motion(forward.rotation, forward.translation))
+    return forward, Motion(geometry.matrix_from_angles(angles_ji), translation_ji)
+
+
+def mask_free_field(background, refined_field):
+    """docs/release.md §8 (DML) object motion without segmentation -> (full field, gated residual).
+
+    The v1 network's refined field starts from the background translation, so the residual is taken as
+    refined - background (deviation, see docs/model.md); DML's auto-mask keeps it only where its norm
+    exceeds the mean norm over batch, height and width.
+    """
+    residual = refined_field - background
+    norm = tf.norm(residual, axis=-1, keepdims=True)
+    auto_mask = tf.cast(norm > tf.reduce_mean(norm), tf.float32)
+    gated = residual * tf.stop_gradient(auto_mask)
+    return background + gated, gated
+
+
 def layer_norm_noise_stddev(step, rampup_steps: int) -> tf.Tensor:
     """docs/release.md §2.2 schedule: 0.5 * min(step / rampup_steps, 1)^2."""
     progress = tf.minimum(tf.cast(step, tf.float32) / float(max(rampup_steps, 1)), 1.0)
     return 0.5 * tf.square(progress)
+
+
+def _sum(values: List[tf.Tensor]) -> tf.Tensor:
+    """Left-to-right sum (the order the terms were produced in)."""
+    return functools.reduce(operator.add, values)
 
 
 class DepthMotionModel(keras.Model):
@@ -141,132 +213,129 @@ class DepthMotionModel(keras.Model):
 
     def call(self, images, training=False):
         """Depth [B, H, W, 1] of [0, 1] images [B, H, W, 3] (no flip augmentation)."""
-        return self.depth_net(imagenet_normalize(images), training=training)
+        return self._depth(images, training=training)
+
+    def _depth(self, images, training=False, noise_stddev=0.0) -> tf.Tensor:
+        """Depth [B, H, W, 1] of [0, 1] RGB images [B, H, W, 3]; the one place where images are ImageNet-normalised."""
+        return self.depth_net(imagenet_normalize(images), training=training, noise_stddev=noise_stddev)
+
+    def _motion_both_orders(self, image_a, image_b, training=False) -> List[List[tf.Tensor]]:
+        """One motion-net call on the stacked batch of (a, b) and (b, a): its four outputs (angles [B, 3],
+        background translation [B, 1, 1, 3], refined field [B, H, W, 3], K [B, 3, 3]), each split into
+        [output of (a, b), output of (b, a)]."""
+        pair_input = tf.concat([tf.concat([image_a, image_b], -1), tf.concat([image_b, image_a], -1)], 0)
+        return [tf.split(output, 2) for output in self.motion_net(pair_input, training=training)]
 
     # --- training loss -------------------------------------------------------------------------------------
 
     def compute_loss(self, batch, step, training=True) -> Dict[str, tf.Tensor]:
         """Weighted loss terms of docs/release.md §3.4 for a batch of triplets (see the interface in docs/model.md).
 
-        Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
-        "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode)}, each
-        already multiplied by its weight, plus diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two
-        pairs) and "depth" [B, H, W, 1] (frame t1).
+        ``batch``: ``images`` [B, H, W, 9] in [0, 1] (t0, t1, t2 RGB), ``segmentation`` [B, H, W, 3] ids (masked
+        mode only), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics only). Returns {"total", "rgb",
+        "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing", "rotation_consistency",
+        "translation_consistency" (+ "motion_sparsity" in mask_free mode)}, each already multiplied by its
+        weight, plus diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two pairs) and "depth"
+        [B, H, W, 1] (frame t1).
         """
         config = self.config
-        images = tf.convert_to_tensor(batch["images"], tf.float32)
-        images_normalized = tf.convert_to_tensor(batch["images_normalized"], tf.float32)
-        frames = [images[..., 3 * k : 3 * k + 3] for k in range(3)]
+        frames = split_frames(batch["images"])
         noise_stddev = layer_norm_noise_stddev(step, config.layer_norm_noise_rampup_steps)
-        depths = [
-            self.depth_net(images_normalized[..., 3 * k : 3 * k + 3], training=training, noise_stddev=noise_stddev)
-            for k in range(3)
-        ]
-        mask_free = config.motion_field_mode == "mask_free"
-        if not mask_free:
+        depths = [self._depth(frame, training, noise_stddev) for frame in frames]
+        object_masks = None
+        if config.motion_field_mode == "masked":
             object_masks = masks.dilate(
                 masks.mobile_mask(batch["segmentation"], boxify=config.boxify), config.foreground_dilation
             )
+        given_intrinsics = None if config.learn_intrinsics else tf.convert_to_tensor(batch["intrinsics"], tf.float32)
 
-        totals = {
-            name: tf.constant(0.0)
-            for name in (
-                "rgb",
-                "ssim",
-                "depth_consistency",
-                "rotation_consistency",
-                "translation_consistency",
-                "motion_smoothing",
-                "motion_sparsity",
-            )
-        }
+        terms = collections.defaultdict(list)  # unweighted term -> its values in the order they are computed
         used_intrinsics = []
         for i, j in FRAME_PAIRS:
-            # One motion-net call on the stacked batch for both orders: (i, j) -> T_i_from_j, (j, i) -> T_j_from_i.
-            pair_input = tf.concat([tf.concat([frames[i], frames[j]], -1), tf.concat([frames[j], frames[i]], -1)], 0)
-            rotation, background, residual, intrinsics = self.motion_net(pair_input, training=training)
-            rotation_ij, rotation_ji = tf.split(rotation, 2)
-            background_ij, background_ji = tf.split(background, 2)
-            residual_ij, residual_ji = tf.split(residual, 2)
-            if config.motion_pairing == "antisymmetric":
-                rotation_ij, rotation_ji = antisymmetric_pair(rotation_ij, rotation_ji)
-                background_ij, background_ji = antisymmetric_pair(background_ij, background_ji)
-            elif config.motion_pairing == "inverse":  # FRAME_PAIRS are in temporal order: i < j
-                rotation_ij = geometry.matrix_from_angles(rotation_ij)
-                rotation_ji, background_ji = inverse_motion(rotation_ij, background_ij)
-            if config.learn_intrinsics:
-                intrinsics_ij, intrinsics_ji = tf.split(intrinsics, 2)
-                pair_intrinsics = 0.5 * (intrinsics_ij + intrinsics_ji)
-            else:
-                pair_intrinsics = tf.convert_to_tensor(batch["intrinsics"], tf.float32)
-            used_intrinsics.append(pair_intrinsics)
+            pair = self._pair_motion(frames[i], frames[j], given_intrinsics, training)
+            used_intrinsics.append(pair.intrinsics)
+            motion_ij, regularizers_ij = self._translation_field(pair.background_ij, pair.refined_ij, object_masks, j)
+            motion_ji, regularizers_ji = self._translation_field(pair.background_ji, pair.refined_ji, object_masks, i)
+            for step_terms in (
+                regularizers_ij,
+                regularizers_ji,
+                self._direction_losses(depths, frames, j, i, motion_ij, motion_ji, pair.intrinsics),
+                self._direction_losses(depths, frames, i, j, motion_ji, motion_ij, pair.intrinsics),
+            ):
+                for name, value in step_terms.items():
+                    terms[name].append(value)
+        totals = {name: _sum(values) for name, values in terms.items()}
+        totals["depth_smoothing"] = tf.add_n([losses.depth_smoothness(depths[k], frames[k]) for k in range(3)])
+        result = self._weighted(totals)
+        result["intrinsics"] = 0.5 * (used_intrinsics[0] + used_intrinsics[1])
+        result["depth"] = depths[1]
+        return result
 
-            if mask_free:
-                field_ij, gated_ij = self._mask_free_field(background_ij, residual_ij)
-                field_ji, gated_ji = self._mask_free_field(background_ji, residual_ji)
-                for gated, field in ((gated_ij, field_ij), (gated_ji, field_ji)):
-                    totals["motion_sparsity"] += losses.motion_sparsity(gated, field)
-                    totals["motion_smoothing"] += losses.residual_field_smoothness(gated, field)
-            else:
-                # Released behaviour: the refined field (which starts from the background translation) is added
-                # to the background translation on the dilated object mask of the frame it lives on.
-                field_ij = background_ij + residual_ij * object_masks[..., j : j + 1]
-                field_ji = background_ji + residual_ji * object_masks[..., i : i + 1]
-                totals["motion_smoothing"] += losses.motion_field_smoothness(field_ij) + losses.motion_field_smoothness(
-                    field_ji
-                )
+    def _pair_motion(self, frame_i, frame_j, given_intrinsics, training) -> PairMotion:
+        """Step 1, motion pairing: the motion net on (i, j) and (j, i), background motions related as
+        ``motion_pairing`` says (rotations as matrices from here on), and the pair's K (the mean of both
+        orders' with learned intrinsics, else ``given_intrinsics``)."""
+        angles, background, refined, intrinsics = self._motion_both_orders(frame_i, frame_j, training)
+        motion_ij, motion_ji = pair_motions(*angles, *background, self.config.motion_pairing)
+        if self.config.learn_intrinsics:
+            given_intrinsics = 0.5 * (intrinsics[0] + intrinsics[1])
+        return PairMotion(motion_ij, motion_ji, refined[0], refined[1], given_intrinsics)
 
-            # Direction 1: frame j (source) warped into camera i (target) with T_i_from_j; direction 2 reverse.
-            directions = (
-                (j, i, rotation_ij, field_ij, rotation_ji, field_ji),
-                (i, j, rotation_ji, field_ji, rotation_ij, field_ij),
-            )
-            for source, target, rotation_1, field_1, rotation_2, field_2 in directions:
-                warp = geometry.warp(depths[source], rotation_1, field_1, pair_intrinsics)
-                terms = losses.rgbd_consistency_loss(warp, frames[source], frames[target], depths[target])
-                rotation_error, translation_error = losses.motion_field_consistency_loss(
-                    warp, terms["mask"], rotation_1, field_1, rotation_2, field_2
-                )
-                totals["rgb"] += terms["rgb_error"]
-                totals["ssim"] += terms["ssim_error"]
-                totals["depth_consistency"] += terms["depth_error"]
-                totals["rotation_consistency"] += rotation_error
-                totals["translation_consistency"] += translation_error
+    def _translation_field(
+        self, background: Motion, refined, object_masks: Optional[tf.Tensor], frame: int
+    ) -> Tuple[Motion, Dict[str, tf.Tensor]]:
+        """Step 2, translation field: the full motion (rotation, per-pixel field [B, H, W, 3]) of one order,
+        whose field lives on ``frame``'s grid, and the unweighted regularisers of that field."""
+        if self.config.motion_field_mode == "mask_free":
+            field, gated = mask_free_field(background.translation, refined)
+            regularizers = {
+                "motion_sparsity": losses.motion_sparsity(gated, field),
+                "motion_smoothing": losses.residual_field_smoothness(gated, field),
+            }
+        else:
+            # Released behaviour: the refined field (which starts from the background translation) is added to the
+            # background translation on the dilated object mask of the frame it lives on.
+            field = background.translation + refined * object_masks[..., frame : frame + 1]
+            regularizers = {"motion_smoothing": losses.motion_field_smoothness(field)}
+        return Motion(background.rotation, field), regularizers
 
-        depth_smoothing = tf.add_n([losses.depth_smoothness(depths[k], frames[k]) for k in range(3)])
+    @staticmethod
+    def _direction_losses(depths, frames, source: int, target: int, forward: Motion, backward: Motion, intrinsics):
+        """Step 3, one direction: frame ``source``'s depth warped into camera ``target`` with ``forward`` =
+        T_target_from_source; photometric, depth and cycle-consistency terms (``backward`` = T_source_from_target,
+        its partner in the cycle), unweighted."""
+        warp = geometry.warp(depths[source], forward.rotation, forward.translation, intrinsics)
+        rgbd = losses.rgbd_consistency_loss(warp, frames[source], frames[target], depths[target])
+        rotation_error, translation_error = losses.motion_field_consistency_loss(
+            warp, rgbd["mask"], forward.rotation, forward.translation, backward.rotation, backward.translation
+        )
+        return {
+            "rgb": rgbd["rgb_error"],
+            "ssim": rgbd["ssim_error"],
+            "depth_consistency": rgbd["depth_error"],
+            "rotation_consistency": rotation_error,
+            "translation_consistency": translation_error,
+        }
+
+    def _weighted(self, totals: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """Step 4, weighting: each summed term times its weight (docs/release.md §3.4), and their sum "total"."""
+        config = self.config
         weighted = {
             "rgb": config.reconstr_weight * totals["rgb"],
             # The release multiplies each SSIM term by 0.5 before ssim_weight (effective weight 1.5).
             "ssim": config.ssim_weight * 0.5 * totals["ssim"],
             "depth_consistency": config.depth_consistency_loss_weight * totals["depth_consistency"],
-            "depth_smoothing": config.smooth_weight * depth_smoothing,
+            "depth_smoothing": config.smooth_weight * totals["depth_smoothing"],
             "rotation_consistency": config.rotation_consistency_weight * totals["rotation_consistency"],
             "translation_consistency": config.translation_consistency_weight * totals["translation_consistency"],
         }
-        if mask_free:
+        if config.motion_field_mode == "mask_free":
             weighted["motion_smoothing"] = config.residual_smoothing_weight * totals["motion_smoothing"]
             weighted["motion_sparsity"] = config.motion_sparsity_weight * totals["motion_sparsity"]
         else:
             weighted["motion_smoothing"] = config.motion_smoothing_weight * totals["motion_smoothing"]
-        result = dict(weighted)
-        result["total"] = tf.add_n(list(weighted.values()))
-        result["intrinsics"] = 0.5 * (used_intrinsics[0] + used_intrinsics[1])
-        result["depth"] = depths[1]
-        return result
-
-    @staticmethod
-    def _mask_free_field(background, refined_field):
-        """docs/release.md §8 (DML) object motion without segmentation -> (full field, gated residual).
-
-        The v1 network's refined field starts from the background translation, so the residual is taken as
-        refined - background (deviation, see docs/model.md); DML's auto-mask keeps it only where its norm
-        exceeds the mean norm over batch, height and width.
-        """
-        residual = refined_field - background
-        norm = tf.norm(residual, axis=-1, keepdims=True)
-        auto_mask = tf.cast(norm > tf.reduce_mean(norm), tf.float32)
-        gated = residual * tf.stop_gradient(auto_mask)
-        return background + gated, gated
+        weighted["total"] = tf.add_n(list(weighted.values()))
+        return weighted
 
     # --- inference -----------------------------------------------------------------------------------------
 
@@ -278,9 +347,9 @@ class DepthMotionModel(keras.Model):
         released.
         """
         images = tf.convert_to_tensor(images, tf.float32)
-        depth = self.depth_net(imagenet_normalize(images), training=False)
+        depth = self._depth(images)
         if flip_augment:
-            flipped = self.depth_net(imagenet_normalize(tf.reverse(images, axis=[2])), training=False)
+            flipped = self._depth(tf.reverse(images, axis=[2]))
             depth = tf.minimum(depth, tf.reverse(flipped, axis=[2]))
         return depth
 
@@ -310,12 +379,10 @@ class DepthMotionModel(keras.Model):
                 0.5 * (translation + translation_mirrored),
                 0.5 * (intrinsics + intrinsics_mirrored),
             )
-        pair_input = tf.concat([tf.concat([image_a, image_b], -1), tf.concat([image_b, image_a], -1)], 0)
-        rotation, background, _, intrinsics = self.motion_net(pair_input, training=False)
-        rotation_ab, rotation_ba = tf.split(geometry.matrix_from_angles(rotation), 2)
-        translation_ab, translation_ba = tf.split(background[:, 0, 0, :], 2)
-        intrinsics_ab, intrinsics_ba = tf.split(intrinsics, 2)
-        intrinsics = 0.5 * (intrinsics_ab + intrinsics_ba)
+        angles, background, _, intrinsics = self._motion_both_orders(image_a, image_b)
+        rotation_ab, rotation_ba = (geometry.matrix_from_angles(half) for half in angles)
+        translation_ab, translation_ba = (half[:, 0, 0, :] for half in background)
+        intrinsics = 0.5 * (intrinsics[0] + intrinsics[1])
         if self.config.motion_pairing == "inverse":
             return rotation_ab, translation_ab, intrinsics
         rotation_matrix, translation = geometry.average_bidirectional_motion(

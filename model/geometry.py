@@ -41,36 +41,25 @@ def matrix_from_angles(angles: tf.Tensor) -> tf.Tensor:
     return rotation_x @ rotation_y @ rotation_z
 
 
-def rotation_matrix(rotation: tf.Tensor) -> tf.Tensor:
-    """Rotation matrices [..., 3, 3] from angles [B, 3] (Rx Ry Rz, radians) or matrices [B, 3, 3] as given."""
-    rotation = tf.convert_to_tensor(rotation, tf.float32)
-    return matrix_from_angles(rotation) if rotation.shape.rank == 2 else rotation
-
-
-def flip_intrinsics(intrinsics: tf.Tensor, width, rule: str = "pixel_center") -> tf.Tensor:
-    """K [..., 3, 3] of a horizontally flipped image: fx, fy, cy kept; cx' = W-1-cx ("pixel_center") or W-cx
-    ("release"). K is rebuilt from fx, fy, cx, cy as the release does (skew dropped)."""
-    intrinsics = tf.convert_to_tensor(intrinsics, tf.float32)
-    offset = tf.cast(width, tf.float32) - (1.0 if rule == "pixel_center" else 0.0)
-    fx, fy = intrinsics[..., 0, 0], intrinsics[..., 1, 1]
-    cx, cy = intrinsics[..., 0, 2], intrinsics[..., 1, 2]
+def intrinsics_matrix(fx, fy, cx, cy) -> tf.Tensor:
+    """K [..., 3, 3] = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] from tensors [...] in pixels (the tensor form of
+    ``formats.camera.intrinsics_matrix``)."""
     zero, one = tf.zeros_like(fx), tf.ones_like(fx)
     return tf.stack(
-        [
-            tf.stack([fx, zero, offset - cx], axis=-1),
-            tf.stack([zero, fy, cy], axis=-1),
-            tf.stack([zero, zero, one], axis=-1),
-        ],
+        [tf.stack([fx, zero, cx], axis=-1), tf.stack([zero, fy, cy], axis=-1), tf.stack([zero, zero, one], axis=-1)],
         axis=-2,
     )
 
 
-def intrinsics_from_parameters(fx, fy, cx, cy) -> tf.Tensor:
-    """K [B, 3, 3] from per-sample focal lengths and principal point [B] (pixels)."""
-    zero, one = tf.zeros_like(fx), tf.ones_like(fx)
-    return tf.stack(
-        [tf.stack([fx, zero, cx], -1), tf.stack([zero, fy, cy], -1), tf.stack([zero, zero, one], -1)], axis=-2
-    )
+def flip_intrinsics(intrinsics: tf.Tensor, width, rule: str = "pixel_center") -> tf.Tensor:
+    """K [..., 3, 3] of a horizontally flipped image: fx, fy, cy kept; cx' = W-1-cx ("pixel_center", exact for
+    pixel centres: x' = W-1-x) or W-cx ("release"). K is rebuilt from fx, fy, cx, cy as the release does (skew
+    dropped)."""
+    intrinsics = tf.convert_to_tensor(intrinsics, tf.float32)
+    offset = tf.cast(width, tf.float32) - (1.0 if rule == "pixel_center" else 0.0)
+    fx, fy = intrinsics[..., 0, 0], intrinsics[..., 1, 1]
+    cx, cy = intrinsics[..., 0, 2], intrinsics[..., 1, 2]
+    return intrinsics_matrix(fx, fy, offset - cx, cy)
 
 
 def pixel_grid(height: int, width: int) -> tf.Tensor:
@@ -146,7 +135,7 @@ def warp(depth: tf.Tensor, rotation: tf.Tensor, translation: tf.Tensor, intrinsi
 
     Args:
       depth: source depth [B, H, W] or [B, H, W, 1].
-      rotation: [B, 3] angles (radians, Rx Ry Rz) or [B, 3, 3] matrices.
+      rotation: [B, 3, 3] matrices (``matrix_from_angles`` of the motion net's angles).
       translation: [B, 3] or a per-pixel field [B, H, W, 3] on the source grid (depth units).
       intrinsics: K [B, 3, 3] shared by both frames.
     Returns: ``WarpResult`` on the source grid (target coordinates, depth in the target camera, validity).
@@ -154,7 +143,8 @@ def warp(depth: tf.Tensor, rotation: tf.Tensor, translation: tf.Tensor, intrinsi
     depth = tf.convert_to_tensor(depth, tf.float32)
     if depth.shape.rank == 4:
         depth = tf.squeeze(depth, axis=-1)
-    points = transform_points(back_project(depth, intrinsics), rotation_matrix(rotation), translation)
+    rotation = tf.convert_to_tensor(rotation, tf.float32)
+    points = transform_points(back_project(depth, intrinsics), rotation, translation)
     x, y, z = project(points, intrinsics)
     return clamp_and_filter(x, y, z, tf.shape(depth)[1], tf.shape(depth)[2])
 
@@ -195,13 +185,6 @@ def resample_bilinear(data: tf.Tensor, pixel_xy: tf.Tensor) -> tf.Tensor:
         + corner(x0, y0 + 1.0, wx0 * wy1)
         + corner(x0 + 1.0, y0 + 1.0, wx1 * wy1)
     )
-
-
-def compose(rotation_first, translation_first, rotation_second, translation_second):
-    """Apply motion 'first' then 'second': (R2 R1, R2 t1 + t2); R [..., 3, 3], t [..., 3] broadcastable."""
-    rotation = rotation_second @ rotation_first
-    translation = tf.linalg.matvec(rotation_second, translation_first) + translation_second
-    return rotation, translation
 
 
 def average_bidirectional_motion(rotation_ab, translation_ab, rotation_ba, translation_ba):

@@ -12,7 +12,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from model.geometry import WarpResult, resample_bilinear, rotation_matrix
+from model.geometry import WarpResult, resample_bilinear
 
 SSIM_C2 = 9e-6
 SSIM_WEIGHT_EPSILON = 0.01
@@ -93,13 +93,14 @@ def rgbd_consistency_loss(warp: WarpResult, source_rgb, target_rgb, target_depth
 def motion_field_consistency_loss(warp: WarpResult, mask, rotation_1, translation_1, rotation_2, translation_2):
     """Rotation and translation cycle consistency of a forward/backward motion pair (docs/release.md §3.2).
 
-    (rotation_1, translation_1): T_2_from_1, the motion used to warp frame 1 (angles [B, 3] or matrices
-    [B, 3, 3], field [B, H, W, 3] on frame 1's grid); (rotation_2, translation_2): T_1_from_2 (field on frame 2's
-    grid). The composition "apply 2 then 1" at corresponding pixels should be the identity.
+    (rotation_1, translation_1): T_2_from_1, the motion used to warp frame 1 (rotation matrices [B, 3, 3],
+    field [B, H, W, 3] on frame 1's grid); (rotation_2, translation_2): T_1_from_2 (field on frame 2's grid).
+    The composition "apply 2 then 1" at corresponding pixels should be the identity.
     Returns (rotation_error, translation_error), scalars.
     """
     resampled_translation_2 = resample_bilinear(translation_2, tf.stop_gradient(warp.pixel_xy))
-    matrix_1, matrix_2 = rotation_matrix(rotation_1), rotation_matrix(rotation_2)
+    matrix_1 = tf.convert_to_tensor(rotation_1, tf.float32)
+    matrix_2 = tf.convert_to_tensor(rotation_2, tf.float32)
     identity = tf.eye(3, dtype=tf.float32)
     cycle_rotation = matrix_1 @ matrix_2
     cycle_translation = tf.einsum("bij,bhwj->bhwi", matrix_1, resampled_translation_2) + translation_1

@@ -13,6 +13,7 @@ from typing import Dict, List
 import keras
 import tensorflow as tf
 
+from model.geometry import intrinsics_matrix
 from model.layers import RandomizedLayerNormalization, ReflectPaddedConv2D, resize_bilinear_legacy
 
 DEPTH_NORMALIZATIONS = ("release", "randomized_layer_norm")
@@ -323,15 +324,7 @@ class MotionNetwork(keras.Model):
         size = tf.cast(tf.stack([width, height]), tf.float32)
         focal = tf.cast(self.foci(bottleneck)[:, 0, 0, :], tf.float32) * size
         centre = (tf.cast(self.offsets(bottleneck)[:, 0, 0, :], tf.float32) + 0.5) * size
-        zero, one = tf.zeros_like(focal[:, 0]), tf.ones_like(focal[:, 0])
-        return tf.stack(
-            [
-                tf.stack([focal[:, 0], zero, centre[:, 0]], axis=-1),
-                tf.stack([zero, focal[:, 1], centre[:, 1]], axis=-1),
-                tf.stack([zero, zero, one], axis=-1),
-            ],
-            axis=-2,
-        )
+        return intrinsics_matrix(focal[:, 0], focal[:, 1], centre[:, 0], centre[:, 1])
 
     def tf1_scopes(self) -> Dict[str, keras.layers.Layer]:
         """TF1 scope (below ``MotionFieldNet/``) -> Keras layer, for everything except the ``MotionBottleneck``

@@ -1,19 +1,24 @@
 """The assembled model: config parsing, compute_loss on the real Struct2depth example, inference helpers."""
 
+import argparse
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from formats.params import ConfigError, add_flags
 from formats.struct2depth import read_record
 from model import geometry
 from model.depth_motion_model import (
+    MOTION_PAIRINGS,
     DepthMotionModel,
     ModelConfig,
     antisymmetric_pair,
-    imagenet_normalize,
     inverse_motion,
     layer_norm_noise_stddev,
+    pair_motions,
 )
+from stages.common import load_params
 
 HEIGHT, WIDTH = 64, 96
 
@@ -31,7 +36,6 @@ def _example_batch(real_data, height=HEIGHT, width=WIDTH):
     intrinsics[1, 2] -= top
     return {
         "images": images[None],
-        "images_normalized": imagenet_normalize(images[None]),
         "segmentation": segmentation[None],
         "intrinsics": intrinsics[None],
     }
@@ -42,27 +46,61 @@ def model():
     return DepthMotionModel(ModelConfig(img_height=HEIGHT, img_width=WIDTH))
 
 
-def test_from_params_ignores_unrelated_keys():
-    config = ModelConfig.from_params(
-        {"img_width": 224, "img_height": 64, "batch_size": 4, "learning_rate": 5e-4, "foreground_dilation": 3}
+def test_config_from_the_train_section_of_params_yaml():
+    """The training stage's call: the model keys of ``train:`` (other keys belong to other configs) plus the size."""
+    params = load_params("train")
+    config = ModelConfig.from_mapping(params, section="train", strict=False, img_height=64, img_width=224)
+    assert (config.img_height, config.img_width) == (64, 224)
+    for field in ("learn_intrinsics", "motion_pairing", "smooth_weight", "motion_scale_initial_value"):
+        assert getattr(config, field) == params[field], field
+    defaults = ModelConfig()
+    assert (defaults.ssim_weight, defaults.motion_pairing, defaults.motion_scale_initial_value) == (
+        3.0,
+        "independent",
+        0.01,
     )
-    assert (config.img_width, config.img_height, config.foreground_dilation) == (224, 64, 3)
-    assert config.ssim_weight == 3.0 and config.motion_smoothing_weight == 1e-3
-    with pytest.raises(ValueError):
+
+
+def test_config_coerces_yaml_strings_and_names_bad_keys_and_values():
+    config = ModelConfig.from_mapping({"smooth_weight": "1e-4", "foreground_dilation": "3", "boxify": "no"})
+    assert config.smooth_weight == pytest.approx(1e-4) and config.foreground_dilation == 3 and config.boxify is False
+    with pytest.raises(ConfigError, match="train: unknown key.*'smooth_wieght'"):
+        ModelConfig.from_mapping({"smooth_wieght": 0.1}, section="train")
+    with pytest.raises(ConfigError) as caught:
+        ModelConfig.from_mapping(
+            {"motion_pairing": "both", "ssim_weight": -1, "motion_network_width": 0, "depth_normalization": "bn"},
+            section="train",
+            img_height=100,
+        )
+    message = str(caught.value)
+    for expected in (
+        "train.motion_pairing: must be one of independent, antisymmetric, inverse",
+        "train.ssim_weight: must be >= 0",
+        "train.motion_network_width: must be > 0",
+        "train.depth_normalization: must be one of release, randomized_layer_norm",
+    ):
+        assert expected in message
+    with pytest.raises(ConfigError, match="img_height: must be a multiple of 32, got 100"):
         ModelConfig(img_height=100, img_width=96)
-    with pytest.raises(ValueError, match="motion_pairing"):
-        ModelConfig(img_height=64, img_width=96, motion_pairing="both")
+    with pytest.raises(ConfigError, match="reconstr_weight: expected a finite number"):
+        ModelConfig(reconstr_weight="nan")
+
+
+def test_config_flags_show_their_descriptions():
+    parser = argparse.ArgumentParser()
+    add_flags(parser, [ModelConfig], {"motion_pairing": "inverse"})
+    text = " ".join(parser.format_help().split())
+    assert "--motion_pairing" in text and "how the two orders of a pair relate" in text and "(default: inverse)" in text
+    assert "--ssim_weight" in text and "weight of the SSIM term" in text
+    assert "--img_height" not in text  # the frame size comes from the records, not from a flag of the model
+    assert parser.parse_args(["--smooth_weight=1e-4"]).smooth_weight == pytest.approx(1e-4)
 
 
 def test_motion_scale_initial_value_reaches_the_motion_network():
-    config = ModelConfig.from_params(
-        {
-            "img_width": 96,
-            "img_height": 64,
-            "motion_scale_initial_value": 0.1,
-            "depth_network_width": 0.25,
-            "motion_network_width": 0.25,
-        }
+    config = ModelConfig.from_mapping(
+        {"motion_scale_initial_value": 0.1, "depth_network_width": 0.25, "motion_network_width": 0.25},
+        img_width=96,
+        img_height=64,
     )
     model = DepthMotionModel(config)
     assert float(model.motion_net.rotation_scale) == pytest.approx(0.1)
@@ -146,7 +184,7 @@ def loss_with_motion(real_data):
         def motion(images, training=False):
             count = images.shape[0]
             pairs = [motion_of_order(index < count // 2) for index in range(count)]
-            angles = tf.constant([angles for angles, _ in pairs], tf.float32)  # [B, 3] angles or [B, 3, 3]
+            angles = tf.constant([angles for angles, _ in pairs], tf.float32)
             translation = tf.constant([t for _, t in pairs], tf.float32)[:, None, None, :]
             field = tf.broadcast_to(translation, [count, HEIGHT, WIDTH, 3])
             return angles, translation, field, tf.zeros([count, 3, 3])
@@ -176,16 +214,26 @@ def test_antisymmetric_pairing_cancels_a_motion_that_ignores_the_input_order(los
     )
 
 
+def _angles_of(rotation):
+    """The angles (rx, ry, rz) of R = Rx Ry Rz (|ry| < 90 degrees)."""
+    return [
+        np.arctan2(-rotation[1, 2], rotation[2, 2]),
+        np.arcsin(rotation[0, 2]),
+        np.arctan2(-rotation[0, 1], rotation[0, 0]),
+    ]
+
+
 def test_inverse_pairing_uses_the_inverse_of_the_temporal_order(loss_with_motion):
     """Whatever the net predicts for (later, earlier), "inverse" uses the exact inverse of (earlier, later):
-    the same loss as the independent pairing given the exact inverse (as a rotation matrix) for that order."""
+    the same loss as the independent pairing given the exact inverse for that order."""
     angles = np.array([0.02, -0.01, 0.005])
     translation = np.array([0.05, -0.02, 0.3])
-    rotation = geometry.matrix_from_angles(tf.constant(angles, tf.float32)).numpy()
+    rotation = geometry.matrix_from_angles(tf.constant(angles, tf.float32)).numpy().astype(np.float64)
+    inverse_angles = _angles_of(rotation.T)
+    np.testing.assert_allclose(geometry.matrix_from_angles([inverse_angles])[0].numpy(), rotation.T, atol=1e-7)
     garbage = lambda first: (list(angles), list(translation)) if first else ([0.3, 0.0, 0.0], [1.0, 1.0, 1.0])
-    exact = lambda first: (
-        (rotation.tolist(), list(translation)) if first else (rotation.T.tolist(), list(-rotation.T @ translation))
-    )
+    inverse_translation = list(-rotation.T @ translation)
+    exact = lambda first: (list(angles), list(translation)) if first else (inverse_angles, inverse_translation)
     inverse = loss_with_motion("inverse", garbage)
     reference = loss_with_motion("independent", exact)
     for name in ("rgb", "ssim", "depth_consistency"):
@@ -200,6 +248,22 @@ def test_inverse_pairing_uses_the_inverse_of_the_temporal_order(loss_with_motion
     np.testing.assert_allclose(
         inverse_rotation[0].numpy() @ translation + inverse_translation.numpy().reshape(3), np.zeros(3), atol=1e-6
     )
+
+
+def test_pair_motions_hand_on_rotation_matrices_in_every_pairing():
+    angles_ij, angles_ji = tf.constant([[0.02, -0.01, 0.005]]), tf.constant([[-0.01, 0.03, 0.0]])
+    translation_ij, translation_ji = tf.constant([[[[0.1, 0.0, 0.5]]]]), tf.constant([[[[0.0, 0.2, -0.4]]]])
+    for pairing in MOTION_PAIRINGS:
+        forward, backward = pair_motions(angles_ij, angles_ji, translation_ij, translation_ji, pairing)
+        assert forward.rotation.shape == backward.rotation.shape == (1, 3, 3), pairing
+        assert forward.translation.shape == backward.translation.shape == (1, 1, 1, 3), pairing
+    np.testing.assert_allclose(forward.rotation.numpy(), geometry.matrix_from_angles(angles_ij).numpy())
+    np.testing.assert_allclose(backward.rotation.numpy()[0] @ forward.rotation.numpy()[0], np.eye(3), atol=1e-6)
+    forward, backward = pair_motions(angles_ij, angles_ji, translation_ij, translation_ji, "antisymmetric")
+    np.testing.assert_allclose(forward.rotation.numpy(), geometry.matrix_from_angles(0.5 * (angles_ij - angles_ji)))
+    np.testing.assert_allclose(backward.translation.numpy(), -0.5 * (translation_ij - translation_ji).numpy())
+    with pytest.raises(ValueError, match="motion_pairing"):
+        pair_motions(angles_ij, angles_ji, translation_ij, translation_ji, "both")
 
 
 def test_predict_depth_flip_is_min_of_both(model):
@@ -286,7 +350,6 @@ def test_mixed_bfloat16_builds_trains_and_returns_float32():
         images = np.random.default_rng(0).uniform(size=(2, 64, 96, 9)).astype(np.float32)
         batch = {
             "images": images,
-            "images_normalized": images,
             "segmentation": np.zeros((2, 64, 96, 9), np.uint8),
             "intrinsics": np.tile(np.array([[50, 0, 48], [0, 50, 32], [0, 0, 1]], np.float32), (2, 1, 1)),
         }

@@ -19,6 +19,10 @@ def _batch_k(batch=1):
     return tf.constant(np.tile(INTRINSICS, (batch, 1, 1)))
 
 
+def _no_rotation(batch=1):
+    return tf.eye(3, batch_shape=[batch])
+
+
 def _random_depth(batch=2, seed=0):
     return tf.constant(np.random.default_rng(seed).uniform(1.0, 20.0, (batch, HEIGHT, WIDTH)).astype(np.float32))
 
@@ -47,7 +51,7 @@ def test_rotation_convention_is_rx_ry_rz():
 
 def test_identity_motion_gives_identity_warp():
     depth = _random_depth()
-    result = geometry.warp(depth, tf.zeros([2, 3]), tf.zeros([2, 3]), _batch_k(2))
+    result = geometry.warp(depth, _no_rotation(2), tf.zeros([2, 3]), _batch_k(2))
     x, y = np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT))
     np.testing.assert_allclose(result.x.numpy(), np.broadcast_to(x, (2, HEIGHT, WIDTH)), atol=1e-3)
     np.testing.assert_allclose(result.y.numpy(), np.broadcast_to(y, (2, HEIGHT, WIDTH)), atol=1e-3)
@@ -77,12 +81,12 @@ def test_back_project_then_project_is_identity():
 def test_sideways_translation_shifts_by_disparity():
     """Camera b is 0.5 to the right of a, i.e. P_a = P_b + (0.5, 0, 0): a point at depth 10 moves fx * 0.05 px."""
     depth = tf.fill([1, HEIGHT, WIDTH], 10.0)
-    result = geometry.warp(depth, tf.zeros([1, 3]), tf.constant([[0.5, 0.0, 0.0]]), _batch_k())
+    result = geometry.warp(depth, _no_rotation(), tf.constant([[0.5, 0.0, 0.0]]), _batch_k())
     expected = np.broadcast_to(np.arange(20) + 30.0 * 0.05, (HEIGHT, 20))
     np.testing.assert_allclose(result.x.numpy()[0, :, :20], expected, atol=1e-4)
     np.testing.assert_allclose(result.depth.numpy(), 10.0, rtol=1e-6)
     # Forward motion of b by +1 (P_a = P_b + (0, 0, 1)): depth grows by 1, pixels contract to the centre.
-    result = geometry.warp(depth, tf.zeros([1, 3]), tf.constant([[0.0, 0.0, 1.0]]), _batch_k())
+    result = geometry.warp(depth, _no_rotation(), tf.constant([[0.0, 0.0, 1.0]]), _batch_k())
     np.testing.assert_allclose(result.depth.numpy(), 11.0, rtol=1e-6)
     np.testing.assert_allclose(result.x.numpy()[0, 0, 0], 15.5 + (0 - 15.5) * 10 / 11, atol=1e-4)
 
@@ -91,7 +95,7 @@ def test_per_pixel_translation_field_moves_only_its_pixels():
     depth = tf.fill([1, HEIGHT, WIDTH], 5.0)
     field = np.zeros([1, HEIGHT, WIDTH, 3], np.float32)
     field[0, 4:8, 4:8, 1] = 0.5  # object region moves down by 0.5 m -> 28 * 0.1 = 2.8 px
-    result = geometry.warp(depth, tf.zeros([1, 3]), field, _batch_k())
+    result = geometry.warp(depth, _no_rotation(), field, _batch_k())
     y = result.y.numpy()[0]
     np.testing.assert_allclose(y[4:8, 4:8], np.broadcast_to(np.arange(4, 8)[:, None] + 2.8, (4, 4)), atol=1e-4)
     np.testing.assert_allclose(
@@ -163,7 +167,7 @@ def _photometric_error(image_a, image_b, depth_b, intrinsics, angles, translatio
     """Mean |image_a resampled at the warp of b's pixels - image_b| over the in-bounds pixels."""
     result = geometry.warp(
         depth_b[None],
-        tf.constant([angles], tf.float32),
+        geometry.matrix_from_angles([angles]),
         tf.constant([translation], tf.float32),
         tf.constant(intrinsics[None], tf.float32),
     )
@@ -188,7 +192,7 @@ def test_true_pose_reconstructs_synthetic_plane():
     assert wrong_translation > 5 * true_error and wrong_rotation > 5 * true_error
     # The model's loss term agrees: near zero with the true motion.
     result = geometry.warp(
-        depth_b[None], tf.constant([angles]), tf.constant([translation]), tf.constant(intrinsics[None])
+        depth_b[None], geometry.matrix_from_angles([angles]), tf.constant([translation]), tf.constant(intrinsics[None])
     )
     terms = rgbd_consistency_loss(
         result, tf.constant(image_b[None]), tf.constant(image_a[None]), tf.fill([1, 64, 96, 1], 1e3)
@@ -286,11 +290,6 @@ def test_average_bidirectional_motion_of_consistent_pair_is_exact():
     )
     np.testing.assert_allclose(averaged_rotation.numpy(), rotation.numpy(), atol=1e-6)
     np.testing.assert_allclose(averaged_translation.numpy(), translation.numpy(), atol=1e-6)
-    composed_rotation, composed_translation = geometry.compose(
-        rotation, translation, inverse_rotation, inverse_translation
-    )
-    np.testing.assert_allclose(composed_rotation.numpy()[0], np.eye(3), atol=1e-6)
-    np.testing.assert_allclose(composed_translation.numpy(), 0.0, atol=1e-6)
 
 
 def test_flip_intrinsics_per_example_and_batched():
@@ -304,3 +303,13 @@ def test_flip_intrinsics_per_example_and_batched():
     for k in range(2):
         np.testing.assert_allclose(batched[k], geometry.flip_intrinsics(batch[k], 96).numpy())
     np.testing.assert_allclose(geometry.flip_intrinsics(batched, 96).numpy(), batch, rtol=1e-6)
+
+
+def test_intrinsics_matrix_is_the_tensor_form_of_the_numpy_builder():
+    from formats.camera import intrinsics_matrix
+
+    parameters = np.array([[100.0, 90.0, 40.0, 20.0], [50.0, 55.0, 31.5, 11.0]], np.float32)
+    batched = geometry.intrinsics_matrix(*tf.unstack(tf.constant(parameters), axis=-1)).numpy()
+    assert batched.shape == (2, 3, 3)
+    for k in range(2):
+        np.testing.assert_array_equal(batched[k], intrinsics_matrix(*parameters[k]).astype(np.float32))

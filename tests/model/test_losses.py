@@ -68,21 +68,21 @@ def test_rgbd_consistency_hand_case_with_occlusion():
 def test_motion_cycle_consistency():
     warp = _identity_warp()
     mask = tf.ones([1, H, W])
-    angles = tf.constant([[0.0, 0.0, 0.1]])
+    rotation = geometry.matrix_from_angles([[0.0, 0.0, 0.1]])
     field = tf.fill([1, H, W, 3], 0.5)
     # Exact inverses: zero error.
-    inverse_rotation = tf.transpose(geometry.matrix_from_angles(angles), [0, 2, 1])
+    inverse_rotation = tf.transpose(rotation, [0, 2, 1])
     inverse_field = -tf.einsum("bij,bhwj->bhwi", inverse_rotation, field)
     rotation_error, translation_error = losses.motion_field_consistency_loss(
-        warp, mask, angles, field, -angles, inverse_field
+        warp, mask, rotation, field, geometry.matrix_from_angles([[0.0, 0.0, -0.1]]), inverse_field
     )
     assert float(rotation_error) == pytest.approx(0.0, abs=1e-6)
     assert float(translation_error) == pytest.approx(0.0, abs=1e-6)
     # Same rotation both ways: error = mean((R R - I)^2) / (2 mean((R - I)^2)), computed here by numpy.
-    rotation = geometry.matrix_from_angles(angles)[0].numpy()
-    expected = np.mean((rotation @ rotation - np.eye(3)) ** 2) / (2 * np.mean((rotation - np.eye(3)) ** 2))
+    matrix = rotation[0].numpy()
+    expected = np.mean((matrix @ matrix - np.eye(3)) ** 2) / (2 * np.mean((matrix - np.eye(3)) ** 2))
     rotation_error, translation_error = losses.motion_field_consistency_loss(
-        warp, mask, angles, tf.zeros([1, H, W, 3]), angles, field
+        warp, mask, rotation, tf.zeros([1, H, W, 3]), rotation, field
     )
     assert float(rotation_error) == pytest.approx(expected, rel=1e-4)
     # Backward translation missing: |R t2|^2 / (0 + |t2|^2) = 1.
@@ -93,8 +93,9 @@ def test_zero_motion_gives_finite_values_and_gradients():
     zero_angles = tf.Variable(tf.zeros([1, 3]))
     zero_field = tf.Variable(tf.zeros([1, H, W, 3]))
     with tf.GradientTape() as tape:
+        identity = geometry.matrix_from_angles(zero_angles)
         rotation_error, translation_error = losses.motion_field_consistency_loss(
-            _identity_warp(), tf.ones([1, H, W]), zero_angles, zero_field, zero_angles, zero_field
+            _identity_warp(), tf.ones([1, H, W]), identity, zero_field, identity, zero_field
         )
         smoothness = losses.motion_field_smoothness(zero_field)
         sparsity = losses.motion_sparsity(zero_field, zero_field)
