@@ -148,14 +148,15 @@ def _limits(value: Any, metadata: Mapping[str, Any]) -> Optional[str]:
         bad = [item for item in items if item not in choices]
         if bad:
             return f"must be one of {', '.join(map(str, choices))}; got {bad[0]!r}"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        minimum, maximum, above = metadata.get("minimum"), metadata.get("maximum"), metadata.get("above")
-        if minimum is not None and value < minimum:
-            return f"must be >= {minimum}, got {value!r}"
-        if maximum is not None and value > maximum:
-            return f"must be <= {maximum}, got {value!r}"
-        if above is not None and value <= above:
-            return f"must be > {above}, got {value!r}"
+    minimum, maximum, above = metadata.get("minimum"), metadata.get("maximum"), metadata.get("above")
+    for item in value if isinstance(value, tuple) else (value,):  # bounds apply to each item of a tuple
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            if minimum is not None and item < minimum:
+                return f"must be >= {minimum}, got {item!r}"
+            if maximum is not None and item > maximum:
+                return f"must be <= {maximum}, got {item!r}"
+            if above is not None and item <= above:
+                return f"must be > {above}, got {item!r}"
     return None
 
 

@@ -15,6 +15,7 @@ from formats.params import Config, ConfigError, add_flags, check_keys, coerce, f
 class Inner(Config):
     fps: float = param(2.0, help="frames per second", above=0)
     cameras: Tuple[int, ...] = param((2,), help="cameras", choices=(2, 3))
+    lengths: Tuple[float, ...] = param((1.0,), help="lengths", above=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,7 @@ def test_from_mapping_coerces_nested_and_keeps_defaults():
     config = Outer.from_mapping({"rate": "5e-4", "steps": "12", "inner": {"cameras": "2,3"}}, section="train")
     assert config.rate == pytest.approx(5e-4) and config.steps == 12
     assert config.inner == Inner(fps=2.0, cameras=(2, 3))
-    assert config.to_mapping()["inner"] == {"fps": 2.0, "cameras": [2, 3]}
+    assert config.to_mapping()["inner"] == {"fps": 2.0, "cameras": [2, 3], "lengths": [1.0]}
 
 
 def test_unknown_keys_are_named_at_every_level():
@@ -72,6 +73,8 @@ def test_all_problems_reported_with_their_keys():
         "t.inner.cameras: must be one of 2, 3",
     ):
         assert expected in message
+    with pytest.raises(ConfigError, match=r"lengths: must be > 0, got -2.0"):
+        Inner(lengths=(1.0, -2.0))  # bounds apply to every item of a tuple
     with pytest.raises(ConfigError, match="steps: mode b needs"):
         Outer(mode="b", steps=3)  # direct construction is checked the same way
 
@@ -90,7 +93,7 @@ def test_flags_are_typed_with_help_choices_and_section_defaults():
         "mode": "a",
         "flip": False,
         "split": None,
-        "inner": {"fps": 10.0, "cameras": (3,)},
+        "inner": {"fps": 10.0, "cameras": (3,), "lengths": (1.0,)},
     }
     assert parser.parse_args(["--flip=false"]).flip is False and parser.parse_args(["--flip"]).flip is True
     with pytest.raises(SystemExit):

@@ -101,11 +101,11 @@ CHECK_SCRIPT = textwrap.dedent("""
 
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
-    from pipelines.config import config_from_params
+    from pipelines.config import PreprocessConfig
     from pipelines.preprocess import build, read_manifest, run
 
-    config = config_from_params({"source": "image_folder", "input": "gs://bucket/frames",
-                                 "output": "gs://bucket/records", "segmenter": "none"})
+    config = PreprocessConfig.from_mapping({"source": "image_folder", "input": "gs://bucket/frames",
+                                 "output": "gs://bucket/records", "segmenter": "none"}, section="preprocess")
     pipeline = beam.Pipeline(options=PipelineOptions([
         "--runner=DataflowRunner", "--project=demo-project", "--region=europe-west1",
         f"--temp_location=gs://bucket/tmp", "--dry_run=True"]))
@@ -113,9 +113,9 @@ CHECK_SCRIPT = textwrap.dedent("""
     job = pipeline.run().job
     names = sorted(t.unique_name for t in job.proto_pipeline.components.transforms.values() if "/" not in t.unique_name)
 
-    local = config_from_params({"source": "image_folder", "input": str(frames_dir), "output": str(out_dir),
+    local = PreprocessConfig.from_mapping({"source": "image_folder", "input": str(frames_dir), "output": str(out_dir),
                                 "segmenter": "none", "width": 32, "height": 16, "val_fraction": 0.0,
-                                "static_threshold": 0})
+                                "static_threshold": 0}, section="preprocess")
     run(local, ["--runner=DirectRunner", "--direct_num_workers=1", f"--temp_location={tmp_dir}"])
     print(json.dumps({"data": data, "transforms": names, "job": bool(job.proto.name),
                       "counts": read_manifest(str(out_dir))["counts"],

@@ -109,7 +109,8 @@ def test_synthesize_cli_bad_layout_exits_2_with_one_line(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("synthesize: error: StageError: unknown --layout")
+    assert result.stderr.strip().splitlines()[-1].startswith("synthesize: error: ConfigError: invalid SynthesizeConfig")
+    assert "synthesize.layout: must be one of kitti_raw" in result.stderr
 
 
 # --- params.yaml comments are the flags' help ------------------------------------------------------------------
