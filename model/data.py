@@ -19,13 +19,13 @@ One example is one record ``<data_dir>/<folder>/<id>``: a triplet image (t0 | t1
 5. a random horizontal flip (probability 0.5) of images, masks and intrinsics. The intrinsics rule is
    ``cx' = W - 1 - cx`` (``flip_rule="pixel_center"``, exact for wilddepth's pixel-centre convention, see
    ``formats/camera.py``) or the release's ``cx' = W - cx`` (``flip_rule="release"``);
-6. ImageNet normalisation for the depth network's input only (``images_normalized``);
+6. no ImageNet normalisation: the model applies it to the depth network's input (one place);
 7. batches (dropping the last incomplete batch) and prefetches.
 
 A batch is a dict: ``images`` [B, H, W, 9] float32 in [0, 1] (augmented, the motion net's and the losses'
-input), ``images_normalized`` [B, H, W, 9] float32, ``segmentation`` [B, H, W, 3] uint8 (channel 0 of each
-frame's ``-fseg``; 0 = static background), ``intrinsics`` [B, 3, 3] float32 in pixels of one frame,
-``position`` [B] int64 (stream positions; the trainer saves the next one with each checkpoint).
+input), ``segmentation`` [B, H, W, 3] uint8 (channel 0 of each frame's ``-fseg``; 0 = static background),
+``intrinsics`` [B, 3, 3] float32 in pixels of one frame, ``position`` [B] int64 (stream positions; the trainer
+saves the next one with each checkpoint).
 
 Random draws are stateless functions of ``seed`` and the stream position (the permutation of epoch e uses
 (seed, e); the augmentation of the element at position p uses (seed, p)), so a seed fixes the whole stream
@@ -435,7 +435,6 @@ class RecordDataset:
             )
         return {
             "images": images,
-            "images_normalized": imagenet_normalize(images),
             "segmentation": segmentation,
             "intrinsics": intrinsics,
             "position": example["position"],
