@@ -5,22 +5,26 @@
     depth = model.predict_depth(images)          # images [B, H, W, 3] float32 in [0, 1], (H, W) = model.image_size
     R, t, K = model.predict_egomotion(image_a, image_b)   # T_a_from_b (docs/release.md §2.5), learned K
 
-The network is rebuilt from ``model_config.json`` beside the checkpoint (written by ``model/trainer.py``), and
-only the model's variables are restored (optimizer state is ignored). Inference is deterministic: no
-layer-norm noise, batch norm on its moving statistics.
+The network is rebuilt from ``model_config.json`` beside the checkpoint (written by the trainer through
+``model/checkpoints.py``), and only the model's variables are restored (optimizer state is ignored).
+Inference is deterministic: no layer-norm noise, batch norm on its moving statistics.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from model.checkpoints import (
+    MODEL_CONFIG_FILE,
+    checkpoint_prefix,
+    make_checkpoint,
+    read_model_config,
+    read_model_config_mapping,
+)
 from model.depth_motion_model import DepthMotionModel, ModelConfig
-from model.trainer import MODEL_CONFIG_FILE, make_checkpoint
 
 INTRINSICS_SOURCES = ("learned", "given")
 
@@ -29,23 +33,16 @@ def intrinsics_source(checkpoint_path) -> str:
     """Where a checkpoint's intrinsics come from: ``"learned"`` (its intrinsics head was trained) or ``"given"``.
 
     Read from ``model_config.json`` beside the checkpoint (``checkpoint_path``: a checkpoint directory or a
-    prefix ``.../model-3000``), as written by ``model.trainer.write_model_config``. ``learn_intrinsics: false``
+    prefix ``.../model-3000``), as written by ``model.checkpoints.write_model_config``. ``learn_intrinsics: false``
     means training warped with the records' K and never trained the head: its output is not a result and must not
     be reported as one. A config without the key gets ``ModelConfig``'s default, as the trainer would have.
     """
-    path = Path(checkpoint_path)
-    config_path = (path if path.is_dir() else path.parent) / MODEL_CONFIG_FILE
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: it is written by the trainer beside its checkpoints")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path}: not valid JSON ({error})") from error
-    if not isinstance(config, dict):
-        raise ValueError(f"{config_path}: expected a JSON object of ModelConfig fields")
+    config = read_model_config_mapping(checkpoint_path)
     learned = config.get("learn_intrinsics", ModelConfig.learn_intrinsics)
     if not isinstance(learned, bool):
-        raise ValueError(f"{config_path}: learn_intrinsics must be true or false, got {learned!r}")
+        raise ValueError(
+            f"{MODEL_CONFIG_FILE} of {checkpoint_path}: learn_intrinsics must be true or false, got {learned!r}"
+        )
     return "learned" if learned else "given"
 
 
@@ -71,20 +68,8 @@ class InferenceModel:
     @classmethod
     def from_checkpoint(cls, path) -> "InferenceModel":
         """``path``: a checkpoint prefix (``.../model-3000``) or a checkpoint directory (its newest checkpoint)."""
-        path = Path(path)
-        if path.is_dir():
-            prefix = tf.train.latest_checkpoint(str(path))
-            if prefix is None:
-                raise FileNotFoundError(f"no checkpoint in directory {path}")
-        else:
-            prefix = str(path)
-            if not Path(prefix + ".index").is_file():
-                raise FileNotFoundError(f"{prefix}: no such checkpoint (expected {prefix}.index)")
-        config_path = Path(prefix).parent / MODEL_CONFIG_FILE
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} not found: it is written by the trainer beside its checkpoints")
-        config = ModelConfig(**json.loads(config_path.read_text()))
-        model = DepthMotionModel(config)
+        prefix = checkpoint_prefix(path)
+        model = DepthMotionModel(read_model_config(prefix))
         make_checkpoint(model).restore(prefix).expect_partial().assert_existing_objects_matched()
         return cls(model, prefix)
 
