@@ -44,7 +44,6 @@ import collections
 import dataclasses
 import json
 import logging
-import math
 import threading
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Dict, List, Optional, Tuple
@@ -54,6 +53,7 @@ import tensorflow as tf
 
 from formats import struct2depth
 from formats.image_header import check_image_header
+from formats.params import Config, param
 from formats.struct2depth import RecordFormatError
 from model.depth_motion_model import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
 from model.geometry import flip_intrinsics
@@ -76,72 +76,40 @@ class FrameSizeError(ValueError):
     """The frame size cannot be found from the records, or a given size disagrees with theirs."""
 
 
-@dataclasses.dataclass
-class DataConfig:
-    """Reader settings. Sizes in pixels of one frame (None: the records' size); probabilities in [0, 1]."""
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Config):
+    """Reader settings (keys of params.yaml's ``train:`` section). Sizes in pixels of one frame (None: the
+    records' size); probabilities in [0, 1]."""
 
-    data_dir: str
-    input_file: str = "train"  # list file <data_dir>/<input_file>.txt
-    file_extension: str = "png"  # png or jpg, for the triplet and the -fseg image
-    img_height: Optional[int] = None  # None: from the records (see resolve_frame_size)
-    img_width: Optional[int] = None
-    batch_size: int = 4
-    queue_size: int = 2000  # shuffle buffer in records inside each epoch's permutation
-    seed: int = 8964
-    shuffle: bool = True
-    repeat: bool = True  # cycle forever (training); False: one pass
-    color_probability: float = 0.5  # per colour op; 0 disables colour augmentation
-    flip_probability: float = 0.5  # 0 disables the random flip
-    flip_rule: str = "pixel_center"  # "pixel_center": cx' = W-1-cx; "release": cx' = W-cx
-
-    @classmethod
-    def from_params(cls, data_dir: str, params: dict) -> "DataConfig":
-        """Build from the ``train:`` section of params.yaml; unrelated keys are ignored."""
-        names = {field.name for field in dataclasses.fields(cls)} - {"data_dir"}
-        return cls(data_dir=str(data_dir), **{key: value for key, value in params.items() if key in names})
-
-    def __post_init__(self):
-        if self.file_extension not in ("png", "jpg"):
-            raise ValueError(f"file_extension must be png or jpg, got {self.file_extension!r}")
-        if self.flip_rule not in FLIP_RULES:
-            raise ValueError(f"flip_rule must be one of {FLIP_RULES}, got {self.flip_rule!r}")
-        for name in ("img_height", "img_width"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, checked_number(name, value, 1, integer=True))
-        self.batch_size = checked_number("batch_size", self.batch_size, 1, integer=True)
-        self.queue_size = checked_number("queue_size", self.queue_size, 1, integer=True)
-        self.seed = checked_number("seed", self.seed, 0, integer=True)
-        for name in ("color_probability", "flip_probability"):
-            value = checked_number(name, getattr(self, name))
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
-            setattr(self, name, value)
+    data_dir: str = param(help="folder with <input_file>.txt and the records", flag=False)
+    input_file: str = param("train", help="list file <data_dir>/<input_file>.txt")
+    file_extension: str = param("png", help="image files of the records", choices=("png", "jpg"))
+    img_height: Optional[int] = param(
+        None,
+        help="frame height; null = the records' (manifest.json, else the images); a given value must agree",
+        minimum=1,
+    )
+    img_width: Optional[int] = param(None, help="frame width; null = the records' (like img_height)", minimum=1)
+    batch_size: int = param(4, help="examples (triplets) per step, over all replicas", minimum=1)
+    queue_size: int = param(
+        2000, help="shuffle buffer (records), after a per-epoch permutation of all records", minimum=1
+    )
+    seed: int = param(8964, help="seeds Python, numpy and TensorFlow, the data order and the augmentation", minimum=0)
+    shuffle: bool = param(True, help="shuffle the records (false: list order)", flag=False)
+    repeat: bool = param(True, help="cycle over the records forever (false: one pass)", flag=False)
+    color_probability: float = param(
+        0.5, help="probability of each colour-jitter op; 0 disables colour augmentation", minimum=0, maximum=1
+    )
+    flip_probability: float = param(0.5, help="probability of a horizontal flip; 0 disables it", minimum=0, maximum=1)
+    flip_rule: str = param(
+        "pixel_center",
+        help="intrinsics of a flip: pixel_center: cx' = W-1-cx (exact); release: cx' = W-cx",
+        choices=FLIP_RULES,
+    )
 
     @property
     def list_path(self) -> Path:
         return Path(self.data_dir) / f"{self.input_file}.txt"
-
-
-def checked_number(name: str, value, minimum: float = None, maximum: float = None, integer: bool = False):
-    """``value`` as a finite float (or, with ``integer``, an int) within [minimum, maximum]. YAML may give
-    '1e-4' as a string, and a whole float or numeric string is accepted as an int; ValueError naming ``name``
-    otherwise. The one number check of the training configuration (data and trainer)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if integer and number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if minimum is not None and number < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    if maximum is not None and number > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
-    return int(number) if integer else number
 
 
 class RecordReport:

@@ -1,4 +1,5 @@
-"""The training loop (the release's ``train.py``): Adam, per-tensor gradient clipping, checkpoints, resume, metrics.
+"""The training loop (the release's ``train.py``): Adam, per-tensor gradient clipping, checkpoints, resume,
+validation, metrics.
 
 One step: read a batch of triplets (``model/data.py``), evaluate ``DepthMotionModel.compute_loss`` at the
 current global step (which drives the layer-norm noise ramp), clip every gradient tensor to norm 10
@@ -6,6 +7,8 @@ separately (tf_slim's ``clip_gradient_norms``, not a global norm), and apply Ada
 epsilon 1e-8, the TF1 defaults). The global step is the optimizer's iteration counter.
 
 Around the step:
+- ``configure_runtime`` (called by the stage before the trainer is built) sets the Python, numpy and TF
+  seeds and Keras's global precision policy: process-wide settings, so no constructor sets them;
 - ``tf.distribute``: the default strategy on CPU or one GPU, ``MirroredStrategy`` on several GPUs,
   ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set. ``batch_size`` is the global batch;
 - checkpoints ``<checkpoint_dir>/model-<step>`` every ``checkpoint_freq`` steps (0: once per epoch, i.e.
@@ -15,16 +18,21 @@ Around the step:
   ``model-<step>_temp/`` folders that a kill during a save left behind are removed first. Without a
   checkpoint to resume, the model starts from ``init_checkpoint`` (a wilddepth checkpoint or a release TF1
   checkpoint; fine-tuning, with a fresh optimizer), else the depth encoder optionally from ImageNet weights
-  (``model/imagenet.py``);
-- hyper-parameters are validated when the config is built (finite, in range: ValueError);
+  (``model/imagenet.py``). The checkpoint helpers live in ``model/checkpoints.py``;
+- hyper-parameters are checked when the config is built (``formats.params``: finite, in range, ConfigError);
 - a non-finite loss or gradient stops the run with ``NonFiniteLossError`` (exit status 3) before the update
   is applied; an update that makes any model variable non-finite stops it too, and every save first checks
   that all model and optimizer variables are finite, so every checkpoint written is finite ("good"). The
   error names the newest checkpoint on disk whose weights are finite;
+- validation every ``val_freq`` steps and at the last step (``Validation``): the training loss on at most
+  ``val_batches`` fixed batches of ``<val_data_dir>/<val_file>.txt`` in inference mode (``val/loss`` and
+  ``val/<term>``), and with ``val_depth_dir`` the depth Abs Rel of at most ``val_depth_images`` frames of a
+  synthetic world against its ground truth (``val/abs_rel``, median scaling, no flip);
 - progress bar (tqdm); dvclive metrics (loss terms, learned intrinsics fx/fy/cx/cy, step time) every
   ``summary_freq`` steps; TensorBoard scalars and depth images in ``<checkpoint_dir>/tensorboard``;
 - with several workers (``TF_CONFIG``) only the chief (``is_chief``) writes checkpoints, TensorBoard, dvclive
-  and ``model_config.json``; every worker resumes from the chief's ``checkpoint_dir`` (shared storage);
+  and ``model_config.json``; every worker resumes from the chief's ``checkpoint_dir`` (shared storage) and runs
+  the same validation (only the chief logs it);
 - ``<checkpoint_dir>/model_config.json`` holds the model configuration that ``model/inference.py`` needs to
   rebuild the network for any checkpoint of the directory.
 """
@@ -32,12 +40,8 @@ Around the step:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -47,23 +51,29 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from evaluation import depth_evaluation
 from formats import atomic
+from formats.params import Config, param
 from model import data
-from model.data import checked_number
+from model.checkpoints import (
+    CHECKPOINT_NAME,
+    MODEL_CONFIG_FILE,  # noqa: F401 (re-exported: the file name beside the checkpoints)
+    CheckpointMismatchError,  # noqa: F401 (re-exported)
+    NonFiniteLossError,
+    last_finite_text,
+    load_initial_weights,
+    make_checkpoint,
+    non_finite_tensors,
+    non_finite_variables,
+    remove_stale_checkpoint_temporaries,
+    save_if_finite,
+    write_model_config,
+)
 from model.depth_motion_model import DepthMotionModel, ModelConfig
 from model.imagenet import load_imagenet_encoder
-from model.tf1_checkpoint import CheckpointMismatchError, load_tf1_checkpoint, tf1_variable_map
 
 LOGGER = logging.getLogger(__name__)
-MODEL_CONFIG_FILE = "model_config.json"
-CHECKPOINT_NAME = "model"
 DIAGNOSTIC_KEYS = ("intrinsics", "depth")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss, a gradient or the weights became NaN/Inf; nothing non-finite was saved (exit status 3)."""
-
-    exit_code = 3
 
 
 class WorkerLostError(RuntimeError):
@@ -88,47 +98,61 @@ PEER_FAILURES = (
 MAX_LEARNING_RATE = 1.0  # Adam moves every weight by about the learning rate per step: above 1 is a typo
 
 
-@dataclasses.dataclass
-class TrainerConfig:
-    """Loop settings. Steps count optimizer updates; frequencies are in steps."""
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig(Config):
+    """Loop settings (keys of params.yaml's ``train:`` section, plus the stage's folders). Steps count
+    optimizer updates; frequencies are in steps."""
 
-    checkpoint_dir: str
-    learning_rate: float = 1e-4
-    beta1: float = 0.9
-    clip_gradient_norm: float = 10.0  # per tensor; 0 disables
-    train_steps: int = 1_000_000  # total, including steps of earlier runs resumed from
-    summary_freq: int = 100
-    checkpoint_freq: int = 0  # 0: every epoch (records // batch_size), as released
-    keep_checkpoints: int = 5
-    seed: int = 8964
-    mixed_precision: bool = False  # mixed_bfloat16 compute (GPU option; no loss scaling needed)
-    jit_compile: bool = False  # XLA-compile the step
-    debug: bool = False  # one step; dump tensors to <checkpoint_dir>/debug; print losses
-    imagenet_ckpt: Optional[str] = None
-    init_checkpoint: Optional[str] = None  # wilddepth or release TF1 checkpoint to fine-tune from (no resume)
-    metrics_dir: Optional[str] = None  # dvclive directory; None: no dvclive
-    progress: bool = True
+    checkpoint_dir: str = param(help="checkpoints, model_config.json, tensorboard/", flag=False)
+    learning_rate: float = param(
+        5e-4, help="Adam learning rate (release: 1e-4)", minimum=0.0, maximum=MAX_LEARNING_RATE
+    )
+    beta1: float = param(0.9, help="Adam beta1 (release: 0.9)", minimum=0.0, maximum=0.999999)
+    clip_gradient_norm: float = param(
+        10.0, help="each gradient tensor is clipped to this L2 norm separately; 0 disables", minimum=0.0
+    )
+    train_steps: int = param(
+        3000, help="total optimizer steps, counting those of a resumed run (release: 1,000,000)", minimum=1
+    )
+    summary_freq: int = param(100, help="steps between dvclive / TensorBoard logs", minimum=1)
+    checkpoint_freq: int = param(500, help="steps between checkpoints; 0 = once per epoch (the release)", minimum=0)
+    keep_checkpoints: int = param(5, help="newest checkpoints kept in checkpoint_dir", minimum=1)
+    seed: int = param(8964, help="seeds Python, numpy and TensorFlow, the data order and the augmentation", minimum=0)
+    weight_reg: float = param(
+        0.01, help="accepted for compatibility; has no effect, as in the release (docs/release.md §3.6)", minimum=0.0
+    )
+    mixed_precision: bool = param(False, help="mixed_bfloat16 compute (GPU); see docs/training.md")
+    jit_compile: bool = param(False, help="XLA-compile the training step")
+    debug: bool = param(False, help="one step, tensors dumped to <checkpoint_dir>/debug")
+    val_file: str = param(
+        "val", help="validation list file <val_data_dir>/<val_file>.txt; validation is skipped without it"
+    )
+    val_freq: int = param(500, help="steps between validations (and at the last step); 0 = never", minimum=0)
+    val_batches: int = param(
+        8, help="validation batches at most: a fixed, unshuffled, un-augmented subset, the same every time", minimum=1
+    )
+    val_depth_images: int = param(
+        16, help="frames of --val_depth_dir scored for val/abs_rel (evenly spaced, median scaling)", minimum=1
+    )
+    val_data_dir: Optional[str] = param(None, help="folder of <val_file>.txt; None: no validation loss", flag=False)
+    val_depth_dir: Optional[str] = param(
+        None, help="synthetic world (KITTI-raw layout, groundtruth/) for val/abs_rel; None: none", flag=False
+    )
+    imagenet_ckpt: Optional[str] = param(None, help="ResNet-18 weights for the depth encoder", flag=False)
+    init_checkpoint: Optional[str] = param(
+        None, help="wilddepth or release TF1 checkpoint to fine-tune from (no resume)", flag=False
+    )
+    metrics_dir: Optional[str] = param(None, help="dvclive directory; None: no dvclive", flag=False)
+    progress: bool = param(True, help="show a progress bar", flag=False)
 
-    def __post_init__(self):
-        """Validate at startup: a NaN, infinite, negative or absurd value is a ValueError naming the key."""
-        self.learning_rate = checked_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
-        self.beta1 = checked_number("beta1", self.beta1, 0.0, 0.999999)
-        self.clip_gradient_norm = checked_number("clip_gradient_norm", self.clip_gradient_norm, 0.0)
-        self.train_steps = checked_number("train_steps", self.train_steps, 1, integer=True)
-        self.summary_freq = checked_number("summary_freq", self.summary_freq, 1, integer=True)
-        self.checkpoint_freq = checked_number("checkpoint_freq", self.checkpoint_freq, 0, integer=True)
-        self.keep_checkpoints = checked_number("keep_checkpoints", self.keep_checkpoints, 1, integer=True)
-        self.seed = checked_number("seed", self.seed, 0, integer=True)
-        if self.learning_rate == 0:
-            LOGGER.warning("learning_rate is 0: the weights will not change")
 
-    @classmethod
-    def from_params(cls, checkpoint_dir: str, params: dict, **overrides) -> "TrainerConfig":
-        """Build from the ``train:`` section of params.yaml (unrelated keys ignored) plus explicit overrides."""
-        names = {field.name for field in dataclasses.fields(cls)} - {"checkpoint_dir"}
-        values = {key: value for key, value in params.items() if key in names}
-        values.update(overrides)
-        return cls(checkpoint_dir=str(checkpoint_dir), **values)
+def configure_runtime(config: TrainerConfig) -> None:
+    """Process-wide settings of a run, applied before its model is built: the Python, numpy and TF seeds
+    (the release's ``--seed``) and Keras's global precision policy (``mixed_bfloat16`` with
+    ``mixed_precision``, else ``float32``). Call it before any other TensorFlow work of the process when
+    ``TF_CONFIG`` is set (MultiWorkerMirroredStrategy must be created at program start)."""
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
 
 
 def select_strategy() -> tf.distribute.Strategy:
@@ -176,87 +200,6 @@ def clip_per_tensor(gradients, clip_norm: float):
     return clipped, squared_norms
 
 
-def named_variables(variables, strip_root: bool = False) -> Dict[str, tf.Variable]:
-    """Variable path -> variable, checking that paths are unique. ``strip_root`` drops the first path
-    component (Keras numbers optimizer names per process: ``adam``, ``adam_1``, ...)."""
-    named: Dict[str, tf.Variable] = {}
-    for variable in variables:
-        key = variable.path.split("/", 1)[-1] if strip_root else variable.path
-        if key in named:
-            raise ValueError(f"two variables share the path {key!r}; checkpoints need unique paths")
-        named[key] = variable
-    return named
-
-
-def make_checkpoint(model, optimizer=None, data_position: Optional[tf.Variable] = None) -> tf.train.Checkpoint:
-    """A checkpoint keyed by variable path (``model_variables/<path>``, ``optimizer_variables/<path>``), plus
-    the input stream's next position (``data_position``) when given.
-
-    Keyed by path rather than by ``tf.train.Checkpoint(model=model)``'s object graph: with Keras 3, layers kept
-    in Python lists or dicts (the encoder blocks, the decoder levels) are not tracked by that graph, so most
-    variables would silently be left out. The optimizer's learning rate is not saved: the flag of the current
-    run decides it, also when resuming.
-    """
-    objects = {"model_variables": named_variables(model.variables)}
-    if optimizer is not None:
-        objects["optimizer_variables"] = {
-            path: variable
-            for path, variable in named_variables(optimizer.variables, strip_root=True).items()
-            if path != "learning_rate"
-        }
-    if data_position is not None:
-        objects["data_position"] = data_position
-    return tf.train.Checkpoint(**objects)
-
-
-def checkpoint_key(variable_path: str, root: str = "model_variables") -> str:
-    """The key of a model variable in a checkpoint written by ``make_checkpoint`` (TF escapes '.' and '/')."""
-    return f"{root}/{variable_path.replace('.', '..').replace('/', '.S')}/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-def non_finite_tensors(prefix: str) -> list:
-    """Names of the floating-point tensors of checkpoint ``prefix`` that hold NaN or Inf."""
-    reader = tf.train.load_checkpoint(str(prefix))
-    bad = []
-    for name, dtype in reader.get_variable_to_dtype_map().items():
-        if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))):
-            bad.append(name)
-    return sorted(bad)
-
-
-# TF's sharded save writes <prefix>_temp/part-... (older versions <prefix>_temp_<uuid hex>/part-...) and moves
-# the parts into place at the end; a kill in between leaves the folder.
-_TEMP_FOLDER = re.compile(r"^" + CHECKPOINT_NAME + r"-\d+_temp(_[0-9a-f]{32})?$")
-_TEMP_PART = re.compile(r"^part-\d{5}-of-\d{5}(\.index|\.data-\d{5}-of-\d{5})?(\.tempstate\d+)?$")
-
-
-def remove_stale_checkpoint_temporaries(checkpoint_dir) -> list:
-    """Remove ``model-<step>_temp[_<uuid>]/`` folders of TF's checkpoint writer left in ``checkpoint_dir`` by a
-    kill during a save. Only folders with exactly that name holding only ``part-*`` files are removed; anything
-    else is left alone with a warning. Returns the removed folders."""
-    removed = []
-    for folder in sorted(Path(checkpoint_dir).iterdir()):
-        if not (folder.is_dir() and not folder.is_symlink() and _TEMP_FOLDER.match(folder.name)):
-            continue
-        children = list(folder.iterdir())
-        if not all(child.is_file() and not child.is_symlink() and _TEMP_PART.match(child.name) for child in children):
-            LOGGER.warning("not removing %s: it holds files other than checkpoint parts", folder)
-            continue
-        for child in children:
-            child.unlink()
-        folder.rmdir()
-        LOGGER.warning("removed %s, a half-written checkpoint left by an interrupted save", folder)
-        removed.append(folder)
-    return removed
-
-
-def write_model_config(checkpoint_dir, model_config: ModelConfig) -> Path:
-    """Atomically write ``<checkpoint_dir>/model_config.json`` (the fields of ModelConfig)."""
-    path = Path(checkpoint_dir) / MODEL_CONFIG_FILE
-    atomic.write_text(path, json.dumps(dataclasses.asdict(model_config), indent=2, sort_keys=True) + "\n")
-    return path
-
-
 def _summary_metadata(plugin: str) -> bytes:
     """TensorBoard plugin metadata, so summaries are written without the tensorboard package installed."""
     from tensorflow.core.framework import summary_pb2
@@ -285,89 +228,125 @@ def depth_to_image(depth: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(disparity, 0.0, 1.0) * 255.0, tf.uint8)
 
 
-@dataclasses.dataclass
-class InitReport:
-    """What ``load_initial_weights`` did: the checkpoint read, its kind, and variable paths or names."""
+class Validation:
+    """The validation of a run (see the module docstring): built at start-up, so a missing world or an
+    unreadable validation list stops the run at once; :meth:`run` returns the ``val/...`` scalars."""
 
-    prefix: str
-    kind: str  # "wilddepth" or "tf1"
-    restored: List[str]  # model variable paths set from the checkpoint
-    not_restored: List[str]  # model variable paths left at their initial value
-    unused: List[str]  # checkpoint variables no model variable took
-
-    def summary(self) -> str:
-        text = (
-            f"initialised from {self.kind} checkpoint {self.prefix}: {len(self.restored)} of "
-            f"{len(self.restored) + len(self.not_restored)} model variables restored"
-        )
-        if self.not_restored:
-            text += "; not restored (initial values kept): " + ", ".join(self.not_restored)
-        if self.unused:
-            text += f"; {len(self.unused)} checkpoint variables unused: " + ", ".join(self.unused[:10])
-            text += " ..." if len(self.unused) > 10 else ""
-        return text + "; the optimizer starts fresh at step 0"
-
-
-def checkpoint_prefix(path) -> str:
-    """A checkpoint prefix from ``path``: a prefix (``.../model-3000``) or a directory (its newest checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        prefix = tf.train.latest_checkpoint(str(path))
-        if prefix is None:
-            raise FileNotFoundError(f"no checkpoint in directory {path}")
-        return prefix
-    if not Path(str(path) + ".index").is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (expected {path}.index or a checkpoint directory)")
-    return str(path)
-
-
-def load_initial_weights(model, path) -> InitReport:
-    """Set the model's variables from a wilddepth checkpoint (keys ``model_variables/<path>``, optimizer state
-    ignored) or a release TF1 checkpoint (``model/tf1_checkpoint.py`` name map). Shapes must match (same network
-    widths): CheckpointMismatchError lists every mismatch before anything is assigned. Variables the checkpoint
-    lacks keep their initial values and are reported."""
-    prefix = checkpoint_prefix(path)
-    reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    if any(name.startswith("model_variables/") for name in shapes):
-        keys = {checkpoint_key(variable.path): variable for variable in model.variables}
-        problems = [
-            f"{variable.path}: checkpoint {tuple(shapes[key])} vs model {tuple(variable.shape)}"
-            for key, variable in keys.items()
-            if key in shapes and tuple(shapes[key]) != tuple(variable.shape)
-        ]
-        if problems:
-            raise CheckpointMismatchError(
-                f"{prefix}: {len(problems)} variable(s) have other shapes (other network widths?):\n  "
-                + "\n  ".join(problems[:20])
+    def __init__(self, trainer: "Trainer"):
+        config, data_config = trainer.config, trainer.data_config
+        self.trainer = trainer
+        self.dataset: Optional[tf.data.Dataset] = None
+        self.reader: Optional[data.RecordDataset] = None
+        self.depth_samples: list = []
+        if config.val_freq == 0:
+            return
+        if config.val_data_dir is not None:
+            self._open_records(Path(config.val_data_dir) / f"{config.val_file}.txt", data_config)
+        if config.val_depth_dir is not None:
+            # eval_depth's protocol (crop, depth range, median scaling) on the synthetic world, without flip.
+            self.depth_protocol = depth_evaluation.DepthEvalConfig(
+                dataset="synthetic", data_dir=config.val_depth_dir, flip_augment=False, num_images=0
             )
-        restored, not_restored = [], []
-        for key, variable in keys.items():
-            if key in shapes:
-                variable.assign(np.asarray(reader.get_tensor(key), dtype=variable.dtype))
-                restored.append(variable.path)
-            else:
-                not_restored.append(variable.path)
-        unused = sorted(name for name in shapes if name.startswith("model_variables/") and name not in keys)
-        kind = "wilddepth"
-    elif any(name.startswith(("depth_prediction/", "MotionFieldNet/")) for name in shapes):
-        unused = load_tf1_checkpoint(model, prefix)
-        mapped = {id(variable) for variable in tf1_variable_map(model).values()}
-        restored = [variable.path for variable in model.variables if id(variable) in mapped]
-        not_restored = [variable.path for variable in model.variables if id(variable) not in mapped]
-        kind = "tf1"
-    else:
-        raise CheckpointMismatchError(
-            f"{prefix}: neither a wilddepth checkpoint (model_variables/...) nor a "
-            "release TF1 checkpoint (depth_prediction/..., MotionFieldNet/...)"
+            samples = depth_evaluation.build_samples(self.depth_protocol)
+            picked = np.unique(np.linspace(0, len(samples) - 1, min(config.val_depth_images, len(samples))).round())
+            self.depth_samples = [samples[int(index)] for index in picked]
+            LOGGER.info("validation: val/abs_rel on %d frames of %s", len(self.depth_samples), config.val_depth_dir)
+        if self.depth_samples or self.dataset is not None:
+            self._predict_depth = tf.function(
+                lambda images: trainer.model.predict_depth(images, flip_augment=False), reduce_retracing=True
+            )
+            self._loss = tf.function(
+                lambda batch: trainer.strategy.run(
+                    lambda b: trainer.model.compute_loss(b, trainer.optimizer.iterations, training=False), args=(batch,)
+                )
+            )
+
+    def _open_records(self, list_path: Path, data_config: data.DataConfig) -> None:
+        """The fixed validation batches: list order, no augmentation, no repeat; skipped without a list."""
+        lines = list_path.read_text(errors="replace").split("\n") if list_path.is_file() else []
+        count = sum(1 for line in lines if line.strip())
+        if count == 0:
+            LOGGER.info("validation loss skipped: %s is %s", list_path, "empty" if lines else "absent")
+            return
+        config = dataclasses.replace(
+            data_config,
+            data_dir=str(list_path.parent),
+            input_file=list_path.stem,
+            batch_size=min(data_config.batch_size, count),
+            shuffle=False,
+            repeat=False,
+            color_probability=0.0,
+            flip_probability=0.0,
         )
-    if not restored:
-        raise CheckpointMismatchError(f"{prefix}: no model variable of this network is in the checkpoint")
-    return InitReport(prefix, kind, restored, not_restored, unused)
+        dataset, self.reader = data.make_dataset(config)
+        self.dataset = dataset.take(self.trainer.config.val_batches)
+        LOGGER.info(
+            "validation: val/loss on at most %d batches of %d from %s every %d steps",
+            self.trainer.config.val_batches,
+            config.batch_size,
+            list_path,
+            self.trainer.config.val_freq,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.dataset is not None or bool(self.depth_samples)
+
+    def due(self, step: int, target: int) -> bool:
+        """Validation runs every ``val_freq`` steps and at the last step of the run."""
+        return self.enabled and (step % self.trainer.config.val_freq == 0 or step == target)
+
+    def run(self) -> Dict[str, float]:
+        """``val/loss`` and ``val/<term>`` (means over the validation batches) and ``val/abs_rel``; no weight
+        changes (inference mode: batch norm on its moving statistics, no layer-norm noise)."""
+        scalars: Dict[str, float] = {}
+        if self.dataset is not None:
+            scalars.update(self.loss_scalars())
+        if self.depth_samples:
+            abs_rel = self.abs_rel()
+            if abs_rel is not None:
+                scalars["val/abs_rel"] = abs_rel
+        return scalars
+
+    def loss_scalars(self) -> Dict[str, float]:
+        sums: Dict[str, float] = {}
+        batches = 0
+        for batch in self.dataset:
+            batch = {key: value for key, value in batch.items() if key != "position"}
+            outputs = self._loss(batch)
+            for key, value in outputs.items():
+                if key not in DIAGNOSTIC_KEYS:
+                    value = self.trainer.strategy.experimental_local_results(value)[0]
+                    sums[key] = sums.get(key, 0.0) + float(value)
+            batches += 1
+        if not batches:
+            LOGGER.warning("validation: no readable batch in %s", self.reader.config.list_path)
+            return {}
+        return {("val/loss" if key == "total" else f"val/{key}"): total / batches for key, total in sums.items()}
+
+    def abs_rel(self) -> Optional[float]:
+        """Mean depth Abs Rel of the validation frames (median scaling, no flip, eval_depth's crop and range)."""
+        try:
+            result = depth_evaluation.evaluate(self.depth_samples, self, self.depth_protocol)
+        except ValueError as error:  # e.g. a depth map that is not positive everywhere early in training
+            LOGGER.warning("validation: val/abs_rel not computed: %s", error)
+            return None
+        return float(result["model"]["abs_rel"])
+
+    # The predictor interface of evaluation.depth_evaluation.
+    @property
+    def image_size(self):
+        return self.trainer.model_config.img_height, self.trainer.model_config.img_width
+
+    def predict_depth(self, images, flip_augment: bool = False) -> np.ndarray:
+        return self._predict_depth(tf.constant(images, tf.float32)).numpy()[..., 0]
 
 
 class Trainer:
-    """Trains a DepthMotionModel on Struct2depth records. ``model_factory`` builds the model from the config."""
+    """Trains a DepthMotionModel on Struct2depth records. ``model_factory`` builds the model from the config.
+
+    Call :func:`configure_runtime` first (seeds, precision policy); the constructor changes no global state.
+    """
 
     def __init__(
         self,
@@ -383,7 +362,12 @@ class Trainer:
                 f"{data_config.img_height}x{data_config.img_width} vs "
                 f"{model_config.img_height}x{model_config.img_width}"
             )
-        self.reader = data.RecordDataset(data_config)  # resolves the frame size from the records
+        if config.learning_rate == 0:
+            LOGGER.warning("learning_rate is 0: the weights will not change")
+        # The strategy comes before any other TensorFlow work: MultiWorkerMirroredStrategy must be created first.
+        self.strategy = select_strategy()
+        self.is_chief = is_chief(self.strategy)
+        dataset, self.reader = data.make_dataset(data_config)  # resolves the frame size; a readable record
         data_config = self.reader.config
         if (data_config.img_height, data_config.img_width) != (model_config.img_height, model_config.img_width):
             raise ValueError(
@@ -394,16 +378,9 @@ class Trainer:
         self.model_config, self.data_config, self.config = model_config, data_config, config
         self.checkpoint_dir = Path(config.checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        keras.utils.set_random_seed(config.seed)  # Python, numpy and TF seeds, as the release's --seed
-        if config.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_bfloat16")
-
-        self.strategy = select_strategy()
-        self.is_chief = is_chief(self.strategy)
-        self.reader.check_readable()
         self.steps_per_epoch = max(1, len(self.reader) // data_config.batch_size)
         self.checkpoint_freq = config.checkpoint_freq or self.steps_per_epoch
-        self.dataset = self.strategy.experimental_distribute_dataset(self.reader.build())
+        self.dataset = self.strategy.experimental_distribute_dataset(dataset)  # from stream position 0
 
         factory = model_factory or DepthMotionModel
         with self.strategy.scope():
@@ -426,6 +403,7 @@ class Trainer:
         # (MultiWorkerMirroredStrategy, MirroredStrategy over GPUs): "merge_call called while defining a new graph".
         replica_step = tf.function(self._replica_step, jit_compile=True) if config.jit_compile else self._replica_step
         self._step_function = tf.function(lambda batch: self.strategy.run(replica_step, args=(batch,)))
+        self.validation = Validation(self)
 
     # --- one step ----------------------------------------------------------------------------------------
 
@@ -513,7 +491,7 @@ class Trainer:
             if bad:
                 raise NonFiniteLossError(
                     f"cannot resume: {latest} holds non-finite values ({len(bad)} tensors, e.g. {bad[0]}); "
-                    f"{self._last_finite_text(skip=latest)}. Delete the non-finite checkpoints (or use another "
+                    f"{last_finite_text(self.manager, skip=latest)}. Delete the non-finite checkpoints (or use another "
                     "--checkpoint_dir) to resume from an earlier one."
                 )
             saved = dict(tf.train.list_variables(latest))
@@ -549,123 +527,103 @@ class Trainer:
 
     def non_finite_variables(self) -> List[str]:
         """Paths of the model and optimizer variables holding NaN or Inf."""
-        variables = list(self.model.variables) + list(self.optimizer.variables)
-        return [
-            variable.path
-            for variable in variables
-            if tf.as_dtype(variable.dtype).is_floating and not np.all(np.isfinite(variable.numpy()))
-        ]
+        return non_finite_variables(list(self.model.variables) + list(self.optimizer.variables))
 
     def save(self) -> str:
-        """Save a checkpoint of the current step, only if every model and optimizer variable is finite."""
-        bad = self.non_finite_variables()
-        if bad:
-            raise NonFiniteLossError(
-                f"not saving step {self.step}: {len(bad)} variables hold NaN or Inf (e.g. {bad[0]}); "
-                f"{self._last_finite_text()}. Lower --learning_rate or inspect the data, then rerun to resume."
-            )
-        if not self.is_chief:  # take part in the save (collectives), keep nothing
-            scratch = tempfile.mkdtemp(prefix="wilddepth-worker-checkpoint-")
-            try:
-                self.checkpoint.write(os.path.join(scratch, CHECKPOINT_NAME))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-            return ""
-        path = self.manager.save(checkpoint_number=self.step)
-        LOGGER.info("saved %s", path)
-        return path
-
-    def last_finite_checkpoint(self, skip: Optional[str] = None) -> Optional[str]:
-        """The newest checkpoint of checkpoint_dir (other than ``skip``) whose tensors are all finite."""
-        for prefix in reversed(self.manager.checkpoints):
-            if prefix != skip and not non_finite_tensors(prefix):
-                return prefix
-        return None
-
-    def _last_finite_text(self, skip: Optional[str] = None) -> str:
-        prefix = self.last_finite_checkpoint(skip)
-        if prefix is None:
-            return "no finite checkpoint exists in " + str(self.checkpoint_dir)
-        step = prefix.rsplit("-", 1)[-1]
-        return f"last good (finite) checkpoint: {prefix} (step {step})"
+        """Save a checkpoint of the current step, only if every model and optimizer variable is finite; a
+        non-chief worker takes part in the save but keeps nothing."""
+        variables = list(self.model.variables) + list(self.optimizer.variables)
+        return save_if_finite(self.manager, self.checkpoint, self.step, variables, write=self.is_chief)
 
     # --- the loop ----------------------------------------------------------------------------------------
 
     def train(self) -> Dict[str, float]:
-        """Train until ``train_steps`` (or one step with ``debug``); returns the last logged scalars."""
-        config = self.config
+        """Train until ``train_steps`` (or one step with ``debug``); returns the last logged value of every
+        scalar (training terms of the last summary, ``val/...`` of the last validation)."""
         start = self.restore_or_initialize()
-        target = start + 1 if config.debug else config.train_steps
+        target = start + 1 if self.config.debug else self.config.train_steps
         if start >= target:
             LOGGER.info("checkpoint is already at step %d >= train_steps %d; nothing to do", start, target)
             return {}
-        position = int(self.data_position.numpy())
-        if position:
-            self.dataset = self.strategy.experimental_distribute_dataset(self.reader.build(position))
-        live = self._open_dvclive(resumed=start > 0)
-        writer = (
-            tf.summary.create_file_writer(str(self.checkpoint_dir / "tensorboard"))
-            if self.is_chief
-            else tf.summary.create_noop_writer()
-        )
-        iterator = iter(self.dataset)
-        scalars: Dict[str, float] = {}
-        step_times = []
-        bar = tqdm(
-            total=target, initial=start, desc="train", unit="step", disable=not config.progress, dynamic_ncols=True
-        )
+        iterator = iter(self._input_stream())
+        logs = _RunLogs(self, start, target)
+        last: Dict[str, float] = {}
+        step_times: List[float] = []
         try:
             while self.step < target:
-                batch = next(iterator)
-                positions = self.strategy.experimental_local_results(batch["position"])
-                began = time.perf_counter()
-                outputs = self.train_step(batch)
-                applied = bool(outputs["applied"].numpy())  # waits for the step to finish
-                elapsed = time.perf_counter() - began
-                if not applied:
-                    raise NonFiniteLossError(self._non_finite_message(outputs))
-                if not bool(outputs["weights_finite"].numpy()):
-                    bad = self.non_finite_variables()
-                    raise NonFiniteLossError(
-                        f"the update of step {self.step} made {len(bad)} model variables non-finite "
-                        f"(e.g. {bad[0] if bad else '?'}); nothing was saved; {self._last_finite_text()}. "
-                        "Lower --learning_rate, then rerun to resume."
-                    )
-                self.data_position.assign(max(int(np.max(value.numpy())) for value in positions) + 1)
+                batch, outputs, elapsed = self._checked_step(iterator)
                 if self.step > start + 1:  # the first step includes tracing
                     step_times.append(elapsed)
-                step = self.step
-                bar.update(1)
-                if config.debug:
-                    self._dump_debug(batch, outputs)
-                if step % config.summary_freq == 0 or step == target or config.debug:
-                    scalars = self._scalars(outputs, step_times)
-                    bar.set_postfix(
-                        loss=f"{scalars['loss/total']:.4f}",
-                        s_per_step=f"{scalars.get('time/step_s', float('nan')):.3f}",
-                    )
-                    self._log(live, writer, step, scalars, outputs)
-                if step % self.checkpoint_freq == 0 or step == target:
-                    self.save()
+                last.update(self._after_step(logs, batch, outputs, step_times, target))
         except PEER_FAILURES as error:
             # A lost peer surfaces in whichever collective runs next: the step's all-reduce, or the reads of
             # sync-on-read variables (batch-norm statistics) when checking or saving the weights.
             if not os.environ.get("TF_CONFIG"):
                 raise
-            first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            raise WorkerLostError(
-                f"training stopped after step {self.step}: a worker of the cluster stopped or became unreachable "
-                f"({type(error).__name__}: {first_line}); the step or save in progress was not completed. "
-                f"Last checkpoint: {self.manager.latest_checkpoint or 'none'}. Restart every worker with the "
-                "same TF_CONFIG and --checkpoint_dir to resume."
-            ) from error
+            raise self._worker_lost(error) from error
         finally:
-            bar.close()
-            writer.close()
-            if live is not None:
-                live.end()
+            logs.close()
             LOGGER.info("input: %s", self.reader.report.summary())
+        return last
+
+    def _input_stream(self) -> tf.distribute.DistributedDataset:
+        """The distributed training batches from the saved stream position on (0: the stream from its start)."""
+        position = int(self.data_position.numpy())
+        if not position:
+            return self.dataset
+        return self.strategy.experimental_distribute_dataset(self.reader.build(position))
+
+    def _checked_step(self, iterator):
+        """One optimizer step on the next batch -> (batch, outputs, seconds). NonFiniteLossError if the update
+        was refused (non-finite loss or gradient) or made a weight non-finite; advances the stream position."""
+        batch = next(iterator)
+        positions = self.strategy.experimental_local_results(batch["position"])
+        began = time.perf_counter()
+        outputs = self.train_step(batch)
+        applied = bool(outputs["applied"].numpy())  # waits for the step to finish
+        elapsed = time.perf_counter() - began
+        if not applied:
+            raise NonFiniteLossError(self._non_finite_message(outputs))
+        if not bool(outputs["weights_finite"].numpy()):
+            bad = self.non_finite_variables()
+            raise NonFiniteLossError(
+                f"the update of step {self.step} made {len(bad)} model variables non-finite "
+                f"(e.g. {bad[0] if bad else '?'}); nothing was saved; {last_finite_text(self.manager)}. "
+                "Lower --learning_rate, then rerun to resume."
+            )
+        self.data_position.assign(max(int(np.max(value.numpy())) for value in positions) + 1)
+        return batch, outputs, elapsed
+
+    def _after_step(self, logs: "_RunLogs", batch, outputs, step_times, target: int) -> Dict[str, float]:
+        """Debug dump, summary, validation and checkpoint of the step just taken; returns the scalars logged."""
+        config, step = self.config, self.step
+        logs.bar.update(1)
+        if config.debug:
+            self._dump_debug(batch, outputs)
+        scalars: Dict[str, float] = {}
+        images = None
+        if step % config.summary_freq == 0 or step == target or config.debug:
+            scalars = self._scalars(outputs, step_times)
+            images = outputs["depth"]
+            logs.bar.set_postfix(
+                loss=f"{scalars['loss/total']:.4f}", s_per_step=f"{scalars.get('time/step_s', float('nan')):.3f}"
+            )
+        if self.validation.due(step, target):
+            scalars.update(self.validation.run())
+        if scalars:
+            logs.log(step, scalars, images)
+        if step % self.checkpoint_freq == 0 or step == target:
+            self.save()
         return scalars
+
+    def _worker_lost(self, error: Exception) -> WorkerLostError:
+        first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        return WorkerLostError(
+            f"training stopped after step {self.step}: a worker of the cluster stopped or became unreachable "
+            f"({type(error).__name__}: {first_line}); the step or save in progress was not completed. "
+            f"Last checkpoint: {self.manager.latest_checkpoint or 'none'}. Restart every worker with the "
+            "same TF_CONFIG and --checkpoint_dir to resume."
+        )
 
     # --- helpers -----------------------------------------------------------------------------------------
 
@@ -678,7 +636,7 @@ class Trainer:
         ]
         return (
             f"non-finite loss or gradient at step {self.step + 1} (non-finite: {', '.join(bad) or 'gradients'}); "
-            f"the update was not applied and nothing was saved; {self._last_finite_text()}. "
+            f"the update was not applied and nothing was saved; {last_finite_text(self.manager)}. "
             "Lower --learning_rate or inspect the data, then rerun to resume."
         )
 
@@ -698,25 +656,6 @@ class Trainer:
             scalars["time/examples_per_s"] = self.data_config.batch_size / scalars["time/step_s"]
         return scalars
 
-    def _open_dvclive(self, resumed: bool):
-        if not self.config.metrics_dir or not self.is_chief:
-            return None
-        from dvclive import Live  # optional dependency of the training extra
-
-        return Live(self.config.metrics_dir, resume=resumed, save_dvc_exp=False, dvcyaml=False)
-
-    def _log(self, live, writer, step: int, scalars: Dict[str, float], outputs) -> None:
-        if live is not None:
-            live.step = step
-            for name, value in scalars.items():
-                live.log_metric(name, value)
-            live.next_step()
-        with writer.as_default(step=step):
-            for name, value in scalars.items():
-                write_scalar_summary(name, value, step)
-            write_image_summary("depth/t1_disparity", depth_to_image(outputs["depth"][:2]), step)
-        writer.flush()
-
     def _dump_debug(self, batch, outputs) -> None:
         """--debug: every input and output tensor as .npy under <checkpoint_dir>/debug; losses to stdout."""
         folder = self.checkpoint_dir / "debug"
@@ -729,3 +668,43 @@ class Trainer:
         for name, value in sorted(outputs.items()):
             if np.asarray(value).ndim == 0:
                 print(f"{name}: {np.asarray(value)}")
+
+
+class _RunLogs:
+    """Where a run reports: the progress bar, TensorBoard (chief only) and dvclive (chief, with metrics_dir)."""
+
+    def __init__(self, trainer: Trainer, start: int, target: int):
+        config = trainer.config
+        self.bar = tqdm(
+            total=target, initial=start, desc="train", unit="step", disable=not config.progress, dynamic_ncols=True
+        )
+        self.writer = (
+            tf.summary.create_file_writer(str(trainer.checkpoint_dir / "tensorboard"))
+            if trainer.is_chief
+            else tf.summary.create_noop_writer()
+        )
+        self.live = None
+        if config.metrics_dir and trainer.is_chief:
+            from dvclive import Live  # optional dependency of the training extra
+
+            self.live = Live(config.metrics_dir, resume=start > 0, save_dvc_exp=False, dvcyaml=False)
+
+    def log(self, step: int, scalars: Dict[str, float], depth: Optional[tf.Tensor]) -> None:
+        """The scalars of one step to dvclive and TensorBoard, with the disparity of ``depth`` [B, H, W, 1]."""
+        if self.live is not None:
+            self.live.step = step
+            for name, value in scalars.items():
+                self.live.log_metric(name, value)
+            self.live.next_step()
+        with self.writer.as_default(step=step):
+            for name, value in scalars.items():
+                write_scalar_summary(name, value, step)
+            if depth is not None:
+                write_image_summary("depth/t1_disparity", depth_to_image(depth[:2]), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()
+        if self.live is not None:
+            self.live.end()

@@ -165,7 +165,7 @@ def loss_on_fixed_batch(prefix, data_dir):
 
     params = load_params("train")
     params.update(img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25)
-    model = DepthMotionModel(ModelConfig.from_params(params))
+    model = DepthMotionModel(ModelConfig.from_mapping(params, section="train", strict=False))
     trainer.make_checkpoint(model).restore(prefix).expect_partial()
     reader = data.RecordDataset(
         data.DataConfig(str(data_dir), img_height=HEIGHT, img_width=WIDTH, batch_size=4, seed=0)
