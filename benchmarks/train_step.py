@@ -42,7 +42,7 @@ from formats import struct2depth  # noqa: E402
 from formats.camera import intrinsics_matrix  # noqa: E402
 from model import data  # noqa: E402
 from model.depth_motion_model import ModelConfig  # noqa: E402
-from model.trainer import Trainer, TrainerConfig  # noqa: E402
+from model.trainer import Trainer, TrainerConfig, configure_runtime  # noqa: E402
 from stages.common import load_params  # noqa: E402
 
 
@@ -73,7 +73,9 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         write_records(root / "data", height, width)
-        model_config = ModelConfig.from_params({**params, "img_height": height, "img_width": width})
+        model_config = ModelConfig.from_mapping(
+            params, section="train", strict=False, img_height=height, img_width=width
+        )
         data_config = data.DataConfig(str(root / "data"), img_height=height, img_width=width, batch_size=batch_size)
         reader = data.RecordDataset(data_config)
         dataset = reader.build()
@@ -87,11 +89,9 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
 
         results = {}
         for jit in [False, True] if xla else [False]:
-            trainer = Trainer(
-                model_config,
-                data_config,
-                TrainerConfig(str(root / f"ckpt_{jit}"), learning_rate=1e-4, progress=False, jit_compile=jit),
-            )
+            config = TrainerConfig(str(root / f"ckpt_{jit}"), learning_rate=1e-4, progress=False, jit_compile=jit)
+            configure_runtime(config)
+            trainer = Trainer(model_config, data_config, config)
             batch = next(iter(trainer.dataset))
             trainer.train_step(batch)["applied"].numpy()  # trace
             results[f"step{' (XLA)' if jit else ''}"] = timed(
@@ -147,18 +147,18 @@ def compare_precision(height: int, width: int, batch_size: int, steps: int, repe
         root = Path(folder)
         write_records(root / "data", height, width, count=max(16, 2 * batch_size))
         data_config = data.DataConfig(str(root / "data"), img_height=height, img_width=width, batch_size=batch_size)
-        model_config = ModelConfig.from_params({**params, "img_height": height, "img_width": width})
+        model_config = ModelConfig.from_mapping(
+            params, section="train", strict=False, img_height=height, img_width=width
+        )
         runs = {}
         for name, mixed in (("float32", False), ("bfloat16", True)):
             _reset_gpu_peak()
             try:
-                trainer = Trainer(
-                    model_config,
-                    data_config,
-                    TrainerConfig(
-                        str(root / f"ckpt_{name}"), learning_rate=1e-4, progress=False, mixed_precision=mixed
-                    ),
+                config = TrainerConfig(
+                    str(root / f"ckpt_{name}"), learning_rate=1e-4, progress=False, mixed_precision=mixed
                 )
+                configure_runtime(config)
+                trainer = Trainer(model_config, data_config, config)
             except (tf.errors.OpError, TypeError, ValueError) as error:
                 message = " ".join(str(error).split())[:300]
                 print(f"  {name}: the trainer cannot be built: {type(error).__name__}: {message}", flush=True)
@@ -307,7 +307,7 @@ def main() -> None:
     args = parser.parse_args()
     for item in args.set:
         key, value = item.split("=", 1)
-        params[key] = type(params[key])(value) if key in params else value
+        params[key] = value  # typed (and checked) when the configs are built from the section
     for size in args.sizes.split(","):
         height, width = (int(value) for value in size.split("x"))
         if args.compare_precision:
