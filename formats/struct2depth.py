@@ -169,15 +169,38 @@ def write_record(
     atomic.write_bytes(image_path, encode_png(triplet))
 
 
+def check_triplet_size(
+    source, height: int, width: int, frame_height: int | None = None, frame_width: int | None = None
+) -> Tuple[int, int]:
+    """The one size rule of a record's images (the triplet and its ``-fseg``): three frames of
+    ``frame_height x frame_width`` side by side, i.e. ``height == frame_height`` and ``width == 3 * frame_width``.
+    A frame size not given is the image's own (its width must then divide by 3). Returns (frame_height,
+    frame_width); RecordFormatError naming ``source`` otherwise. Used by ``read_record`` and the training reader."""
+    if frame_width is None:
+        if width % 3:
+            raise RecordFormatError(f"{source}: image width {width} is not 3 frames wide (not divisible by 3)")
+        frame_width = width // 3
+    frame_height = height if frame_height is None else frame_height
+    if (height, width) != (frame_height, 3 * frame_width):
+        raise RecordFormatError(
+            f"{source}: image is {width}x{height} (WxH), expected 3 frames of "
+            f"{frame_width}x{frame_height} = {3 * frame_width}x{frame_height}"
+        )
+    return frame_height, frame_width
+
+
 def read_record(root: os.PathLike, folder: str, record_id: str, width: int | None = None, extension: str = "png"):
-    """Read one record -> (frames [3 x (H, W, 3) uint8], masks [3 x (H, W) uint8 from channel 0], K)."""
+    """Read one record -> (frames [3 x (H, W, 3) uint8], masks [3 x (H, W) uint8 from channel 0], K).
+
+    ``width``: the frame width the images must have (None: a third of the triplet's); sizes follow
+    :func:`check_triplet_size`."""
     image_path, seg_path, cam_path = record_paths(root, folder, record_id, extension)
     triplet = read_rgb(image_path)
+    frame_height, frame_width = check_triplet_size(image_path, *triplet.shape[:2], frame_width=width)
     segmentation = read_rgb(seg_path)
-    if segmentation.shape != triplet.shape:
-        raise RecordFormatError(f"{seg_path}: size {segmentation.shape} differs from image {triplet.shape}")
-    frames = unpack_triplet(triplet, width)
-    masks = [frame[:, :, 0] for frame in unpack_triplet(segmentation, width)]
+    check_triplet_size(seg_path, *segmentation.shape[:2], frame_height, frame_width)
+    frames = unpack_triplet(triplet, frame_width)
+    masks = [frame[:, :, 0] for frame in unpack_triplet(segmentation, frame_width)]
     return frames, masks, read_intrinsics(cam_path)
 
 

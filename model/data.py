@@ -216,13 +216,9 @@ def _image_size(config: DataConfig, entries) -> Tuple[int, int, str]:
         try:
             with open(image_path, "rb") as handle:
                 header = check_image_header(handle.read(65536), str(image_path))
-        except (OSError, ValueError) as error:
+            sizes[struct2depth.check_triplet_size(image_path, header.height, header.width)] += 1
+        except (OSError, ValueError) as error:  # RecordFormatError is a ValueError
             reasons.append(str(error))
-            continue
-        if header.width % 3:
-            reasons.append(f"{image_path}: width {header.width} is not 3 frames")
-            continue
-        sizes[(header.height, header.width // 3)] += 1
     if not sizes:
         raise NoValidRecordsError(
             f"cannot find the frame size of the records of {config.list_path}: no readable image header among "
@@ -253,8 +249,9 @@ def resolve_frame_size(config: DataConfig, entries=None) -> DataConfig:
 # --- one record -----------------------------------------------------------------------------------------
 
 
-def _read_image(path: Path, expected: Tuple[int, int], colour: bool) -> np.ndarray:
-    """Check the header (size limit, expected (height, width), colour), then decode to RGB uint8."""
+def _read_image(path: Path, frame_size: Tuple[int, int], colour: bool) -> np.ndarray:
+    """Check the header (size limit, three frames of ``frame_size`` (height, width) side by side as
+    ``struct2depth.check_triplet_size`` rules, colour), then decode to RGB uint8."""
     if not path.is_file():
         raise RecordFormatError(f"{path}: file not found")
     encoded = path.read_bytes()
@@ -262,11 +259,7 @@ def _read_image(path: Path, expected: Tuple[int, int], colour: bool) -> np.ndarr
         header = check_image_header(encoded, str(path))
     except ValueError as error:
         raise RecordFormatError(str(error)) from None
-    if (header.height, header.width) != expected:
-        raise RecordFormatError(
-            f"{path}: image is {header.width}x{header.height} (WxH), expected 3 frames of "
-            f"{expected[1] // 3}x{expected[0]} = {expected[1]}x{expected[0]}"
-        )
+    struct2depth.check_triplet_size(path, header.height, header.width, *frame_size)
     if colour and header.grey:
         raise RecordFormatError(f"{path}: grey image ({header.channels} channel(s)); training needs RGB frames")
     return struct2depth.decode_rgb(encoded, str(path))
@@ -281,9 +274,9 @@ def decode_record(config: DataConfig, folder: str, record_id: str):
     image_path, seg_path, cam_path = struct2depth.record_paths(
         config.data_dir, folder, record_id, config.file_extension
     )
-    expected = (config.img_height, 3 * config.img_width)
-    triplet = _read_image(image_path, expected, colour=True)
-    segmentation = _read_image(seg_path, expected, colour=False)  # ids are read from channel 0; grey is fine
+    frame_size = (config.img_height, config.img_width)
+    triplet = _read_image(image_path, frame_size, colour=True)
+    segmentation = _read_image(seg_path, frame_size, colour=False)  # ids are read from channel 0; grey is fine
     intrinsics = struct2depth.read_intrinsics(cam_path).astype(np.float32)
     return triplet, segmentation, intrinsics
 
