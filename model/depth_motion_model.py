@@ -49,8 +49,10 @@ class ModelConfig(Config):
     says "release: ..." (reasons in docs/training.md).
     """
 
-    img_height: int = param(128, help="frame height in pixels, a multiple of 32 (the records')", above=0, flag=False)
-    img_width: int = param(416, help="frame width in pixels, a multiple of 32 (the records')", above=0, flag=False)
+    img_height: int = param(
+        128, help="frame height in pixels, a multiple of 32 (the stage passes the records')", above=0
+    )
+    img_width: int = param(416, help="frame width in pixels, a multiple of 32 (the stage passes the records')", above=0)
     learn_intrinsics: bool = param(
         True, help="learn K with the motion network's intrinsics head; false = the records' K"
     )
@@ -77,8 +79,8 @@ class ModelConfig(Config):
     )
     motion_pairing: str = param(
         "independent",
-        help="how the two orders of a pair relate: independent (release), antisymmetric, or inverse (the "
-        "(later, earlier) motion is the inverse of (earlier, later))",
+        help="how the background motions of a pair's two orders relate (release: independent); inverse: "
+        "(later, earlier) is the exact inverse of (earlier, later)",
         choices=MOTION_PAIRINGS,
     )
     reconstr_weight: float = _weight(0.85, "weight of the L1 photometric term")

@@ -84,15 +84,20 @@ def test_config_coerces_yaml_strings_and_names_bad_keys_and_values():
         ModelConfig(img_height=100, img_width=96)
     with pytest.raises(ConfigError, match="reconstr_weight: expected a finite number"):
         ModelConfig(reconstr_weight="nan")
+    with pytest.raises(ConfigError, match="img_width: a value is required"):  # params.yaml's null, size not given
+        ModelConfig.from_mapping({"img_width": None}, section="train")
 
 
 def test_config_flags_show_their_descriptions():
     parser = argparse.ArgumentParser()
     add_flags(parser, [ModelConfig], {"motion_pairing": "inverse"})
     text = " ".join(parser.format_help().split())
-    assert "--motion_pairing" in text and "how the two orders of a pair relate" in text and "(default: inverse)" in text
+    assert (
+        "--motion_pairing" in text
+        and "how the background motions of a pair's two orders relate" in text
+        and "(default: inverse)" in text
+    )
     assert "--ssim_weight" in text and "weight of the SSIM term" in text
-    assert "--img_height" not in text  # the frame size comes from the records, not from a flag of the model
     assert parser.parse_args(["--smooth_weight=1e-4"]).smooth_weight == pytest.approx(1e-4)
 
 
