@@ -55,7 +55,6 @@ from formats import struct2depth
 from formats.image_header import check_image_header
 from formats.params import Config, param
 from formats.struct2depth import RecordFormatError
-from model.depth_motion_model import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
 from model.geometry import flip_intrinsics
 
 LOGGER = logging.getLogger(__name__)
