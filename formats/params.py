@@ -318,6 +318,14 @@ def _show(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+def _metavar(hint: Any, choices: Optional[Sequence[Any]] = None) -> str:
+    if choices and typing.get_origin(hint) not in (tuple, Tuple):
+        return "{" + ",".join(map(str, choices)) + "}"
+    if typing.get_origin(hint) in (tuple, Tuple):
+        return "A,B,..."
+    return {int: "INT", float: "FLOAT", str: "TEXT"}.get(hint, "VALUE")
+
+
 def add_flags(parser: argparse.ArgumentParser, classes: Sequence[type], values: Mapping[str, Any]) -> None:
     """One flag per params key of ``classes``: typed by its annotation, help and choices from its field,
     default from ``values`` (the section as read from params.yaml), else the field's default."""
@@ -339,11 +347,20 @@ def add_flags(parser: argparse.ArgumentParser, classes: Sequence[type], values: 
         _, plain = _optional_inner(hint)
         if plain is bool:
             parser.add_argument(
-                f"--{name}", dest=dest, nargs="?", const=True, default=default, type=convert, help=help_text
+                f"--{name}",
+                dest=dest,
+                nargs="?",
+                const=True,
+                default=default,
+                type=convert,
+                help=help_text,
+                metavar="BOOL",
             )
             parser.add_argument(f"--no{name}", dest=dest, action="store_false", help=argparse.SUPPRESS)
         else:
-            parser.add_argument(f"--{name}", dest=dest, default=default, type=convert, help=help_text, metavar="")
+            parser.add_argument(
+                f"--{name}", dest=dest, default=default, type=convert, help=help_text, metavar=_metavar(plain)
+            )
 
 
 def flag_values(namespace: argparse.Namespace, classes: Sequence[type]) -> Dict[str, Any]:

@@ -63,9 +63,14 @@ def _stages() -> Dict[str, dict]:
     stages = {}
     for name, stage in document["stages"].items():
         if "foreach" in stage:
-            for item in stage["foreach"]:
-                text = yaml.safe_dump(stage["do"]).replace("${item}", str(item))
-                stages[f"{name}@{item}"] = yaml.safe_load(text)
+            items = stage["foreach"]
+            for key, item in items.items() if isinstance(items, dict) else ((item, item) for item in items):
+                text = yaml.safe_dump(stage["do"]).replace("${key}", str(key))
+                if isinstance(item, dict):
+                    for field, value in item.items():
+                        text = text.replace("${item.%s}" % field, str(value))
+                text = text.replace("${item}", str(item))
+                stages[f"{name}@{key}"] = yaml.safe_load(text)
         else:
             stages[name] = stage
     return stages
