@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from formats import camera
 from formats.camera import crop_and_resize_intrinsics, scale_intrinsics
 
 CropBox = Tuple[int, int, int, int]  # top, bottom, left, right (native pixels, bottom/right exclusive)
@@ -78,7 +79,4 @@ def default_intrinsics(native_size: Tuple[int, int]) -> np.ndarray:
     """The guess used when a camera is unknown: fx = fy = native width (about 53 degrees of horizontal field
     of view), principal point at the image centre ((W - 1) / 2, (H - 1) / 2). The model can learn K."""
     width, height = native_size
-    return np.array(
-        [[float(width), 0.0, (width - 1) / 2.0], [0.0, float(width), (height - 1) / 2.0], [0.0, 0.0, 1.0]],
-        dtype=np.float64,
-    )
+    return camera.intrinsics_matrix(float(width), float(width), (width - 1) / 2.0, (height - 1) / 2.0)
