@@ -1,8 +1,10 @@
 """Shared plumbing of the stages: ``params.yaml`` is the one source of defaults, flags override it.
 
-Every key of a stage's section becomes a flag of the same name. Flags accept the absl style the original
-release used: ``--train_steps=1``, ``--batch_size 16``, ``--learn_intrinsics``/``--nolearn_intrinsics``
-and ``--learn_intrinsics=false``. Nested sections become dotted flags (``--train.seed=3`` for
+Each stage owns one section of params.yaml, read through its typed config classes (``formats/params.py``):
+every key becomes a typed flag of the same name whose help, choices and bounds come from the config field,
+and a key that no config declares is refused by name. Flags accept the absl style the original release
+used: ``--train_steps=1``, ``--batch_size 16``, ``--learn_intrinsics``/``--nolearn_intrinsics`` and
+``--learn_intrinsics=false``. Nested sections become dotted flags (``--train.seed=3`` for
 ``synthesize: {train: {seed: 3}}``).
 
 Every stage's ``__main__`` is ``sys.exit(run_stage(main))``, which gives all stages the same exit codes:
@@ -19,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import yaml
 
@@ -35,8 +36,6 @@ EXIT_NON_FINITE = 3
 # Errors a user can cause with an argument, a file or a folder: reported in one line, exit 2.
 USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError, ValueError)
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
-_TRUE = {"1", "true", "yes", "on", "t", "y"}
-_FALSE = {"0", "false", "no", "off", "f", "n"}
 
 
 class StageError(Exception):
@@ -135,124 +134,6 @@ def load_params(section: str, path: os.PathLike | None = None) -> Dict[str, Any]
     return dict(document[section] or {})
 
 
-def parse_bool(text: str) -> bool:
-    value = str(text).strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
-
-
-def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> Iterable[Tuple[str, Any]]:
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _flatten(value, name + ".")
-        else:
-            yield name, value
-
-
-def _unflatten(flat: Mapping[str, Any]) -> Dict[str, Any]:
-    nested: Dict[str, Any] = {}
-    for name, value in flat.items():
-        node = nested
-        *parents, leaf = name.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return nested
-
-
-def _value_type(default: Any):
-    if isinstance(default, bool):
-        return parse_bool
-    if isinstance(default, int):
-        return int
-    if isinstance(default, float):
-        return float
-    if isinstance(default, list):
-        return lambda text: [item.strip() for item in text.split(",") if item.strip()]
-    return str
-
-
-_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?P<rest>.*)$")
-_COMMENT_LINE = re.compile(r"^(?P<indent> *)#\s?(?P<text>.*)$")
-
-
-def param_comments(section: str, path: os.PathLike | None = None) -> Dict[str, str]:
-    """The comment written beside each key of ``section`` in params.yaml (its help text), by dotted key.
-
-    A comment is what follows ``#`` on the key's line, continued by comment-only lines indented deeper than
-    the key that follow it directly. params.yaml's comments say what each key does, so ``--help`` shows them.
-    """
-    path = Path(path or os.environ.get("WILDDEPTH_PARAMS", DEFAULT_PARAMS))
-    comments: Dict[str, str] = {}
-    stack: list = []  # (indent, key) of the open mappings
-    last: Optional[Tuple[int, str]] = None
-    for line in path.read_text().splitlines():
-        key_match = _KEY_LINE.match(line)
-        comment_match = _COMMENT_LINE.match(line)
-        if key_match:
-            indent = len(key_match["indent"])
-            while stack and stack[-1][0] >= indent:
-                stack.pop()
-            dotted = ".".join([key for _, key in stack] + [key_match["key"]])
-            stack.append((indent, key_match["key"]))
-            rest = key_match["rest"]
-            text = _trailing_comment(rest)
-            comments[dotted] = text
-            last = (indent, dotted)
-        elif comment_match and last is not None and len(comment_match["indent"]) > last[0] and comments[last[1]]:
-            comments[last[1]] += " " + comment_match["text"].strip()
-        else:
-            last = None
-    prefix = section + "."
-    return {key[len(prefix) :]: text for key, text in comments.items() if key.startswith(prefix) and text}
-
-
-def _trailing_comment(text: str) -> str:
-    """What follows the first ``#`` outside quotes (YAML: a comment starts at ``#`` after a space)."""
-    quote = None
-    for index, char in enumerate(text):
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and (index == 0 or text[index - 1] in " \t"):
-            return text[index + 1 :].strip()
-    return ""
-
-
-def add_param_flags(
-    parser: argparse.ArgumentParser, defaults: Mapping[str, Any], comments: Optional[Mapping[str, str]] = None
-) -> None:
-    """Add one flag per (flattened) key of ``defaults``; booleans also get ``--no<name>``.
-
-    A default of ``null`` in params.yaml makes a string flag whose default is ``None``. ``comments`` (see
-    :func:`param_comments`) become the flags' help text.
-    """
-    comments = comments or {}
-    for name, default in _flatten(defaults):
-        dest = name.replace(".", "__")
-        described = comments.get(name, "")
-        text = f"{described} (default: {default})" if described else f"(default from params.yaml: {default})"
-        text = text.replace("%", "%%")  # argparse formats help with %
-        if isinstance(default, bool):
-            parser.add_argument(
-                f"--{name}", dest=dest, nargs="?", const=True, default=default, type=parse_bool, help=text
-            )
-            parser.add_argument(f"--no{name}", dest=dest, action="store_false", help=argparse.SUPPRESS)
-        else:
-            parser.add_argument(f"--{name}", dest=dest, default=default, type=_value_type(default), help=text)
-
-
-def collect_params(namespace: argparse.Namespace, defaults: Mapping[str, Any]) -> Dict[str, Any]:
-    """The nested parameter dict after flags: same shape as ``defaults``."""
-    flat = {name: getattr(namespace, name.replace(".", "__")) for name, _ in _flatten(defaults)}
-    return _unflatten(flat)
-
-
 def parse_stage_args(
     section: str,
     description: str,
@@ -277,17 +158,12 @@ def parse_stage_args(
     defaults = load_params(section, known.params)
     parser = argparse.ArgumentParser(prog=f"python -m stages.{section}", description=description)
     parser.add_argument("--params", default=None, help="parameter file (default: params.yaml of the repository)")
-    if configs:
-        typed.check_keys(defaults, configs, section)
-        typed.add_flags(parser, configs, defaults)
-    else:  # TRANSITION: untyped stages (removed once every stage declares its configs)
-        add_param_flags(parser, defaults, param_comments(section, known.params))
+    typed.check_keys(defaults, configs, section)
+    typed.add_flags(parser, configs, defaults)
     if extra_arguments is not None:
         extra_arguments(parser)
     if allow_unknown:
         args, unknown = parser.parse_known_args(argv)
     else:
         args, unknown = parser.parse_args(argv), []
-    if configs:
-        return typed.flag_values(args, configs), args, unknown
-    return collect_params(args, defaults), args, unknown
+    return typed.flag_values(args, configs), args, unknown

@@ -1,45 +1,77 @@
+import dataclasses
+from typing import Optional
+
 import pytest
 
+from formats.params import Config, ConfigError, param
 from stages import common
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sub(Config):
+    seed: int = param(1, help="world seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Train(Config):
+    train_steps: int = param(5, help="total optimizer updates", minimum=1)
+    learn_intrinsics: bool = param(True, help="learn K")
+    learning_rate: float = param(1e-3, help="Adam learning rate")
+    name: str = param("y", help="a name")
+    checkpoint: Optional[str] = param(None, help="a checkpoint")
+    sub: _Sub = param(default_factory=_Sub, help="nested options")
 
 
 @pytest.fixture
 def params_file(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(
-        "train:\n  train_steps: 10\n  learn_intrinsics: true\n  learning_rate: 1.0e-4\n  name: x\n"
+        "train:\n  train_steps: 10\n  learn_intrinsics: true\n  learning_rate: 1e-4\n  name: x\n"
         "  checkpoint: null\n  sub:\n    seed: 3\n"
     )
     return path
 
 
+def _parse(params_file, argv, **kwargs):
+    return common.parse_stage_args("train", "t", ["--params", str(params_file)] + argv, configs=(_Train,), **kwargs)
+
+
 def test_flags_override_params_absl_style(params_file):
-    params, _, _ = common.parse_stage_args(
-        "train", "t", ["--params", str(params_file), "--train_steps=1", "--nolearn_intrinsics", "--sub.seed=7"]
-    )
+    params, _, _ = _parse(params_file, ["--train_steps=1", "--nolearn_intrinsics", "--sub.seed=7"])
     assert params == {
         "train_steps": 1,
         "learn_intrinsics": False,
-        "learning_rate": 1e-4,
+        "learning_rate": 1e-4,  # YAML 1.1 reads 1e-4 as a string: typed by the field
         "name": "x",
         "checkpoint": None,
         "sub": {"seed": 7},
     }
+    assert _Train.from_mapping(params, section="train").sub == _Sub(seed=7)
 
 
 def test_boolean_forms(params_file):
     for argv, expected in ((["--learn_intrinsics=false"], False), (["--learn_intrinsics"], True), ([], True)):
-        params, _, _ = common.parse_stage_args("train", "t", ["--params", str(params_file)] + argv)
+        params, _, _ = _parse(params_file, argv)
         assert params["learn_intrinsics"] is expected
 
 
 def test_unknown_flag_is_an_error_unless_allowed(params_file):
     with pytest.raises(SystemExit):
-        common.parse_stage_args("train", "t", ["--params", str(params_file), "--bogus=1"])
-    _, _, unknown = common.parse_stage_args(
-        "train", "t", ["--params", str(params_file), "--runner=DirectRunner"], allow_unknown=True
-    )
+        _parse(params_file, ["--bogus=1"])
+    _, _, unknown = _parse(params_file, ["--runner=DirectRunner"], allow_unknown=True)
     assert unknown == ["--runner=DirectRunner"]
+
+
+def test_unknown_key_in_the_section_is_named(params_file):
+    params_file.write_text("train:\n  train_steps: 10\n  lerning_rate: 1.0\n")
+    with pytest.raises(ConfigError, match="train: unknown key.*'lerning_rate'"):
+        _parse(params_file, [])
+
+
+def test_help_shows_the_field_help_and_default(params_file, capsys):
+    with pytest.raises(SystemExit):
+        _parse(params_file, ["--help"])
+    assert "total optimizer updates (default: 10)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_missing_section(params_file):
@@ -113,48 +145,66 @@ def test_synthesize_cli_bad_layout_exits_2_with_one_line(tmp_path):
     assert "synthesize.layout: must be one of kitti_raw" in result.stderr
 
 
-# --- params.yaml comments are the flags' help ------------------------------------------------------------------
+# --- every stage section of params.yaml is read by its configs; every flag explains itself -------------------
 
 
-def test_param_comments_follow_keys_nesting_and_continuations(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(
-        "train:\n"
-        "  # a section comment, not a key's\n"
-        "  steps: 10        # optimizer updates\n"
-        "  rate: 1.0e-4     # Adam learning rate;\n"
-        "                   #   continued here\n"
-        "  bare: 3\n"
-        "  sub:             # nested options\n"
-        "    seed: 3        # world seed\n"
-        "  url: 'a#b'       # quoted hash kept out\n"
-        "other:\n"
-        "  steps: 1         # not train's\n"
-    )
-    comments = common.param_comments("train", path)
-    assert comments == {
-        "steps": "optimizer updates",
-        "rate": "Adam learning rate; continued here",
-        "sub": "nested options",
-        "sub.seed": "world seed",
-        "url": "quoted hash kept out",
+def _stage_configs():
+    from evaluation.depth_evaluation import DepthEvalConfig
+    from evaluation.odometry_evaluation import OdometryEvalConfig
+    from evaluation.odometry_inference import TrajectoryInferenceConfig
+    from pipelines.config import PreprocessConfig
+    from stages.predict import PredictConfig
+    from stages.synthesize import SynthesizeConfig
+    from stages.train import CONFIGS
+
+    return {
+        "synthesize": (SynthesizeConfig,),
+        "preprocess": (PreprocessConfig,),
+        "train": CONFIGS,
+        "eval_depth": (DepthEvalConfig,),
+        "eval_odometry": (OdometryEvalConfig,),
+        "trajectory_inference": (TrajectoryInferenceConfig,),
+        "predict": (PredictConfig,),
     }
 
 
-def test_every_flag_of_every_stage_section_has_help():
-    """--help explains every flag: each key of params.yaml's stage sections carries a comment."""
+def test_every_section_of_params_yaml_is_read_by_its_stage_configs():
     import yaml
 
+    from formats.params import check_keys
+
     document = yaml.safe_load(common.DEFAULT_PARAMS.read_text())
-    missing = []
-    for section, values in document.items():
-        comments = common.param_comments(section)
-        missing += [f"{section}.{name}" for name, _ in common._flatten(values or {}) if name not in comments]
-    assert not missing, f"params.yaml keys without a comment (their --help would be empty): {missing}"
+    configs = _stage_configs()
+    assert set(document) == set(configs)
+    for section, classes in configs.items():
+        check_keys(document[section], classes, section)  # no key a config does not declare
+        for cls in classes:
+            fixed = {"img_height": 64, "img_width": 224} if cls.__name__ == "ModelConfig" else {}
+            required = [
+                f.name
+                for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            ]
+            fixed.update({name: "x" for name in required if name not in fixed})
+            values = dict(document[section])
+            if section == "predict":  # the user's footage: required, null in params.yaml
+                values.update(checkpoint_path="ckpt", input="clip.mp4", output="out")
+            cls.from_mapping(values, section=section, strict=False, **fixed)  # valid values
 
 
-def test_help_shows_the_comment(params_file, capsys):
-    params_file.write_text("train:\n  train_steps: 10   # total optimizer updates\n")
-    with pytest.raises(SystemExit):
-        common.parse_stage_args("train", "t", ["--params", str(params_file), "--help"])
-    assert "total optimizer updates (default: 10)" in " ".join(capsys.readouterr().out.split())
+def test_every_flag_of_every_stage_has_a_description():
+    import argparse
+
+    from formats.params import add_flags
+
+    for section, classes in _stage_configs().items():
+        parser = argparse.ArgumentParser()
+        add_flags(parser, classes, {})
+        undescribed = [
+            action.option_strings[0]
+            for action in parser._actions
+            if action.option_strings
+            and action.help != argparse.SUPPRESS
+            and action.help.split(" (default:")[0].strip() == ""
+        ]
+        assert not undescribed, f"{section}: flags without a description: {undescribed}"
