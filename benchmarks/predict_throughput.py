@@ -31,9 +31,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from model.depth_motion_model import DepthMotionModel, ModelConfig  # noqa: E402
+from model.checkpoints import make_checkpoint, write_model_config  # noqa: E402
+from model.config import ModelConfig  # noqa: E402
+from model.depth_motion_model import DepthMotionModel  # noqa: E402
 from model.inference import InferenceModel  # noqa: E402
-from model.trainer import make_checkpoint, write_model_config  # noqa: E402
 from pipelines import footage  # noqa: E402
 from stages import predict  # noqa: E402
 

@@ -41,8 +41,11 @@ import tensorflow as tf  # noqa: E402
 from formats import struct2depth  # noqa: E402
 from formats.camera import intrinsics_matrix  # noqa: E402
 from model import data  # noqa: E402
-from model.depth_motion_model import ModelConfig  # noqa: E402
-from model.trainer import Trainer, TrainerConfig, configure_runtime  # noqa: E402
+from model.config import (
+    ModelConfig,  # noqa: E402
+    TrainerConfig,  # noqa: E402
+)
+from model.trainer import Trainer, configure_runtime  # noqa: E402
 from stages.common import load_params  # noqa: E402
 
 

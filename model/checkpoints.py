@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from formats import atomic
-from model.depth_motion_model import ModelConfig
+from model.config import ModelConfig
 from model.tf1_checkpoint import CheckpointMismatchError, load_tf1_checkpoint, tf1_variable_map
 
 LOGGER = logging.getLogger(__name__)

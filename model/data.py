@@ -53,13 +53,12 @@ import tensorflow as tf
 
 from formats import struct2depth
 from formats.image_header import check_image_header
-from formats.params import Config, param
 from formats.struct2depth import RecordFormatError
+from model.config import DataConfig
 from model.geometry import flip_intrinsics
 
 LOGGER = logging.getLogger(__name__)
 
-FLIP_RULES = ("pixel_center", "release")
 MANIFEST = "manifest.json"
 SIZE_SAMPLE = 16  # record headers read to find the frame size when there is no manifest
 MAX_LOGGED_BAD_LINES = 20  # list-file lines logged one by one; the rest are counted
@@ -73,42 +72,6 @@ class NoValidRecordsError(RuntimeError):
 
 class FrameSizeError(ValueError):
     """The frame size cannot be found from the records, or a given size disagrees with theirs."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig(Config):
-    """Reader settings (keys of params.yaml's ``train:`` section). Sizes in pixels of one frame (None: the
-    records' size); probabilities in [0, 1]."""
-
-    data_dir: str = param(help="folder with <input_file>.txt and the records", flag=False)
-    input_file: str = param("train", help="list file <data_dir>/<input_file>.txt")
-    file_extension: str = param("png", help="image files of the records", choices=("png", "jpg"))
-    img_height: Optional[int] = param(
-        None,
-        help="frame height; null = the records' (manifest.json, else the images); a given value must agree",
-        minimum=1,
-    )
-    img_width: Optional[int] = param(None, help="frame width; null = the records' (like img_height)", minimum=1)
-    batch_size: int = param(4, help="examples (triplets) per step, over all replicas", minimum=1)
-    queue_size: int = param(
-        2000, help="shuffle buffer (records), after a per-epoch permutation of all records", minimum=1
-    )
-    seed: int = param(8964, help="seeds Python, numpy and TensorFlow, the data order and the augmentation", minimum=0)
-    shuffle: bool = param(True, help="shuffle the records (false: list order)", flag=False)
-    repeat: bool = param(True, help="cycle over the records forever (false: one pass)", flag=False)
-    color_probability: float = param(
-        0.5, help="probability of each colour-jitter op; 0 disables colour augmentation", minimum=0, maximum=1
-    )
-    flip_probability: float = param(0.5, help="probability of a horizontal flip; 0 disables it", minimum=0, maximum=1)
-    flip_rule: str = param(
-        "pixel_center",
-        help="intrinsics of a flip: pixel_center: cx' = W-1-cx (exact); release: cx' = W-cx",
-        choices=FLIP_RULES,
-    )
-
-    @property
-    def list_path(self) -> Path:
-        return Path(self.data_dir) / f"{self.input_file}.txt"
 
 
 class RecordReport:

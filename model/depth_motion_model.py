@@ -16,94 +16,20 @@ Data flow of ``compute_loss`` for a triplet (t0, t1, t2), one method per step:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import operator
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
-from formats.params import Config, param
 from model import geometry, losses, masks
-from model.networks import DEPTH_NORMALIZATIONS, SCALE_INITIAL_VALUE, SCALE_MINIMUM, DepthNetwork, MotionNetwork
+from model.config import MOTION_PAIRINGS, ModelConfig
+from model.networks import DepthNetwork, MotionNetwork
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MOTION_FIELD_MODES = ("masked", "mask_free")
-MOTION_PAIRINGS = ("independent", "antisymmetric", "inverse")
 FRAME_PAIRS = ((0, 1), (1, 2))  # adjacent frames, earlier first
-IMAGE_SIZE_MULTIPLE = 32  # the depth network downsamples five times
-
-
-def _weight(default: float, help: str):
-    """A loss weight: finite and >= 0."""
-    return param(default, help=help, minimum=0.0)
-
-
-@dataclasses.dataclass
-class ModelConfig(Config):
-    """Model and loss settings: the model keys of params.yaml's ``train:`` section plus the frame size.
-
-    Defaults are the release's (docs/release.md §3.4, §3.7); params.yaml's CPU run differs where its comment
-    says "release: ..." (reasons in docs/training.md).
-    """
-
-    img_height: int = param(
-        128, help="frame height in pixels, a multiple of 32 (the stage passes the records')", above=0
-    )
-    img_width: int = param(416, help="frame width in pixels, a multiple of 32 (the stage passes the records')", above=0)
-    learn_intrinsics: bool = param(
-        True, help="learn K with the motion network's intrinsics head; false = the records' K"
-    )
-    boxify: bool = param(True, help="replace each object mask by its bounding box")
-    foreground_dilation: int = param(8, help="object masks are dilated by a (2n+1) x (2n+1) max-pool", minimum=0)
-    depth_normalization: str = param(
-        "release",
-        help="release (batch norm in conv2_2/3_2/4_2) or randomized_layer_norm (everywhere)",
-        choices=DEPTH_NORMALIZATIONS,
-    )
-    motion_field_mode: str = param(
-        "masked", help="masked (release) or mask_free (DML, docs/release.md §8)", choices=MOTION_FIELD_MODES
-    )
-    depth_network_width: float = param(
-        1.0, help="channel multiplier of the depth net; 1.0 = the release's ResNet-18 U-Net", above=0.0
-    )
-    motion_network_width: float = param(
-        1.0, help="channel multiplier of the motion net; 1.0 = the release's (and its checkpoints')", above=0.0
-    )
-    motion_scale_initial_value: float = param(
-        SCALE_INITIAL_VALUE,
-        help="initial value of the learned rotation/translation scales (release: 0.01)",
-        minimum=SCALE_MINIMUM,
-    )
-    motion_pairing: str = param(
-        "independent",
-        help="how the background motions of a pair's two orders relate (release: independent); inverse: "
-        "(later, earlier) is the exact inverse of (earlier, later)",
-        choices=MOTION_PAIRINGS,
-    )
-    reconstr_weight: float = _weight(0.85, "weight of the L1 photometric term")
-    ssim_weight: float = _weight(3.0, "weight of the SSIM term (each term is also halved, as released)")
-    smooth_weight: float = _weight(1e-2, "weight of the edge-aware depth smoothness")
-    depth_consistency_loss_weight: float = _weight(0.01, "weight of the warped-depth consistency term")
-    motion_smoothing_weight: float = _weight(1e-3, "weight of the translation-field smoothness (masked mode)")
-    rotation_consistency_weight: float = _weight(1e-3, "weight of the rotation cycle-consistency term")
-    translation_consistency_weight: float = _weight(1e-2, "weight of the translation cycle-consistency term")
-    motion_sparsity_weight: float = _weight(
-        0.2, "mask_free mode: weight of the sqrt sparsity of the residual field (DML's motion_drift)"
-    )
-    residual_smoothing_weight: float = _weight(
-        1.0, "mask_free mode: weight of the residual field's total variation (DML's motion_smoothing)"
-    )
-    layer_norm_noise_rampup_steps: int = param(
-        10000, help="steps over which the randomized layer norm's noise ramps up", minimum=0
-    )
-
-    def check(self) -> Iterable[str]:
-        for name in ("img_height", "img_width"):
-            if getattr(self, name) % IMAGE_SIZE_MULTIPLE:
-                yield f"{name}: must be a multiple of {IMAGE_SIZE_MULTIPLE}, got {getattr(self, name)}"
 
 
 def imagenet_normalize(images: tf.Tensor) -> tf.Tensor:

@@ -24,7 +24,8 @@ from model.checkpoints import (
     read_model_config,
     read_model_config_mapping,
 )
-from model.depth_motion_model import DepthMotionModel, ModelConfig
+from model.config import ModelConfig
+from model.depth_motion_model import DepthMotionModel
 
 INTRINSICS_SOURCES = ("learned", "given")
 

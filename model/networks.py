@@ -13,10 +13,10 @@ from typing import Dict, List
 import keras
 import tensorflow as tf
 
+from model.config import DEPTH_NORMALIZATIONS, SCALE_INITIAL_VALUE, SCALE_MINIMUM
 from model.geometry import intrinsics_matrix
 from model.layers import RandomizedLayerNormalization, ReflectPaddedConv2D, resize_bilinear_legacy
 
-DEPTH_NORMALIZATIONS = ("release", "randomized_layer_norm")
 # Residual blocks that the published checkpoints (DFV @ccc94ce3) normalise with real batch norm.
 RELEASE_BATCH_NORM_BLOCKS = ("conv2_2", "conv3_2", "conv4_2")
 BATCH_NORM_MOMENTUM = 0.99
@@ -24,8 +24,6 @@ BATCH_NORM_EPSILON = 1e-3
 
 DECODER_FILTERS = (16, 32, 64, 128, 256)
 MOTION_ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)
-SCALE_INITIAL_VALUE = 0.01  # the release's init of the learned rotation / translation scales
-SCALE_MINIMUM = 0.001
 
 
 def _encoder_initializer():

@@ -53,7 +53,6 @@ from tqdm import tqdm
 
 from evaluation import depth_evaluation
 from formats import atomic
-from formats.params import Config, param
 from model import data
 from model.checkpoints import (
     CHECKPOINT_NAME,
@@ -69,7 +68,8 @@ from model.checkpoints import (
     save_if_finite,
     write_model_config,
 )
-from model.depth_motion_model import DepthMotionModel, ModelConfig
+from model.config import DataConfig, ModelConfig, TrainerConfig
+from model.depth_motion_model import DepthMotionModel
 from model.imagenet import load_imagenet_encoder
 
 LOGGER = logging.getLogger(__name__)
@@ -93,57 +93,6 @@ PEER_FAILURES = (
     tf.errors.FailedPreconditionError,
     tf.errors.InternalError,
 )
-
-
-MAX_LEARNING_RATE = 1.0  # Adam moves every weight by about the learning rate per step: above 1 is a typo
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainerConfig(Config):
-    """Loop settings (keys of params.yaml's ``train:`` section, plus the stage's folders). Steps count
-    optimizer updates; frequencies are in steps."""
-
-    checkpoint_dir: str = param(help="checkpoints, model_config.json, tensorboard/", flag=False)
-    learning_rate: float = param(
-        5e-4, help="Adam learning rate (release: 1e-4)", minimum=0.0, maximum=MAX_LEARNING_RATE
-    )
-    beta1: float = param(0.9, help="Adam beta1 (release: 0.9)", minimum=0.0, maximum=0.999999)
-    clip_gradient_norm: float = param(
-        10.0, help="each gradient tensor is clipped to this L2 norm separately; 0 disables", minimum=0.0
-    )
-    train_steps: int = param(
-        3000, help="total optimizer steps, counting those of a resumed run (release: 1,000,000)", minimum=1
-    )
-    summary_freq: int = param(100, help="steps between dvclive / TensorBoard logs", minimum=1)
-    checkpoint_freq: int = param(500, help="steps between checkpoints; 0 = once per epoch (the release)", minimum=0)
-    keep_checkpoints: int = param(5, help="newest checkpoints kept in checkpoint_dir", minimum=1)
-    seed: int = param(8964, help="seeds Python, numpy and TensorFlow, the data order and the augmentation", minimum=0)
-    weight_reg: float = param(
-        0.01, help="accepted for compatibility; has no effect, as in the release (docs/release.md §3.6)", minimum=0.0
-    )
-    mixed_precision: bool = param(False, help="mixed_bfloat16 compute (GPU); see docs/training.md")
-    jit_compile: bool = param(False, help="XLA-compile the training step")
-    debug: bool = param(False, help="one step, tensors dumped to <checkpoint_dir>/debug")
-    val_file: str = param(
-        "val", help="validation list file <val_data_dir>/<val_file>.txt; validation is skipped without it"
-    )
-    val_freq: int = param(500, help="steps between validations (and at the last step); 0 = never", minimum=0)
-    val_batches: int = param(
-        8, help="validation batches at most: a fixed, unshuffled, un-augmented subset, the same every time", minimum=1
-    )
-    val_depth_images: int = param(
-        16, help="frames of --val_depth_dir scored for val/abs_rel (evenly spaced, median scaling)", minimum=1
-    )
-    val_data_dir: Optional[str] = param(None, help="folder of <val_file>.txt; None: no validation loss", flag=False)
-    val_depth_dir: Optional[str] = param(
-        None, help="synthetic world (KITTI-raw layout, groundtruth/) for val/abs_rel; None: none", flag=False
-    )
-    imagenet_ckpt: Optional[str] = param(None, help="ResNet-18 weights for the depth encoder", flag=False)
-    init_checkpoint: Optional[str] = param(
-        None, help="wilddepth or release TF1 checkpoint to fine-tune from (no resume)", flag=False
-    )
-    metrics_dir: Optional[str] = param(None, help="dvclive directory; None: no dvclive", flag=False)
-    progress: bool = param(True, help="show a progress bar", flag=False)
 
 
 def configure_runtime(config: TrainerConfig) -> None:
@@ -261,7 +210,7 @@ class Validation:
                 )
             )
 
-    def _open_records(self, list_path: Path, data_config: data.DataConfig) -> None:
+    def _open_records(self, list_path: Path, data_config: DataConfig) -> None:
         """The fixed validation batches: list order, no augmentation, no repeat; skipped without a list."""
         lines = list_path.read_text(errors="replace").split("\n") if list_path.is_file() else []
         count = sum(1 for line in lines if line.strip())
@@ -351,7 +300,7 @@ class Trainer:
     def __init__(
         self,
         model_config: ModelConfig,
-        data_config: data.DataConfig,
+        data_config: DataConfig,
         config: TrainerConfig,
         model_factory: Callable[[ModelConfig], keras.Model] = None,
     ):

@@ -24,9 +24,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from model.data import DataConfig, resolve_frame_size
-from model.depth_motion_model import ModelConfig
-from model.trainer import Trainer, TrainerConfig, configure_runtime
+from model.config import DataConfig, ModelConfig, TrainerConfig
 from stages.common import parse_stage_args, run_stage
 
 LOGGER = logging.getLogger("stages.train")
@@ -90,6 +88,8 @@ def build_configs(params: dict, args):
         progress=not args.quiet,
     )
     data_config = DataConfig.from_mapping(params, section="train", strict=False, data_dir=args.data_dir)
+    from model.data import resolve_frame_size  # TensorFlow starts here, after the parameters are checked
+
     data_config = resolve_frame_size(data_config)
     size = {"img_height": data_config.img_height, "img_width": data_config.img_width}
     model_config = ModelConfig.from_mapping(params, section="train", strict=False, **size)
@@ -107,6 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "--weight_reg=%s has no effect: as in the release, no weight regulariser enters the loss",
             trainer_config.weight_reg,
         )
+    from model.trainer import Trainer, configure_runtime
+
     configure_runtime(trainer_config)
     trainer = Trainer(model_config, data_config, trainer_config)
     scalars = trainer.train()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.depth_motion_model import DepthMotionModel, ModelConfig
+from model.config import ModelConfig
+from model.depth_motion_model import DepthMotionModel
 from model.imagenet import ImagenetWeightsError, encoder_variables, load_imagenet_encoder
 
 

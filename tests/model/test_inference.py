@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from model.depth_motion_model import DepthMotionModel, ModelConfig
+from model.checkpoints import make_checkpoint, write_model_config
+from model.config import ModelConfig
+from model.depth_motion_model import DepthMotionModel
 from model.inference import InferenceModel
-from model.trainer import make_checkpoint, write_model_config
 
 CONFIG = ModelConfig(img_height=64, img_width=96, depth_network_width=0.25, motion_network_width=0.25)
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from evaluation.intrinsics_evaluation import SOURCES
-from model.depth_motion_model import DepthMotionModel, ModelConfig
+from model.checkpoints import make_checkpoint, write_model_config
+from model.config import ModelConfig
+from model.depth_motion_model import DepthMotionModel
 from model.inference import INTRINSICS_SOURCES, InferenceModel, intrinsics_source
-from model.trainer import make_checkpoint, write_model_config
 
 
 def test_source_follows_the_trainers_model_config(tmp_path):

@@ -160,13 +160,15 @@ def wait_all(processes, timeout):
 
 def loss_on_fixed_batch(prefix, data_dir):
     """compute_loss (inference mode) of the checkpoint's weights on the first 4 records, no augmentation."""
-    from model.depth_motion_model import DepthMotionModel, ModelConfig
+    from model import checkpoints
+    from model.config import ModelConfig
+    from model.depth_motion_model import DepthMotionModel
     from stages.common import load_params
 
     params = load_params("train")
     params.update(img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25)
     model = DepthMotionModel(ModelConfig.from_mapping(params, section="train", strict=False))
-    trainer.make_checkpoint(model).restore(prefix).expect_partial()
+    checkpoints.make_checkpoint(model).restore(prefix).expect_partial()
     reader = data.RecordDataset(
         data.DataConfig(str(data_dir), img_height=HEIGHT, img_width=WIDTH, batch_size=4, seed=0)
     )

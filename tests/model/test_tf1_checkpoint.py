@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.depth_motion_model import DepthMotionModel, ModelConfig
+from model.config import ModelConfig
+from model.depth_motion_model import DepthMotionModel
 from model.tf1_checkpoint import (
     CheckpointMismatchError,
     is_skipped,

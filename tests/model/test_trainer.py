@@ -17,7 +17,8 @@ import tensorflow as tf
 from formats import struct2depth
 from formats.params import ConfigError, check_keys
 from model import checkpoints, data, trainer
-from model.depth_motion_model import ModelConfig, imagenet_normalize
+from model.config import ModelConfig
+from model.depth_motion_model import imagenet_normalize
 from tests.model.test_data import HEIGHT, WIDTH, write_records
 
 MODEL_CONFIG = ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False)

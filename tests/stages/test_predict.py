@@ -286,9 +286,10 @@ def video_timestamps(path):
 
 @pytest.mark.slow
 def test_predict_on_the_real_dashcam_clip(real_data, tmp_path):
-    from model.depth_motion_model import DepthMotionModel, ModelConfig
+    from model.checkpoints import make_checkpoint, write_model_config
+    from model.config import ModelConfig
+    from model.depth_motion_model import DepthMotionModel
     from model.inference import InferenceModel
-    from model.trainer import make_checkpoint, write_model_config
 
     config = ModelConfig(
         img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25, learn_intrinsics=False

@@ -123,9 +123,9 @@ def test_unknown_params_key_is_named_and_help_describes_every_flag(tmp_path, cap
     shown = " ".join(capsys.readouterr().out.split())
     assert stopped.value.code == 0
     for text in (
-        "--val_freq steps between validations (and at the last step); 0 = never (default: 500)",
-        "--learning_rate Adam learning rate (release: 1e-4) (default: 0.0005)",
-        "--weight_reg accepted for compatibility; has no effect",
+        "--val_freq INT steps between validations (and at the last step); 0 = never (default: 500)",
+        "--learning_rate FLOAT Adam learning rate (release: 1e-4) (default: 0.0005)",
+        "--weight_reg FLOAT accepted for compatibility; has no effect",
         "--val_depth_dir VAL_DEPTH_DIR a synthetic world",
     ):
         assert text in shown, text
