@@ -359,7 +359,7 @@ def add_flags(parser: argparse.ArgumentParser, classes: Sequence[type], values: 
             parser.add_argument(f"--no{name}", dest=dest, action="store_false", help=argparse.SUPPRESS)
         else:
             parser.add_argument(
-                f"--{name}", dest=dest, default=default, type=convert, help=help_text, metavar=_metavar(plain)
+                f"--{name}", dest=dest, default=default, type=convert, help=help_text, metavar=_metavar(plain, choices)
             )
 
 

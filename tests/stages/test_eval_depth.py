@@ -337,5 +337,5 @@ def test_help_describes_every_flag(capsys):
     with pytest.raises(SystemExit):
         eval_depth.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--distance_bin_m bin width of plots/depth/error_by_distance.csv (metres) (default: 5.0)" in text
-    assert "--crop evaluation crop (use none for cityscapes) {garg, none} (default: garg)" in text
+    assert "--distance_bin_m FLOAT bin width of plots/depth/error_by_distance.csv (metres) (default: 5.0)" in text
+    assert "--crop {garg,none} evaluation crop (use none for cityscapes) {garg, none} (default: garg)" in text

@@ -345,4 +345,4 @@ def test_help_describes_every_flag(capsys):
     with pytest.raises(SystemExit):
         eval_odometry.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--segment_step first frames of the relative-error segments, every n frames (default: 10)" in text
+    assert "--segment_step INT first frames of the relative-error segments, every n frames (default: 10)" in text

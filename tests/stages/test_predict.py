@@ -525,6 +525,6 @@ def test_help_describes_every_flag(capsys):
     with pytest.raises(SystemExit):
         predict.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--image_folder.stride every n-th image of a frame folder (default: 1)" in text
-    assert "--point_cloud_frames output frame indices written as coloured .ply point clouds" in text
+    assert "--image_folder.stride INT every n-th image of a frame folder (default: 1)" in text
+    assert "--point_cloud_frames A,B,... output frame indices written as coloured .ply point clouds" in text
     assert "(default: (none))" in text

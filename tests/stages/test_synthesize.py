@@ -64,7 +64,7 @@ def test_help_describes_every_flag(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--val.seed", "--wild_camera.sizes", "--wild_path.speed_max", "--world", "--split"):
         assert flag in text
-    assert "--val.seed world seed of the split's drives (default: 501)" in text
+    assert "--val.seed INT world seed of the split's drives (default: 501)" in text
     assert "(default: null)" in text  # camera: null = as world
 
 

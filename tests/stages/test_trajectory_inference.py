@@ -300,5 +300,5 @@ def test_help_describes_every_flag(capsys):
     with pytest.raises(SystemExit):
         trajectory_inference.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--input_format auto, triplets (release *-image_2 folders) or frames" in text
-    assert "--orthonormalize [ORTHONORMALIZE] project each averaged rotation onto SO(3)" in text
+    assert "--input_format {auto,triplets,frames} auto, triplets (release *-image_2 folders) or frames" in text
+    assert "--orthonormalize [BOOL] project each averaged rotation onto SO(3)" in text
