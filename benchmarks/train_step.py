@@ -195,7 +195,7 @@ def compare_precision(height: int, width: int, batch_size: int, steps: int, repe
                 "loss": None,
             }
         for _ in range(repeats):
-            for name, run in runs.items():
+            for name, run in list(runs.items()):
                 trainer, iterator = run["trainer"], run["iterator"]
                 _reset_gpu_peak()
                 for _ in range(steps):
@@ -203,8 +203,18 @@ def compare_precision(height: int, width: int, batch_size: int, steps: int, repe
                     began = time.perf_counter()
                     outputs = trainer.train_step(batch)
                     if not bool(outputs["applied"].numpy()):
-                        raise RuntimeError(f"{name}: non-finite loss or gradient at step {trainer.step + 1}")
+                        message = f"{name}: non-finite loss or gradient at step {trainer.step + 1}"
+                        if name == "float32":
+                            raise RuntimeError(message)
+                        # A measured outcome of mixed precision, reported (docs/training.md), not a crash.
+                        print(
+                            f"  {message} (gradient norm {float(outputs['gradient_norm']):.3g}): no timing", flush=True
+                        )
+                        del runs[name]
+                        break
                     run["step"].append(time.perf_counter() - began)
+                if name not in runs:
+                    continue
                 run["loss"] = float(outputs["total"])
                 run["peak"] = max(run["peak"], _gpu_peak_bytes() or 0)
                 for _ in range(max(2, steps // 4)):

@@ -7,6 +7,7 @@ phases with the CPU .venv: the fast infra tests and the float32 / mixed-precisio
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -47,7 +48,12 @@ def test_dry_run_reports_each_phase_and_the_figures():
     assert "== test suite (tests/infra -m not slow): passed" in out, out[-3000:]
     assert "float32 vs mixed precision, 2 steps each: passed" in out, out[-3000:]
     assert "  float32 : step " in out and "steps/s" in out and "examples/s" in out and "ratio step/fwd+bwd" in out
-    # Mixed precision either trains (and the step-time ratio is printed) or says why it cannot be built.
-    assert "bfloat16 / float32 training step time" in out or "bfloat16: the trainer cannot be built" in out
+    # Mixed precision either trains (and the step-time ratio is printed), or says why it cannot be built, or
+    # reports the step whose loss or gradient was not finite (seen on CPU at these tiny widths: docs/training.md).
+    assert (
+        "bfloat16 / float32 training step time" in out
+        or "bfloat16: the trainer cannot be built" in out
+        or re.search(r"bfloat16: non-finite loss or gradient at step \d+ \(gradient norm [^)]*\): no timing", out)
+    ), out[-3000:]
     assert "depth network alone" in out
     assert result.returncode == 0, out[-3000:]
