@@ -182,8 +182,6 @@ class Config:
     Override :meth:`check` for rules that involve several fields; yield one problem per broken rule.
     """
 
-    _section: str = ""
-
     def __post_init__(self) -> None:
         problems: List[str] = []
         hints = _hints(type(self))

@@ -140,7 +140,8 @@ def parse_stage_args(
     argv: Optional[Sequence[str]] = None,
     extra_arguments=None,
     allow_unknown: bool = False,
-    configs: Sequence[type] = (),
+    *,
+    configs: Sequence[type],
 ):
     """Parse ``argv`` for stage ``section``, whose keys are the fields of the config classes ``configs``.
 
