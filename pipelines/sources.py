@@ -484,10 +484,17 @@ def is_grey(image: np.ndarray) -> bool:
     contrast (a uniform frame, e.g. all black, has no colour to lose and is not called grey)."""
     if image.ndim == 2 or image.shape[2] == 1:
         return True
+    # Exact either way: one pixel with differing channels decides, so a sample of rows (a colour frame almost
+    # always differs there) spares the whole-frame comparison for all but grey frames.
+    if not _channels_equal(image[:: max(1, image.shape[0] // 8)]):
+        return False
     first = image[:, :, 0]
-    return bool(
-        np.array_equal(first, image[:, :, 1]) and np.array_equal(first, image[:, :, 2]) and first.min() != first.max()
-    )
+    return bool(_channels_equal(image) and first.min() != first.max())
+
+
+def _channels_equal(image: np.ndarray) -> bool:
+    first = image[:, :, 0]
+    return bool(np.array_equal(first, image[:, :, 1]) and np.array_equal(first, image[:, :, 2]))
 
 
 def frame_from_bgr(

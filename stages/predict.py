@@ -233,9 +233,13 @@ def remove_stale(output: Path, previous: Set[str], written: Set[str]) -> int:
 
 
 class Writer:
-    """Atomic writes relative to the output folder, run in order on one background thread."""
+    """Atomic writes relative to the output folder, run in order on one background thread.
 
-    def __init__(self, output: Path, max_pending: int = 4):
+    ``submit`` queues a task (predict queues one per batch of frames); at most ``max_pending`` tasks wait, so
+    the network can run the next batch while the writer encodes and writes this one, and memory stays bounded.
+    """
+
+    def __init__(self, output: Path, max_pending: int = 2):
         self.output = output
         self.written: Set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-writer")
@@ -394,15 +398,21 @@ class _InputRun:
         if self.preview is not None:
             self.preview.write(np.concatenate([cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), colour], axis=1))
 
+    def write_batch(self, first: int, frames: List, depths: np.ndarray) -> None:
+        """``write_frame`` for each frame of one batch, output indices from ``first`` (on the writer thread)."""
+        for offset, (frame, depth) in enumerate(zip(frames, depths)):
+            self.write_frame(first + offset, frame, depth)
+
     def add_batch(self, batch: List, depths) -> None:
-        """Record a predicted batch and queue its writes."""
+        """Record a predicted batch and queue its writes (one writer task per batch)."""
+        first = self.index
         for frame, depth in zip(batch, depths):
             self.rows.append([self.index, frame.frame_id, frame.raw_index, f"{frame.timestamp:.6f}"])
             self.timestamps.append(float(frame.timestamp))
             if self.index in self.config.point_cloud_frames:
                 self.kept_for_clouds[self.index] = (depth.copy(), frame.image.copy())
-            self.writer.submit(self.write_frame, self.index, frame, depth)
             self.index += 1
+        self.writer.submit(self.write_batch, first, list(batch), depths)
 
     def abort_preview(self) -> None:
         """After an error: let queued frames reach the preview, then drop it (the first error is reported)."""

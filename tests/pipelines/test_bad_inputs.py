@@ -158,6 +158,11 @@ def test_is_grey():
     assert is_grey(np.repeat(colour[:, :, :1], 3, axis=2))
     assert is_grey(colour[:, :, 0])
     assert not is_grey(np.zeros((4, 4, 3), np.uint8))  # uniform: no colour to lose
+    grey = np.repeat(colour[:, :, :1], 3, axis=2)
+    for row in range(grey.shape[0]):  # one coloured pixel in any row (sampled or not) makes it a colour frame
+        tinted = grey.copy()
+        tinted[row, -1, 2] ^= 1
+        assert not is_grey(tinted), row
 
 
 # --- issue 13 §3 (part): a named intrinsics file must exist ----------------------------------------------
