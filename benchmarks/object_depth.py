@@ -80,8 +80,10 @@ def main() -> None:
                 row["gt"].append(float(np.median(gt[selected])))
                 row["ratio"].append(float(np.median(pred[selected] / gt[selected])))
                 row["abs_rel_sum"].append(float(np.sum(np.abs(pred[selected] - gt[selected]) / gt[selected])))
-    moving = {drive: sum(sum(v["pixels"]) for (d, k), v in table.items() if d == drive and k != "static")
-              for drive, _ in table}
+    moving = {
+        drive: sum(sum(v["pixels"]) for (d, k), v in table.items() if d == drive and k != "static")
+        for drive, _ in table
+    }
     results = []
     for (drive, kind), row in sorted(table.items()):
         pixels = sum(row["pixels"])

@@ -97,6 +97,8 @@ def main() -> None:
                 [
                     "--layout",
                     "kitti_raw",
+                    "--world",
+                    "original",  # the world of the documented figures (one native size)
                     "--output",
                     data,
                     "--num_sequences",

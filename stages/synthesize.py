@@ -2,14 +2,14 @@
 
     python -m stages.synthesize --split train --output data/synthetic/train
     python -m stages.synthesize --layout video --output /tmp/v --num_sequences 1 --frames_per_sequence 20 --seed 5
-    python -m stages.synthesize --split test --output /tmp/wild --world wild   # the wild world
+    python -m stages.synthesize --split test --output /tmp/orig --world original   # the original world
 
 Defaults come from the ``synthesize:`` section of params.yaml (:class:`SynthesizeConfig`); ``--split`` picks
 one of its split sub-sections (``train``, ``val``, ``test``: seed and number of sequences), which ``--seed``
-and ``--num_sequences`` override. ``--world wild`` switches both: ``--camera wild`` gives every sequence its
-own camera (``wild_camera.*``), ``--path wild`` its own drive with a turn, stops and lane changes
-(``wild_path.*``); each may also be set alone. The default (``--world original``: camera ``kitti``, path
-``straight``) is the original world.
+and ``--num_sequences`` override. ``--world wild`` (the default) switches both: ``--camera wild`` gives every
+sequence its own camera (``wild_camera.*``), ``--path wild`` its own drive with a turn, stops and lane changes
+(``wild_path.*``); each may also be set alone. ``--world original`` (camera ``kitti``, path ``straight``) is
+the original world: one KITTI-like camera on a gently curving road.
 
 Exit codes (``stages.common.run_stage``): 0 done; 2 bad parameters (one line on stderr, nothing written).
 """
@@ -45,9 +45,9 @@ class SynthesizeConfig(Config):
 
     layout: str = param("kitti_raw", help="dataset layout written", choices=LAYOUTS)
     world: str = param(
-        "original",
-        help="original = one KITTI-like camera on a gently curving road (camera kitti, path straight); "
-        "wild = camera wild + path wild",
+        "wild",
+        help="wild = camera wild + path wild; original = one KITTI-like camera on a gently curving road "
+        "(camera kitti, path straight)",
         choices=tuple(WORLDS),
     )
     camera: Optional[str] = param(

@@ -212,6 +212,8 @@ def synthetic_sequence(tmp_path_factory):
             "stages.synthesize",
             "--layout",
             "kitti_raw",
+            "--world",
+            "original",  # this test's expectations are the original world's (a moving camera at frame 0)
             "--output",
             str(output),
             "--num_sequences",

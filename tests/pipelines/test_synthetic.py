@@ -30,6 +30,8 @@ def worlds(tmp_path_factory):
             [
                 "--layout",
                 layout,
+                "--world",
+                "original",  # the layouts' mechanics on the original world (the wild one: tests/synthetic/test_wild.py)
                 "--output",
                 str(root),
                 "--num_sequences",

@@ -188,7 +188,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, argv, message, capsys):
 def test_stage_uses_split_defaults(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(
-        "synthesize:\n  layout: kitti_odometry\n  width: 124\n  height: 38\n  fps: 5.0\n"
+        "synthesize:\n  layout: kitti_odometry\n  world: original\n  width: 124\n  height: 38\n  fps: 5.0\n"
         "  frames_per_sequence: 2\n  supersampling: 1\n  workers: 1\n"
         "  train: {seed: 1, num_sequences: 1}\n  test: {seed: 2, num_sequences: 2}\n"
     )

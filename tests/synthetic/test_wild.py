@@ -68,18 +68,18 @@ def test_original_world_is_unchanged_byte_for_byte(tmp_path, layout):
     assert tree_digest(tmp_path) == ORIGINAL_DIGESTS[layout]
 
 
-def test_default_params_are_the_original_world_and_wild_is_one_switch_away():
+def test_default_params_are_the_wild_world_and_the_original_is_one_switch_away():
     params = load_params("synthesize")
     config = synthesize.SynthesizeConfig.from_mapping(params, section="synthesize")
     job = config.job("test", "unused")
-    assert (job.camera, job.path) == ("kitti", "straight")
+    assert (job.camera, job.path) == ("wild", "wild")
+    assert job.wild_camera == CameraRanges.from_mapping(params["wild_camera"])
     assert (job.seed, job.num_sequences) == (params["test"]["seed"], params["test"]["num_sequences"])
-    wild = dataclasses.replace(config, world="wild").job("test", "unused")
-    assert (wild.camera, wild.path) == ("wild", "wild")
-    assert wild.wild_camera == CameraRanges.from_mapping(params["wild_camera"])
-    only_camera = dataclasses.replace(config, world="wild", path="straight").job("test", "unused")
+    original = dataclasses.replace(config, world="original").job("test", "unused")
+    assert (original.camera, original.path) == ("kitti", "straight")
+    only_camera = dataclasses.replace(config, path="straight").job("test", "unused")
     assert (only_camera.camera, only_camera.path) == ("wild", "straight")
-    only_path = dataclasses.replace(config, path="wild").job("test", "unused")
+    only_path = dataclasses.replace(config, world="original", path="wild").job("test", "unused")
     assert (only_path.camera, only_path.path) == ("kitti", "wild")
 
 
