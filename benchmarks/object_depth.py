@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from evaluation import depth_evaluation, depth_metrics, images  # noqa: E402
 from synthetic.generate import Job, scene_for  # noqa: E402
+from synthetic.layouts import kitti_raw_drive  # noqa: E402
 
 
 def mover_kinds(data_dir: Path) -> dict:
@@ -36,8 +37,8 @@ def mover_kinds(data_dir: Path) -> dict:
     fields = {name: description[name] for name in Job.__dataclass_fields__ if name in description and name not in fixed}
     job = Job.from_mapping(fields, **fixed)
     kinds = {}
-    drives = sorted(path.parent.name for path in data_dir.glob("*/*_drive_*_sync/image_02"))
-    for sequence, drive in enumerate(drives):
+    for sequence in range(job.num_sequences):
+        drive = kitti_raw_drive(data_dir, sequence, job.camera_per_sequence).name
         movers = scene_for(job, sequence).movers
         kinds[drive] = {
             mover.instance: "lead car" if mover.follow else ("oncoming car" if mover.kind == "car" else "pedestrian")
@@ -75,15 +76,14 @@ def main() -> None:
                 selected = ids == instance
                 kind = "static" if instance == 0 else kinds[drive].get(int(instance), "unknown")
                 row = table[(drive, kind)]
-                row["frames"].append(1)
                 row["pixels"].append(int(selected.sum()))
                 row["gt"].append(float(np.median(gt[selected])))
                 row["ratio"].append(float(np.median(pred[selected] / gt[selected])))
                 row["abs_rel_sum"].append(float(np.sum(np.abs(pred[selected] - gt[selected]) / gt[selected])))
-    moving = {
-        drive: sum(sum(v["pixels"]) for (d, k), v in table.items() if d == drive and k != "static")
-        for drive, _ in table
-    }
+    moving = collections.Counter()  # moving-object pixels per drive
+    for (drive, kind), row in table.items():
+        if kind != "static":
+            moving[drive] += sum(row["pixels"])
     results = []
     for (drive, kind), row in sorted(table.items()):
         pixels = sum(row["pixels"])
@@ -91,7 +91,7 @@ def main() -> None:
             {
                 "drive": drive,
                 "kind": kind,
-                "frames_x_instances": len(row["frames"]),
+                "frames_x_instances": len(row["pixels"]),
                 "share_of_moving_pixels": None if kind == "static" else round(pixels / max(moving[drive], 1), 3),
                 "median_gt_m": round(float(np.median(row["gt"])), 1),
                 "median_pred_over_gt": round(float(np.median(row["ratio"])), 2),
