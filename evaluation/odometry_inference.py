@@ -38,7 +38,7 @@ import numpy as np
 
 from evaluation import images, trajectory
 from formats import kitti
-from formats.camera import scale_intrinsics
+from formats.camera import resized_pixel_aspect, scale_intrinsics, tie_focal_aspect
 from formats.params import Config, param
 from formats.struct2depth import read_intrinsics, read_rgb, unpack_triplet
 
@@ -115,6 +115,14 @@ def _frames_sequence(name: str, frame_dir: Path, sequence_dir: Path) -> Odometry
         ),
         camera=_camera_number(frame_dir),
     )
+
+
+def pixel_aspect(sequence: OdometrySequence, frame_hw, size_hw) -> float:
+    """fy / fx of the sequence's frames resized to ``size_hw``: from its calibration's fy / fx when it has one
+    (only the ratio: the records' pixel aspect, as training used it), else square source pixels."""
+    resize = resized_pixel_aspect((frame_hw[1], frame_hw[0]), (size_hw[1], size_hw[0]))
+    calibration = read_calibration(sequence)
+    return resize if calibration is None else resize * calibration[1, 1] / calibration[0, 0]
 
 
 def read_calibration(sequence: OdometrySequence) -> Optional[np.ndarray]:
@@ -224,7 +232,8 @@ def infer_sequence(
     (``predict_egomotion(first, second, flip_augment=True)``). ``pair_intrinsics`` (N, 3, 3) is whatever the
     predictor's intrinsics head returned, in model-input pixels: a result only for a predictor whose
     ``intrinsics_source`` is ``"learned"`` (``evaluation.intrinsics_evaluation``); ``intrinsics`` summarises
-    it (median over the pairs) and rescales it to the source frames.
+    it (median over the pairs) and rescales it to the source frames. A predictor with ``focal_aspect ==
+    "records"`` gets fy = fx * ``pixel_aspect`` of the sequence, as in its training.
     """
     size_hw = tuple(int(v) for v in predictor.image_size)
     num_pairs = len(sequence.files) if sequence.kind == "triplets" else len(sequence.files) - 1
@@ -253,8 +262,10 @@ def infer_sequence(
     if orthonormalize:
         rotations = np.stack([trajectory.nearest_rotation(rotation) for rotation in rotations])
     poses = trajectory.accumulate(rotations, translations, accumulation)
-    median_k = np.median(intrinsics, axis=0)
     height, width = size_hw
+    if getattr(predictor, "focal_aspect", "free") == "records":  # fy as training tied it: fx * pixel aspect
+        intrinsics = tie_focal_aspect(intrinsics, pixel_aspect(sequence, frame_shape, size_hw))
+    median_k = np.median(intrinsics, axis=0)
     try:
         source_k = scale_intrinsics(median_k, frame_shape[1] / width, frame_shape[0] / height).tolist()
     except ValueError:  # e.g. a non-positive learned focal length: report the raw K only

@@ -7,8 +7,8 @@ exact intrinsics after a resize are fx' = s * fx and cx' = s * (cx + 0.5) - 0.5 
 
 The original Struct2depth scripts used cx' = s * cx (a corner-origin approximation that is off by
 0.5 * (1 - s) pixels, about a third of a pixel at KITTI's 1242 -> 416); wilddepth uses the exact form.
-The tensor forms used in training (K of a batch, K of a horizontally flipped image) are
-``model.geometry.intrinsics_matrix`` and ``model.geometry.flip_intrinsics``.
+The tensor forms used in training (K of a batch, K of a horizontally flipped image, fy tied to fx) are
+``model.geometry.intrinsics_matrix``, ``model.geometry.flip_intrinsics`` and ``model.geometry.tie_focal_aspect``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,28 @@ def scale_intrinsics(intrinsics: np.ndarray, scale_x: float, scale_y: float) -> 
     matrix[1, 1] *= scale_y
     matrix[0, 2] = scale_x * (matrix[0, 2] + 0.5) - 0.5
     matrix[1, 2] = scale_y * (matrix[1, 2] + 0.5) - 0.5
+    return matrix
+
+
+def resized_pixel_aspect(native_size: Tuple[int, int], output_size: Tuple[int, int]) -> float:
+    """fy / fx of an image resized from ``native_size`` to ``output_size`` (both (width, height)) when the native
+    pixels are square (fy = fx): (H'/H) / (W'/W). The aspect a resize gives, whatever the focal length."""
+    (native_w, native_h), (width, height) = native_size, output_size
+    if min(native_w, native_h, width, height) <= 0:
+        raise ValueError(f"sizes must be positive, got {native_size} -> {output_size}")
+    return (height / float(native_h)) / (width / float(native_w))
+
+
+def tie_focal_aspect(intrinsics: np.ndarray, pixel_aspect) -> np.ndarray:
+    """K [..., 3, 3] with fy replaced by fx * ``pixel_aspect`` (fy / fx, a scalar or one per K): learned
+    intrinsics with a known pixel aspect (``focal_aspect: records``, docs/training.md). fx, cx, cy kept."""
+    matrix = np.array(intrinsics, dtype=np.float64)
+    if matrix.shape[-2:] != (3, 3):
+        raise ValueError(f"intrinsics must be [..., 3, 3], got shape {matrix.shape}")
+    aspect = np.asarray(pixel_aspect, dtype=np.float64)
+    if not np.all(np.isfinite(aspect)) or np.any(aspect <= 0):
+        raise ValueError(f"pixel aspect must be finite and > 0, got {pixel_aspect}")
+    matrix[..., 1, 1] = matrix[..., 0, 0] * aspect
     return matrix
 
 

@@ -12,6 +12,7 @@ ordinary RGB PNGs. Encoding is deterministic: re-running a writer gives identica
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Iterable, List, Sequence, Tuple
@@ -47,10 +48,22 @@ def record_paths(root: os.PathLike, folder: str, record_id: str, extension: str 
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """Encode an RGB (H, W, 3) or grey (H, W) uint8 array as PNG bytes."""
+    """Encode an RGB (H, W, 3) or grey (H, W) uint8 array as PNG bytes. An all-zero image (the ``-fseg`` of a
+    record without objects) is encoded once per shape: the same bytes, without a PNG encode per record."""
     array = np.ascontiguousarray(image)
     if array.dtype != np.uint8:
         raise ValueError(f"expected uint8 image, got {array.dtype}")
+    if not array.any():
+        return _blank_png(array.shape)
+    return _encode(array)
+
+
+@functools.lru_cache(maxsize=16)
+def _blank_png(shape: Tuple[int, ...]) -> bytes:
+    return _encode(np.zeros(shape, np.uint8))
+
+
+def _encode(array: np.ndarray) -> bytes:
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(".png", array, PNG_PARAMS)

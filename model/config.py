@@ -18,6 +18,7 @@ SCALE_INITIAL_VALUE = 0.01  # the release's init of the learned rotation / trans
 SCALE_MINIMUM = 0.001
 MOTION_FIELD_MODES = ("masked", "mask_free")
 MOTION_PAIRINGS = ("independent", "antisymmetric", "inverse")
+FOCAL_ASPECTS = ("free", "records")
 IMAGE_SIZE_MULTIPLE = 32  # the depth network downsamples five times
 
 
@@ -40,6 +41,12 @@ class ModelConfig(Config):
     img_width: int = param(416, help="frame width in pixels, a multiple of 32 (the stage passes the records')", above=0)
     learn_intrinsics: bool = param(
         True, help="learn K with the motion network's intrinsics head; false = the records' K"
+    )
+    focal_aspect: str = param(
+        "free",
+        help="with learn_intrinsics: free (release: fx and fy learned apart) or records (fy = learned fx times "
+        "the records' fy/fx, the pixel aspect the resize gave; docs/training.md)",
+        choices=FOCAL_ASPECTS,
     )
     boxify: bool = param(True, help="replace each object mask by its bounding box")
     foreground_dilation: int = param(8, help="object masks are dilated by a (2n+1) x (2n+1) max-pool", minimum=0)

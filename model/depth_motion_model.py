@@ -5,7 +5,8 @@ Data flow of ``compute_loss`` for a triplet (t0, t1, t2), one method per step:
   released); ImageNet normalisation happens here, inside the model, and nowhere else;
 - ``_pair_motion``: for each adjacent pair (i, j) in {(0, 1), (1, 2)}, one motion-net call on both orders gives
   T_i_from_j and T_j_from_i, related as ``motion_pairing`` says (``pair_motions``); the rotations become
-  matrices there, once; K = (K1 + K2) / 2 with learned intrinsics, else the given K;
+  matrices there, once; K = (K1 + K2) / 2 with learned intrinsics (fy = fx * the given K's fy/fx with
+  ``focal_aspect: records``), else the given K;
 - ``_translation_fields``: T = t + residual * dilate(mask_j) on j's grid (and the reverse on i's grid), or the
   mask-free fields, with their regularisers;
 - ``_direction_losses``: frame j's depth warped into camera i (and i's into j) and the losses of
@@ -160,10 +161,10 @@ class DepthMotionModel(keras.Model):
         """Weighted loss terms of docs/release.md §3.4 for a batch of triplets (see the interface in docs/model.md).
 
         ``batch``: ``images`` [B, H, W, 9] in [0, 1] (t0, t1, t2 RGB), ``segmentation`` [B, H, W, 3] ids (masked
-        mode only), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics only). Returns {"total", "rgb",
-        "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing", "rotation_consistency",
-        "translation_consistency" (+ "motion_sparsity" in mask_free mode)}, each already multiplied by its
-        weight, plus diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two pairs) and "depth"
+        mode only), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics, or with ``focal_aspect:
+        records``). Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
+        "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode)}, each already
+        multiplied by its weight, plus diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two pairs) and "depth"
         [B, H, W, 1] (frame t1).
         """
         config = self.config
@@ -175,7 +176,8 @@ class DepthMotionModel(keras.Model):
             object_masks = masks.dilate(
                 masks.mobile_mask(batch["segmentation"], boxify=config.boxify), config.foreground_dilation
             )
-        given_intrinsics = None if config.learn_intrinsics else tf.convert_to_tensor(batch["intrinsics"], tf.float32)
+        needs_records_k = not config.learn_intrinsics or config.focal_aspect == "records"
+        given_intrinsics = tf.convert_to_tensor(batch["intrinsics"], tf.float32) if needs_records_k else None
 
         terms = collections.defaultdict(list)  # unweighted term -> its values in the order they are computed
         used_intrinsics = []
@@ -202,11 +204,15 @@ class DepthMotionModel(keras.Model):
     def _pair_motion(self, frame_i, frame_j, given_intrinsics, training) -> PairMotion:
         """Step 1, motion pairing: the motion net on (i, j) and (j, i), background motions related as
         ``motion_pairing`` says (rotations as matrices from here on), and the pair's K (the mean of both
-        orders' with learned intrinsics, else ``given_intrinsics``)."""
+        orders' with learned intrinsics, its fy tied to the given K's pixel aspect with ``focal_aspect: records``;
+        else ``given_intrinsics``)."""
         angles, background, refined, intrinsics = self._motion_both_orders(frame_i, frame_j, training)
         motion_ij, motion_ji = pair_motions(*angles, *background, self.config.motion_pairing)
         if self.config.learn_intrinsics:
-            given_intrinsics = 0.5 * (intrinsics[0] + intrinsics[1])
+            learned = 0.5 * (intrinsics[0] + intrinsics[1])
+            if self.config.focal_aspect == "records":
+                learned = geometry.tie_focal_aspect(learned, given_intrinsics)
+            given_intrinsics = learned
         return PairMotion(motion_ij, motion_ji, refined[0], refined[1], given_intrinsics)
 
     def _translation_field(
@@ -283,7 +289,8 @@ class DepthMotionModel(keras.Model):
 
     def predict_egomotion(self, image_a, image_b, flip_augment: bool = False):
         """(R [B, 3, 3], t [B, 3], K [B, 3, 3]): the estimate of T_a_from_b and K = (K1 + K2) / 2 from the
-        intrinsics head (meaningful only for a model trained with learned intrinsics).
+        intrinsics head (meaningful only for a model trained with learned intrinsics; with ``focal_aspect:
+        records`` only fx, cx, cy are: callers tie fy with ``formats.camera.tie_focal_aspect``).
 
         The motion is the average of the (a, b) and the inverted (b, a) predictions (docs/release.md §2.5), except with
         ``motion_pairing="inverse"``: training never used the background motion of the (later, earlier) order,

@@ -62,6 +62,16 @@ def flip_intrinsics(intrinsics: tf.Tensor, width, rule: str = "pixel_center") ->
     return intrinsics_matrix(fx, fy, offset - cx, cy)
 
 
+def tie_focal_aspect(intrinsics: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
+    """K [..., 3, 3] with fy = fx * (fy / fx of ``reference`` [..., 3, 3]): learned intrinsics whose pixel aspect
+    is the records' (the tensor form of ``formats.camera.tie_focal_aspect``). fx, cx, cy kept."""
+    intrinsics = tf.convert_to_tensor(intrinsics, tf.float32)
+    reference = tf.convert_to_tensor(reference, tf.float32)
+    fx, cx, cy = intrinsics[..., 0, 0], intrinsics[..., 0, 2], intrinsics[..., 1, 2]
+    aspect = reference[..., 1, 1] / reference[..., 0, 0]
+    return intrinsics_matrix(fx, fx * aspect, cx, cy)
+
+
 def pixel_grid(height: int, width: int) -> tf.Tensor:
     """Homogeneous pixel-centre coordinates [H, W, 3]: entry (j, i) = (x=i, y=j, 1)."""
     x, y = tf.meshgrid(tf.range(width, dtype=tf.float32), tf.range(height, dtype=tf.float32))

@@ -85,6 +85,12 @@ class InferenceModel:
         return "learned" if self.config.learn_intrinsics else "given"
 
     @property
+    def focal_aspect(self) -> str:
+        """``"records"``: the head's fy is no result; fy = fx * the frames' pixel aspect (``formats.camera``
+        ``tie_focal_aspect``), as in training. ``"free"``: the head's K as it is."""
+        return self.config.focal_aspect
+
+    @property
     def image_size(self) -> Tuple[int, int]:
         """(height, width) in pixels that the network was trained at and expects."""
         return self.config.img_height, self.config.img_width

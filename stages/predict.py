@@ -478,7 +478,7 @@ def _stream(item, preprocess, predictor, run: _InputRun, dead_letters: List, pro
 def _intrinsics_info(run: _InputRun, predictor, model, provenance: str, provenance_file) -> tuple:
     """(K used for point clouds, its source, the ``intrinsics.json`` document): learned (a trained head), else the
     readers' K (given, calibration or guessed)."""
-    from formats.camera import scale_intrinsics
+    from formats.camera import scale_intrinsics, tie_focal_aspect
     from pipelines import footage
 
     height, width = model.image_size
@@ -497,13 +497,20 @@ def _intrinsics_info(run: _InputRun, predictor, model, provenance: str, provenan
         "reader": {"source": provenance, "file": provenance_file, "K": reader_k.tolist()},
     }
     if learned and head is not None:
-        used, source = head["K"], "learned"
+        head_k, head_std = head["K"], head["K_std"]
+        tied = getattr(model, "focal_aspect", "free") == "records"
+        if tied:  # fy as training tied it: learned fx * the reader K's pixel aspect
+            aspect = reader_k[1, 1] / reader_k[0, 0]
+            head_k, head_std = tie_focal_aspect(head_k, aspect), tie_focal_aspect(head_std, aspect)
+        used, source = head_k, "learned"
         info["learned"] = {
-            "K": head["K"].tolist(),
-            "K_std": head["K_std"].tolist(),
+            "K": head_k.tolist(),
+            "K_std": head_std.tolist(),
             "num_pairs": head["num_pairs"],
             "statistic": "mean over the sequence's consecutive pairs",
         }
+        if tied:
+            info["learned"]["fy"] = "learned fx times the reader K's fy/fx (focal_aspect: records)"
     else:
         used, source = reader_k, provenance
         info["learned"] = None

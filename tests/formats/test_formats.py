@@ -13,6 +13,23 @@ def test_scale_intrinsics_hand_computed():
     np.testing.assert_allclose(scaled, [[50, 0, 24.5], [0, 100, 12.0], [0, 0, 1]])
 
 
+def test_resized_pixel_aspect_and_tie_focal_aspect_hand_computed():
+    # square pixels of a 1242x375 frame resized to 416x128: fy/fx = (128/375) / (416/1242)
+    assert camera.resized_pixel_aspect((1242, 375), (416, 128)) == pytest.approx((128 / 375) / (416 / 1242))
+    K = camera.scale_intrinsics(camera.intrinsics_matrix(700.0, 700.0, 620.5, 187.5), 416 / 1242, 128 / 375)
+    assert K[1, 1] / K[0, 0] == pytest.approx(camera.resized_pixel_aspect((1242, 375), (416, 128)))
+    head = np.stack([camera.intrinsics_matrix(100.0, 7.0, 50.0, 20.0), camera.intrinsics_matrix(80.0, 1.0, 40.0, 30.0)])
+    tied = camera.tie_focal_aspect(head, [0.5, 2.0])
+    np.testing.assert_allclose(tied[:, 1, 1], [50.0, 160.0])
+    np.testing.assert_allclose(np.delete(tied.reshape(2, 9), 4, axis=1), np.delete(head.reshape(2, 9), 4, axis=1))
+    assert head[0, 1, 1] == 7.0  # the input is not changed
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="pixel aspect"):
+            camera.tie_focal_aspect(head, bad)
+    with pytest.raises(ValueError, match="positive"):
+        camera.resized_pixel_aspect((0, 375), (416, 128))
+
+
 def test_scale_matches_cv2_resize_of_a_dot():
     import cv2
 
@@ -50,6 +67,20 @@ def test_reads_the_release_example(real_data):
     assert [f.shape for f in frames] == [(128, 416, 3)] * 3
     assert masks[0].dtype == np.uint8 and masks[0].shape == (128, 416)
     assert K[0, 0] == pytest.approx(565.63) and K[0, 2] == pytest.approx(222.8240625)
+
+
+def test_encode_png_of_a_blank_image_is_the_encoders_bytes_and_decodes_to_zeros():
+    import cv2
+
+    for shape in [(4, 12, 3), (4, 12), (5, 7, 3)]:
+        blank = np.zeros(shape, np.uint8)
+        expected = cv2.imencode(".png", blank, struct2depth.PNG_PARAMS)[1].tobytes()
+        assert struct2depth.encode_png(blank) == expected == struct2depth.encode_png(blank.copy())
+        assert not cv2.imdecode(np.frombuffer(expected, np.uint8), cv2.IMREAD_UNCHANGED).any()
+    one = np.zeros((4, 12, 3), np.uint8)
+    one[3, 11, 2] = 1  # one non-zero value: encoded for real, not the cached blank
+    assert struct2depth.encode_png(one) != struct2depth.encode_png(np.zeros((4, 12, 3), np.uint8))
+    assert struct2depth.decode_rgb(struct2depth.encode_png(one))[3, 11, 2] == 1
 
 
 def test_record_roundtrip_is_byte_identical(tmp_path):

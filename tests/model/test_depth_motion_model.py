@@ -162,6 +162,24 @@ def test_given_intrinsics_are_used_without_learning(real_data):
     assert np.isfinite(float(result["total"])) and float(result["motion_sparsity"]) > 0
 
 
+def test_learned_fy_is_tied_to_the_records_pixel_aspect(real_data):
+    """focal_aspect records: the K used has fy = learned fx * the batch K's fy / fx; free: the head's own fy;
+    records without a batch K is an error, not a silent free fy."""
+    batch = _example_batch(real_data)
+    batch["intrinsics"][0, 1, 1] *= 1.5  # records squashed vertically: fy / fx = 1.5 x the example's ~1.0
+    aspect = batch["intrinsics"][0, 1, 1] / batch["intrinsics"][0, 0, 0]
+    config = dict(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=True, depth_network_width=0.25)
+    tied = DepthMotionModel(ModelConfig(focal_aspect="records", motion_network_width=0.25, **config))
+    K = tied.compute_loss(batch, tf.constant(0, tf.int64))["intrinsics"].numpy()[0]
+    assert K[1, 1] == pytest.approx(K[0, 0] * aspect, rel=1e-5)
+    free = DepthMotionModel(ModelConfig(motion_network_width=0.25, **config))
+    free.set_weights(tied.get_weights())
+    K_free = free.compute_loss(batch, tf.constant(0, tf.int64))["intrinsics"].numpy()[0]
+    assert K_free[0, 0] == pytest.approx(K[0, 0], rel=1e-5) and K_free[1, 1] != pytest.approx(K[1, 1], rel=1e-3)
+    with pytest.raises(KeyError):
+        tied.compute_loss({key: value for key, value in batch.items() if key != "intrinsics"}, tf.constant(0, tf.int64))
+
+
 def test_antisymmetric_pair_keeps_the_odd_part():
     forward, backward = tf.constant([[0.3, -0.1, 1.0]]), tf.constant([[-0.1, -0.1, -0.6]])
     odd_forward, odd_backward = antisymmetric_pair(forward, backward)

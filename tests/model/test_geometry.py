@@ -294,6 +294,15 @@ def test_average_bidirectional_motion_of_consistent_pair_is_exact():
     np.testing.assert_allclose(averaged_translation.numpy(), translation.numpy(), atol=1e-6)
 
 
+def test_tie_focal_aspect_is_the_tensor_form_of_the_numpy_one():
+    from formats import camera
+
+    head = np.array([[[100.0, 0, 50], [0, 7.0, 20], [0, 0, 1]], [[80.0, 0, 40], [0, 1.0, 30], [0, 0, 1]]])
+    reference = np.array([[[10.0, 0, 5], [0, 5.0, 2], [0, 0, 1]], [[3.0, 0, 1], [0, 6.0, 1], [0, 0, 1]]])
+    tied = geometry.tie_focal_aspect(head, reference).numpy()
+    np.testing.assert_allclose(tied, camera.tie_focal_aspect(head, [0.5, 2.0]), rtol=1e-6)
+
+
 def test_flip_intrinsics_per_example_and_batched():
     K = np.array([[100.0, 0.0, 40.0], [0.0, 90.0, 20.0], [0.0, 0.0, 1.0]], np.float32)
     flipped = geometry.flip_intrinsics(K, 96).numpy()

@@ -171,6 +171,20 @@ def test_learned_intrinsics_are_reported_only_for_a_trained_head(tmp_path):
     np.testing.assert_allclose(np.array(intrinsics["K_native"])[0], [62.5, 0.0, 59.5])
 
 
+def test_tied_focal_aspect_reports_fy_from_fx_and_the_reader_aspect(tmp_path):
+    frames = frame_folder(tmp_path / "frames", truncated=-1, size=(120, 60))
+    output = tmp_path / "out"
+    model = FakeModel(learn_intrinsics=True)
+    model.focal_aspect = "records"
+    assert run([f"--input={frames}", f"--output={output}", "--checkpoint_path=fake", "--quiet"], model) == 0
+    intrinsics = json.loads((output / "frames" / "intrinsics.json").read_text())
+    reader = np.array(intrinsics["reader"]["K"])
+    aspect = (HEIGHT / 60) / (WIDTH / 120)  # the guess has square native pixels: the resize's aspect (4/3)
+    assert reader[1, 1] / reader[0, 0] == pytest.approx(aspect)
+    np.testing.assert_allclose(intrinsics["K"], [[50, 0, 47.5], [0, 50 * aspect, 31.5], [0, 0, 1]])
+    assert intrinsics["source"] == "learned" and "focal_aspect" in intrinsics["learned"]["fy"]
+
+
 def test_given_intrinsics_file_is_used_and_a_missing_one_fails(tmp_path, capsys):
     frames = frame_folder(tmp_path / "frames", truncated=-1)
     calibration = tmp_path / "cam.txt"

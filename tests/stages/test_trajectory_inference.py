@@ -200,6 +200,24 @@ def test_learned_intrinsics_median_over_pairs_vs_the_true_k_and_the_report(world
     assert summary["fx_rank_agreement"] is None  # one camera: no pair of sequences with different true fx
 
 
+def test_tied_focal_aspect_sets_fy_from_fx_and_the_calibration_aspect(world, tmp_path):
+    """focal_aspect records: every pair's fy = its fx * the resized calibration's fy / fx (here square native
+    pixels resized 300x90 -> 96x32: (32/90) / (96/300)), whatever the head's fy."""
+    root, poses_by_drive = world
+    predictor = fake_for(poses_by_drive)
+    predictor.__class__ = LearnedIntrinsicsFake
+    predictor.focal_aspect = "records"
+    out = tmp_path / "out"
+    trajectory_inference.main([f"--odometry_test_set_dir={root}", f"--output_dir={out}"], predictor=predictor)
+    aspect = (32 / 90) / (96 / 300)
+    for name in sorted(poses_by_drive):
+        record = json.loads((out / f"{name}_intrinsics.json").read_text())
+        per_pair = np.array(record["per_pair"])
+        np.testing.assert_allclose(per_pair[:, 1], per_pair[:, 0] * aspect, rtol=1e-9)  # rows: fx, fy, cx, cy
+        np.testing.assert_allclose(record["K"][1][1], (76.8 + 2.5) * aspect, rtol=1e-6)
+        assert record["errors"]["fy_rel_error"] == pytest.approx(2.5 / 76.8, abs=1e-6)  # = fx's: the tie is exact
+
+
 def test_untrained_head_reports_only_the_true_k(world, tmp_path):
     root, poses_by_drive = world
     predictor = fake_for(poses_by_drive)
