@@ -201,8 +201,8 @@ class Validation:
             self.depth_samples = [samples[int(index)] for index in picked]
             LOGGER.info("validation: val/abs_rel on %d frames of %s", len(self.depth_samples), config.val_depth_dir)
         if self.depth_samples or self.dataset is not None:
-            # autograph=False: a mixed_precision run (2026-11-30) crashed at its step-500 validation when autograph
-            # resolved this call to another converted method (``_weighted``); plain tracing needs no conversion.
+            # autograph=False: plain tracing needs no conversion here, and autograph once resolved this call to
+            # another converted method under mixed_precision (docs/training.md, bfloat16 section).
             self._predict_depth = tf.function(
                 lambda images: trainer.model.predict_depth(images, flip_augment=False),
                 reduce_retracing=True,
