@@ -19,6 +19,9 @@ step / fwd+bwd, the peak GPU memory when a GPU is used, and the bfloat16 / float
 (< 1: bfloat16 is faster). ``benchmarks/gpu_check.sh`` runs this at 416x128 with the release's widths.
 
     python benchmarks/train_step.py --compare_precision --sizes 64x224 --steps 5 --repeats 4
+
+TensorFlow's thread pools are fixed when its runtime starts, so ``--set intra_op_threads=0`` against the default
+(1) needs two processes; run them alternately (A B A B) on an otherwise idle machine and compare the medians.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from model.config import (
     ModelConfig,  # noqa: E402
     TrainerConfig,  # noqa: E402
 )
-from model.trainer import Trainer, configure_runtime  # noqa: E402
+from model.trainer import Trainer, configure_runtime, set_op_threads  # noqa: E402
 from stages.common import load_params  # noqa: E402
 
 
@@ -61,6 +64,12 @@ def write_records(root: Path, height: int, width: int, count: int = 16) -> None:
         )
         entries.append(("seq", record_id))
     struct2depth.write_list(root / "train.txt", entries)
+
+
+def _threads(params: dict) -> dict:
+    """The train: section's TensorFlow thread-pool sizes (intra_op_threads, inter_op_threads)."""
+    config = TrainerConfig.from_mapping(params, section="train", strict=False, checkpoint_dir="unused")
+    return {"intra_op_threads": config.intra_op_threads, "inter_op_threads": config.inter_op_threads}
 
 
 def timed(function, steps: int) -> float:
@@ -92,7 +101,9 @@ def benchmark(height: int, width: int, batch_size: int, steps: int, xla: bool, p
 
         results = {}
         for jit in [False, True] if xla else [False]:
-            config = TrainerConfig(str(root / f"ckpt_{jit}"), learning_rate=1e-4, progress=False, jit_compile=jit)
+            config = TrainerConfig(
+                str(root / f"ckpt_{jit}"), learning_rate=1e-4, progress=False, jit_compile=jit, **_threads(params)
+            )
             configure_runtime(config)
             trainer = Trainer(model_config, data_config, config)
             batch = next(iter(trainer.dataset))
@@ -158,7 +169,11 @@ def compare_precision(height: int, width: int, batch_size: int, steps: int, repe
             _reset_gpu_peak()
             try:
                 config = TrainerConfig(
-                    str(root / f"ckpt_{name}"), learning_rate=1e-4, progress=False, mixed_precision=mixed
+                    str(root / f"ckpt_{name}"),
+                    learning_rate=1e-4,
+                    progress=False,
+                    mixed_precision=mixed,
+                    **_threads(params),
                 )
                 configure_runtime(config)
                 trainer = Trainer(model_config, data_config, config)
@@ -321,6 +336,10 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         params[key] = value  # typed (and checked) when the configs are built from the section
+    threads = _threads(params)
+    set_op_threads(threads["intra_op_threads"], threads["inter_op_threads"])  # before any TensorFlow work
+    intra, inter = threads["intra_op_threads"], threads["inter_op_threads"]
+    print(f"TensorFlow threads: intra_op {intra}, inter_op {inter} (0 = default)")
     for size in args.sizes.split(","):
         height, width = (int(value) for value in size.split("x"))
         if args.compare_precision:

@@ -165,6 +165,15 @@ class TrainerConfig(Config):
     )
     mixed_precision: bool = param(False, help="mixed_bfloat16 compute (GPU); see docs/training.md")
     jit_compile: bool = param(False, help="XLA-compile the training step")
+    intra_op_threads: int = param(
+        1,
+        help="threads one TensorFlow op may use; 0 = TensorFlow's default (all cores). 1 runs whole ops in "
+        "parallel instead: 1.2x faster steps at 64x224 on 2 cores, equal at 128x416 (docs/training.md)",
+        minimum=0,
+    )
+    inter_op_threads: int = param(
+        0, help="TensorFlow ops run at once; 0 = TensorFlow's default (the number of cores)", minimum=0
+    )
     debug: bool = param(False, help="one step, tensors dumped to <checkpoint_dir>/debug")
     val_file: str = param(
         "val", help="validation list file <val_data_dir>/<val_file>.txt; validation is skipped without it"

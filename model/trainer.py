@@ -8,7 +8,8 @@ epsilon 1e-8, the TF1 defaults). The global step is the optimizer's iteration co
 
 Around the step:
 - ``configure_runtime`` (called by the stage before the trainer is built) sets the Python, numpy and TF
-  seeds and Keras's global precision policy: process-wide settings, so no constructor sets them;
+  seeds, Keras's global precision policy and TensorFlow's thread pools: process-wide settings, so no
+  constructor sets them;
 - ``tf.distribute``: the default strategy on CPU or one GPU, ``MirroredStrategy`` on several GPUs,
   ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set. ``batch_size`` is the global batch;
 - checkpoints ``<checkpoint_dir>/model-<step>`` every ``checkpoint_freq`` steps (0: once per epoch, i.e.
@@ -97,11 +98,35 @@ PEER_FAILURES = (
 
 def configure_runtime(config: TrainerConfig) -> None:
     """Process-wide settings of a run, applied before its model is built: the Python, numpy and TF seeds
-    (the release's ``--seed``) and Keras's global precision policy (``mixed_bfloat16`` with
-    ``mixed_precision``, else ``float32``). Call it before any other TensorFlow work of the process when
+    (the release's ``--seed``), Keras's global precision policy (``mixed_bfloat16`` with
+    ``mixed_precision``, else ``float32``) and TensorFlow's thread pools (``intra_op_threads``,
+    ``inter_op_threads``; ``set_op_threads``). Call it before any other TensorFlow work of the process when
     ``TF_CONFIG`` is set (MultiWorkerMirroredStrategy must be created at program start)."""
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    set_op_threads(config.intra_op_threads, config.inter_op_threads)
+
+
+def set_op_threads(intra_op: int, inter_op: int) -> bool:
+    """Sets TensorFlow's thread pools (0 = its default) -> whether they now have these sizes. TensorFlow fixes
+    them when its runtime starts; a process that already ran TensorFlow work keeps its pools, with a warning
+    naming the values that could not be applied."""
+    threading = tf.config.threading
+    current = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
+    if current == (intra_op, inter_op):
+        return True
+    try:
+        threading.set_intra_op_parallelism_threads(intra_op)
+        threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        LOGGER.warning(
+            "TensorFlow is already running: its thread pools stay intra_op %d / inter_op %d (asked: %d / %d)",
+            *current,
+            intra_op,
+            inter_op,
+        )
+        return False
+    return True
 
 
 def select_strategy() -> tf.distribute.Strategy:

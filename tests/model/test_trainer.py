@@ -8,6 +8,9 @@ import csv
 import dataclasses
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,6 +24,7 @@ from model.config import ModelConfig
 from model.depth_motion_model import imagenet_normalize
 from tests.model.test_data import HEIGHT, WIDTH, write_records
 
+REPO = Path(__file__).resolve().parents[2]
 MODEL_CONFIG = ModelConfig(img_height=HEIGHT, img_width=WIDTH, learn_intrinsics=False)
 
 
@@ -245,6 +249,29 @@ def test_configure_runtime_sets_the_seeds_and_the_precision_policy():
         assert np.random.random() == first
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_configure_runtime_sets_the_thread_pools_of_a_fresh_process():
+    code = (
+        "import tensorflow as tf; from model import trainer; "
+        "trainer.configure_runtime(trainer.TrainerConfig('/unused', intra_op_threads=1, inter_op_threads=3)); "
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+        "tf.config.threading.get_inter_op_parallelism_threads())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "3"]
+
+
+def test_thread_pools_of_a_running_tensorflow_stay_with_a_warning(caplog):
+    tf.constant(1.0) + 1.0  # the runtime is started
+    threading = tf.config.threading
+    current = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
+    assert trainer.set_op_threads(*current)  # nothing to change: no warning
+    with caplog.at_level(logging.WARNING, logger="model.trainer"):
+        assert not trainer.set_op_threads(current[0] + 1, current[1])
+    assert "thread pools stay" in caplog.text and f"asked: {current[0] + 1} / {current[1]}" in caplog.text
+    assert (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == current
 
 
 class StatisticGoesNaN(TinyModel):
