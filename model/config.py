@@ -150,6 +150,14 @@ class TrainerConfig(Config):
         5e-4, help="Adam learning rate (release: 1e-4)", minimum=0.0, maximum=MAX_LEARNING_RATE
     )
     beta1: float = param(0.9, help="Adam beta1 (release: 0.9)", minimum=0.0, maximum=0.999999)
+    intrinsics_learning_rate_factor: float = param(
+        1.0,
+        help="the intrinsics head's (foci, offsets) Adam step is this x learning_rate (release: 1); Adam moves "
+        "a weight by about the rate per step, too slowly for a focal length to leave its initial value in a "
+        "short run (docs/training.md)",
+        above=0.0,
+        maximum=1000.0,
+    )
     clip_gradient_norm: float = param(
         10.0, help="each gradient tensor is clipped to this L2 norm separately; 0 disables", minimum=0.0
     )

@@ -140,6 +140,11 @@ class DepthMotionModel(keras.Model):
         self.depth_net(tf.zeros([1, height, width, 3]))
         self.motion_net(tf.zeros([1, height, width, 6]))
 
+    @property
+    def intrinsics_variables(self) -> List[tf.Variable]:
+        """The intrinsics head's trainable variables (foci kernel and bias, offsets kernel)."""
+        return self.motion_net.foci.trainable_variables + self.motion_net.offsets.trainable_variables
+
     def call(self, images, training=False):
         """Depth [B, H, W, 1] of [0, 1] images [B, H, W, 3] (no flip augmentation)."""
         return self._depth(images, training=training)

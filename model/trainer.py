@@ -157,6 +157,29 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     )
 
 
+class ScaledAdam(keras.optimizers.Adam):
+    """Adam in which chosen variables take steps of ``factor`` x the learning rate (their moments are Adam's
+    own; the state and its checkpoint layout are those of ``keras.optimizers.Adam``). Adam's step is about
+    the learning rate whatever the gradient's size, so scaling a loss term's gradient cannot speed up one
+    group of weights; this does, exactly as a per-variable learning rate would."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._learning_rate_factors: Dict[int, float] = {}
+
+    def scale_learning_rate(self, variables, factor: float) -> None:
+        """From now on the Adam step of each of ``variables`` (built with this optimizer) is ``factor`` x the
+        learning rate."""
+        for variable in variables:
+            self._learning_rate_factors[self._var_key(variable)] = float(factor)
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._learning_rate_factors.get(self._var_key(variable))
+        if factor is not None:
+            learning_rate = tf.cast(learning_rate, variable.dtype) * factor
+        super().update_step(gradient, variable, learning_rate)
+
+
 def clip_per_tensor(gradients, clip_norm: float):
     """Clip each gradient tensor to L2 norm ``clip_norm`` separately (tf_slim ``clip_gradient_norms``).
 
@@ -363,10 +386,18 @@ class Trainer:
         factory = model_factory or DepthMotionModel
         with self.strategy.scope():
             self.model = factory(model_config)
-            self.optimizer = keras.optimizers.Adam(
+            self.optimizer = ScaledAdam(
                 learning_rate=config.learning_rate, beta_1=config.beta1, beta_2=0.999, epsilon=1e-8
             )
             self.optimizer.build(self.model.trainable_variables)
+            if config.intrinsics_learning_rate_factor != 1.0:
+                head = getattr(self.model, "intrinsics_variables", [])
+                self.optimizer.scale_learning_rate(head, config.intrinsics_learning_rate_factor)
+                LOGGER.info(
+                    "intrinsics head (%d variables): Adam step %g x learning_rate",
+                    len(head),
+                    config.intrinsics_learning_rate_factor,
+                )
             # The input stream's next position: saved with every checkpoint so a resumed run continues it.
             self.data_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
             self.checkpoint = make_checkpoint(self.model, self.optimizer, self.data_position)

@@ -251,6 +251,54 @@ def test_configure_runtime_sets_the_seeds_and_the_precision_policy():
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_scaled_adam_steps_chosen_variables_by_factor_times_the_rate():
+    plain, boosted = tf.Variable([1.0, -2.0]), tf.Variable([1.0, -2.0])
+    reference = tf.Variable([1.0, -2.0])
+    optimizer = trainer.ScaledAdam(learning_rate=1e-3)
+    optimizer.build([plain, boosted])
+    optimizer.scale_learning_rate([boosted], 10.0)
+    adam = keras.optimizers.Adam(learning_rate=1e-3)
+    adam.build([reference])
+    for gradient in ([0.5, -3.0], [0.2, 1.0], [-0.1, 4.0]):
+        optimizer.apply_gradients([(tf.constant(gradient), plain), (tf.constant(gradient), boosted)])
+        adam.apply_gradients([(tf.constant(gradient), reference)])
+        np.testing.assert_array_equal(plain.numpy(), reference.numpy())  # not chosen: Adam itself
+    # Same gradients, same moments: the chosen variable moved 10x the other's distance from their common start.
+    np.testing.assert_allclose(boosted.numpy() - [1.0, -2.0], 10.0 * (plain.numpy() - [1.0, -2.0]), rtol=1e-4)
+
+
+def test_intrinsics_learning_rate_factor_scales_the_head_only(records, tmp_path):
+    class TinyWithHead(TinyModel):
+        def __init__(self, config):
+            super().__init__(config)
+            self.head = self.add_weight(name="head", shape=(), initializer="ones")
+
+        @property
+        def intrinsics_variables(self):
+            return [self.head]
+
+        def compute_loss(self, batch, step, training=True):
+            outputs = super().compute_loss(batch, step, training)
+            outputs["total"] = outputs["total"] + self.head * tf.reduce_mean(batch["images"])
+            return outputs
+
+    moved = {}
+    for factor in (1.0, 10.0):
+        run = make_trainer(
+            records, tmp_path / f"ck_{factor}", TinyWithHead, train_steps=1, intrinsics_learning_rate_factor=factor
+        )
+        kernel_before = run.model.depth_conv.kernel.numpy().copy()
+        run.train_step(next(iter(run.dataset)))
+        moved[factor] = (
+            abs(float(run.model.head.numpy()) - 1.0),
+            np.abs(run.model.depth_conv.kernel.numpy() - kernel_before),
+        )
+    np.testing.assert_allclose(moved[10.0][0], 10.0 * moved[1.0][0], rtol=1e-3)  # Adam's first step: the rate
+    np.testing.assert_allclose(moved[10.0][1], moved[1.0][1], rtol=1e-5)  # every other weight as before
+    with pytest.raises(ConfigError, match="intrinsics_learning_rate_factor"):
+        trainer.TrainerConfig.from_mapping({"intrinsics_learning_rate_factor": 0}, section="train", checkpoint_dir="/c")
+
+
 def test_configure_runtime_sets_the_thread_pools_of_a_fresh_process():
     code = (
         "import tensorflow as tf; from model import trainer; "
