@@ -68,10 +68,7 @@ class SynthesizeConfig(Config):
     fps: float = param(10.0, help="frame rate of camera kitti (and of its mp4); camera wild draws its own", above=0.0)
     frames_per_sequence: int = param(60, help="frames rendered per sequence (drive)", minimum=1)
     supersampling: int = param(
-        1,
-        help="n x n rays per pixel for the colour image (depth/mask: the centre ray); 2 = 2x2 for frames used "
-        "near their native size (the default run's records are >= 3x smaller, area-averaged)",
-        minimum=1,
+        2, help="n x n rays per pixel for the colour image (depth/mask: the centre ray)", minimum=1
     )
     workers: int = param(2, help="rendering processes", minimum=1)
     train: SplitConfig = param(
