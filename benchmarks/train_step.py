@@ -338,8 +338,7 @@ def main() -> None:
         params[key] = value  # typed (and checked) when the configs are built from the section
     threads = _threads(params)
     set_op_threads(threads["intra_op_threads"], threads["inter_op_threads"])  # before any TensorFlow work
-    intra, inter = threads["intra_op_threads"], threads["inter_op_threads"]
-    print(f"TensorFlow threads: intra_op {intra}, inter_op {inter} (0 = default)")
+    print("TensorFlow threads:", ", ".join(f"{key} {value}" for key, value in threads.items()), "(0 = default)")
     for size in args.sizes.split(","):
         height, width = (int(value) for value in size.split("x"))
         if args.compare_precision:

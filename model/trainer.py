@@ -391,7 +391,17 @@ class Trainer:
             )
             self.optimizer.build(self.model.trainable_variables)
             if config.intrinsics_learning_rate_factor != 1.0:
-                head = getattr(self.model, "intrinsics_variables", [])
+                if not hasattr(self.model, "intrinsics_variables"):
+                    raise ValueError(
+                        f"intrinsics_learning_rate_factor={config.intrinsics_learning_rate_factor}: "
+                        f"{type(self.model).__name__} has no intrinsics head (intrinsics_variables)"
+                    )
+                if not model_config.learn_intrinsics:
+                    LOGGER.warning(
+                        "intrinsics_learning_rate_factor has no effect without learn_intrinsics: the head gets "
+                        "no gradient"
+                    )
+                head = self.model.intrinsics_variables
                 self.optimizer.scale_learning_rate(head, config.intrinsics_learning_rate_factor)
                 LOGGER.info(
                     "intrinsics head (%d variables): Adam step %g x learning_rate",

@@ -297,6 +297,8 @@ def test_intrinsics_learning_rate_factor_scales_the_head_only(records, tmp_path)
     np.testing.assert_allclose(moved[10.0][1], moved[1.0][1], rtol=1e-5)  # every other weight as before
     with pytest.raises(ConfigError, match="intrinsics_learning_rate_factor"):
         trainer.TrainerConfig.from_mapping({"intrinsics_learning_rate_factor": 0}, section="train", checkpoint_dir="/c")
+    with pytest.raises(ValueError, match="TinyModel has no intrinsics head"):
+        make_trainer(records, tmp_path / "ck_headless", TinyModel, intrinsics_learning_rate_factor=10.0)
 
 
 def test_configure_runtime_sets_the_thread_pools_of_a_fresh_process():
