@@ -143,3 +143,45 @@ def test_motion_sparsity_hand_case():
     value = float(losses.motion_sparsity(residual, full))
     # channel 0: m = 0.2 -> 2 * 0.2 * sqrt(2); channels 1, 2: m = 0 -> 0. Mean over channels.
     assert value == pytest.approx(2 * 0.2 * np.sqrt(2.0) / 3, rel=1e-5)
+
+
+def _flat_road(rows=12, width=6, horizon=-2.0, scale=0.1):
+    """Depth [1, rows, width, 1] of a flat road: disparity linear in the row, (y - horizon) * scale."""
+    disparity = (np.arange(rows, dtype=np.float32) - horizon) * scale
+    return np.broadcast_to((1.0 / disparity)[None, :, None, None], (1, rows, width, 1)).copy()
+
+
+def test_ground_contact_is_zero_for_an_object_at_its_ground_depth_and_measures_a_far_one():
+    depth = _flat_road()
+    mask = np.zeros_like(depth)
+    mask[:, 3:6, 1:4] = 1.0  # an object whose lowest row is 5, standing on the road at the row's lower edge
+    standing = depth.copy()
+    standing[:, 3:6, 1:4] = 1.0 / ((5.5 + 2.0) * 0.1)
+    assert float(losses.ground_contact(standing, mask)) == pytest.approx(0.0, abs=1e-6)
+    far = depth.copy()
+    far[:, 3:6, 1:4] *= 2.0  # twice too far: disparity halved at row 5
+    ground = (5.5 + 2.0) * 0.1  # the road's disparity at row 5's lower edge
+    expected = abs(np.log(0.5 * (5 + 2.0) * 0.1 / ground))
+    assert float(losses.ground_contact(far, mask)) == pytest.approx(expected, rel=1e-5)
+    # The extrapolated ground is clipped to [0.5, 2] x the disparity of the row below the object.
+    steep = standing.copy()
+    steep[:, 7] = 1.0 / 100.0  # row 7 (two below the object) claims a disparity of 100: g = 1.5 d6 - 50 < 0
+    expected = abs(np.log((1.0 / standing[0, 5, 1, 0]) / (0.5 * (6 + 2.0) * 0.1)))
+    assert float(losses.ground_contact(steep, mask)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ground_contact_ignores_objects_without_two_static_rows_below_and_moves_only_the_object():
+    depth = _flat_road()
+    mask = np.zeros_like(depth)
+    mask[:, 8:11, :] = 1.0  # lowest row 10: only one row below it
+    mask[:, 2:4, 0] = 1.0  # lowest row 3, but row 4 belongs to another object
+    mask[:, 4:6, 0] = 1.0
+    far = (depth * np.where(mask > 0, 2.0, 1.0)).astype(np.float32)
+    assert float(losses.ground_contact(far, np.zeros_like(depth))) == 0.0
+    value = losses.ground_contact(far, mask)  # only column 0's object ending at row 5 counts
+    assert float(value) == pytest.approx(abs(np.log(0.5 * (5 + 2.0) / (5.5 + 2.0))), rel=1e-5)
+    variable = tf.Variable(far)
+    with tf.GradientTape() as tape:
+        loss = losses.ground_contact(variable, mask)
+    gradient = tape.gradient(loss, variable).numpy()
+    assert np.flatnonzero(gradient.reshape(-1)).tolist() == [5 * 6 + 0]  # row 5, column 0: the object's edge
