@@ -88,11 +88,6 @@ class ModelConfig(Config):
     residual_smoothing_weight: float = _weight(
         1.0, "mask_free mode: weight of the residual field's total variation (DML's motion_smoothing)"
     )
-    object_ground_weight: float = _weight(
-        0.0,
-        "weight of the ground-contact prior on object masks (not in the release; 0 = off): an object's lowest "
-        "pixels get the depth of the ground just below them (docs/training.md)",
-    )
     layer_norm_noise_rampup_steps: int = param(
         10000, help="steps over which the randomized layer norm's noise ramps up", minimum=0
     )

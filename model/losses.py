@@ -181,27 +181,3 @@ def residual_field_smoothness(residual_field, full_field) -> tf.Tensor:
     """DML (docs/release.md §8) L1 total variation of the residual field normalised by the full field's RMS,
     non-cyclic."""
     return _total_variation(residual_field / _rms_vector_norm(full_field), wrap_around=False)
-
-
-def ground_contact(depth, object_mask) -> tf.Tensor:
-    """Ground-contact prior of an object (not in the paper or the release; docs/training.md): an object's lowest
-    pixel in a column stands on the ground just below it.
-
-    Where an object's mask ends at row y and the two rows below are static, the object's disparity d(y) is pulled
-    towards the ground's disparity at the pixel's lower edge, y + 1/2, extrapolated from those rows:
-    g = 1.5 d(y+1) - 0.5 d(y+2) (exact on a flat road, whose disparity is linear in the row), clipped to
-    [0.5, 2] x d(y+1). The term is the mean over such edge pixels of |log d(y) - log g|; gradients flow only into
-    the object's side (bounded: +-1 per pixel in log depth); 0 without edge pixels. On the synthetic world's
-    ground truth (224x64, area-averaged disparity) the median of d(y) / g is 0.97 and 1.03 on the two test
-    drives.
-
-    ``depth`` [B, H, W, 1] (metres up to scale, > 0), ``object_mask`` [B, H, W, 1] in {0, 1} (the objects' own
-    pixels, undilated).
-    """
-    depth = tf.convert_to_tensor(depth, tf.float32)
-    mask = tf.convert_to_tensor(object_mask, tf.float32)
-    edge = mask[:, :-2] * (1.0 - mask[:, 1:-1]) * (1.0 - mask[:, 2:])
-    below = tf.stop_gradient(1.0 / depth[:, 1:-1])
-    ground = tf.stop_gradient(tf.clip_by_value(1.5 * below - 0.5 / depth[:, 2:], 0.5 * below, 2.0 * below))
-    error = tf.abs(tf.math.log(depth[:, :-2]) + tf.math.log(ground))
-    return tf.math.divide_no_nan(tf.reduce_sum(edge * error), tf.reduce_sum(edge))
