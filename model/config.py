@@ -88,6 +88,11 @@ class ModelConfig(Config):
     residual_smoothing_weight: float = _weight(
         1.0, "mask_free mode: weight of the residual field's total variation (DML's motion_smoothing)"
     )
+    object_ground_weight: float = _weight(
+        0.0,
+        "weight of the ground-contact prior on objects (not in the release; 0 = off): an object's mean log depth "
+        "is pulled to the road's where its mask ends (docs/training.md)",
+    )
     layer_norm_noise_rampup_steps: int = param(
         10000, help="steps over which the randomized layer norm's noise ramps up", minimum=0
     )

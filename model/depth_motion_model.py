@@ -168,7 +168,8 @@ class DepthMotionModel(keras.Model):
         ``batch``: ``images`` [B, H, W, 9] in [0, 1] (t0, t1, t2 RGB), ``segmentation`` [B, H, W, 3] ids (masked
         mode only), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics, or with ``focal_aspect:
         records``). Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
-        "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode)}, each already
+        "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode, "object_ground" with
+        ``object_ground_weight`` > 0)}, each already
         multiplied by its weight, plus diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two pairs) and "depth"
         [B, H, W, 1] (frame t1).
         """
@@ -201,6 +202,9 @@ class DepthMotionModel(keras.Model):
                     terms[name].append(value)
         totals = {name: _sum(values) for name, values in terms.items()}
         totals["depth_smoothing"] = tf.add_n([losses.depth_smoothness(depths[k], frames[k]) for k in range(3)])
+        if config.object_ground_weight > 0:
+            ids = tf.convert_to_tensor(batch["segmentation"])
+            totals["object_ground"] = tf.add_n([losses.object_ground_contact(depths[k], ids[..., k]) for k in range(3)])
         result = self._weighted(totals)
         result["intrinsics"] = 0.5 * (used_intrinsics[0] + used_intrinsics[1])
         result["depth"] = depths[1]
@@ -273,6 +277,8 @@ class DepthMotionModel(keras.Model):
             weighted["motion_sparsity"] = config.motion_sparsity_weight * totals["motion_sparsity"]
         else:
             weighted["motion_smoothing"] = config.motion_smoothing_weight * totals["motion_smoothing"]
+        if "object_ground" in totals:
+            weighted["object_ground"] = config.object_ground_weight * totals["object_ground"]
         weighted["total"] = tf.add_n(list(weighted.values()))
         return weighted
 

@@ -162,6 +162,25 @@ def test_given_intrinsics_are_used_without_learning(real_data):
     assert np.isfinite(float(result["total"])) and float(result["motion_sparsity"]) > 0
 
 
+def test_object_ground_term_is_added_only_with_its_weight(real_data):
+    """object_ground_weight > 0 adds the objects' ground-contact term (in the total, gradient into depth only);
+    0 (the release) computes nothing."""
+    batch = _example_batch(real_data)
+    sizes = {"img_height": HEIGHT, "img_width": WIDTH, "depth_network_width": 0.25, "motion_network_width": 0.25}
+    assert "object_ground" not in DepthMotionModel(ModelConfig(**sizes)).compute_loss(batch, tf.constant(0, tf.int64))
+    model = DepthMotionModel(ModelConfig(object_ground_weight=0.5, motion_field_mode="mask_free", **sizes))
+    with tf.GradientTape() as tape:
+        result = model.compute_loss(batch, tf.constant(0, tf.int64))
+        term = result["object_ground"]
+    assert float(term) > 0
+    others = sum(float(value) for name, value in result.items() if name not in ("total", "intrinsics", "depth"))
+    assert float(result["total"]) == pytest.approx(others, rel=1e-5)
+    gradients = tape.gradient(term, model.depth_net.trainable_variables + model.motion_net.trainable_variables)
+    depth_count = len(model.depth_net.trainable_variables)
+    assert any(g is not None for g in gradients[:depth_count])
+    assert all(g is None for g in gradients[depth_count:])
+
+
 def test_learned_fy_is_tied_to_the_records_pixel_aspect(real_data):
     """focal_aspect records: the K used has fy = learned fx * the batch K's fy / fx; free: the head's own fy;
     records without a batch K is an error, not a silent free fy."""

@@ -143,3 +143,53 @@ def test_motion_sparsity_hand_case():
     value = float(losses.motion_sparsity(residual, full))
     # channel 0: m = 0.2 -> 2 * 0.2 * sqrt(2); channels 1, 2: m = 0 -> 0. Mean over channels.
     assert value == pytest.approx(2 * 0.2 * np.sqrt(2.0) / 3, rel=1e-5)
+
+
+def _flat_road(rows=12, width=6, horizon=-2.0, scale=0.1):
+    """Depth [1, rows, width, 1] of a flat road: disparity linear in the row, (y - horizon) * scale."""
+    disparity = (np.arange(rows, dtype=np.float32) - horizon) * scale
+    return np.broadcast_to((1.0 / disparity)[None, :, None, None], (1, rows, width, 1)).copy()
+
+
+def _standing_object(depth_scale=1.0):
+    """A road and an object (id 7, rows 1-5, columns 1-3: 15 pixels) standing on it at its lowest row's lower
+    edge, the object's depth times ``depth_scale``; ids [1, 12, 6]."""
+    depth = _flat_road()
+    ids = np.zeros(depth.shape[:3], np.int32)
+    ids[:, 1:6, 1:4] = 7
+    depth[:, 1:6, 1:4] = depth_scale / ((5.5 + 2.0) * 0.1)
+    return depth, ids
+
+
+def test_object_ground_contact_is_zero_on_the_road_and_measures_a_far_object():
+    depth, ids = _standing_object()
+    assert float(losses.object_ground_contact(depth, ids, min_object_area=10)) == pytest.approx(0.0, abs=1e-6)
+    far, _ = _standing_object(depth_scale=2.0)
+    assert float(losses.object_ground_contact(far, ids, min_object_area=10)) == pytest.approx(np.log(2.0), rel=1e-5)
+    # Objects of at most min_object_area pixels are ignored, as by the mobile mask.
+    assert float(losses.object_ground_contact(far, ids, min_object_area=15)) == 0.0
+
+
+def test_object_ground_contact_needs_two_free_rows_below_and_clips_the_extrapolated_road():
+    far, ids = _standing_object(depth_scale=2.0)
+    blocked = ids.copy()
+    blocked[:, 7, :] = 3  # another object (6 pixels, too small to count) two rows below: object 7 has no contact
+    assert float(losses.object_ground_contact(far, blocked, min_object_area=6)) == 0.0
+    steep = far.copy()
+    steep[:, 7] = 1.0 / 100.0  # row 7 claims disparity 100: 1.5 d6 - 50 < 0, clipped to 0.5 d6
+    expected = abs(np.log(2.0 / ((5.5 + 2.0) * 0.1)) - np.log(1.0 / (0.5 * (6 + 2.0) * 0.1)))
+    assert float(losses.object_ground_contact(steep, ids, min_object_area=10)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_object_ground_contact_moves_the_whole_object_and_averages_over_objects():
+    far, ids = _standing_object(depth_scale=2.0)
+    second = far.copy()
+    second[:, 1:6, 1:4] = 1.0 / ((5.5 + 2.0) * 0.1)  # the same object, standing, in a second image
+    depth, both = np.concatenate([far, second]), np.concatenate([ids, ids])
+    value = losses.object_ground_contact(depth, both, min_object_area=10)
+    assert float(value) == pytest.approx(np.log(2.0) / 2, rel=1e-5)  # one object at log 2, one at 0
+    variable = tf.Variable(far)
+    with tf.GradientTape() as tape:
+        loss = losses.object_ground_contact(variable, ids, min_object_area=10)
+    gradient = tape.gradient(loss, variable).numpy()[..., 0]
+    assert np.array_equal(gradient != 0, ids == 7)  # every object pixel, nothing of the road
