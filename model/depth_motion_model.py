@@ -166,7 +166,7 @@ class DepthMotionModel(keras.Model):
         """Weighted loss terms of docs/release.md §3.4 for a batch of triplets (see the interface in docs/model.md).
 
         ``batch``: ``images`` [B, H, W, 9] in [0, 1] (t0, t1, t2 RGB), ``segmentation`` [B, H, W, 3] ids (masked
-        mode only), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics, or with ``focal_aspect:
+        mode, or ``object_ground_weight`` > 0), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics, or with ``focal_aspect:
         records``). Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
         "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode, "object_ground" with
         ``object_ground_weight`` > 0)}, each already
