@@ -166,12 +166,11 @@ class DepthMotionModel(keras.Model):
         """Weighted loss terms of docs/release.md §3.4 for a batch of triplets (see the interface in docs/model.md).
 
         ``batch``: ``images`` [B, H, W, 9] in [0, 1] (t0, t1, t2 RGB), ``segmentation`` [B, H, W, 3] ids (masked
-        mode, or ``object_ground_weight`` > 0), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics, or with ``focal_aspect:
-        records``). Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing", "motion_smoothing",
-        "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free mode, "object_ground" with
-        ``object_ground_weight`` > 0)}, each already
-        multiplied by its weight, plus diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two pairs) and "depth"
-        [B, H, W, 1] (frame t1).
+        mode, or ``object_ground_weight`` > 0), ``intrinsics`` [B, 3, 3] in pixels (without learned intrinsics, or
+        with ``focal_aspect: records``). Returns {"total", "rgb", "ssim", "depth_consistency", "depth_smoothing",
+        "motion_smoothing", "rotation_consistency", "translation_consistency" (+ "motion_sparsity" in mask_free
+        mode, "object_ground" with ``object_ground_weight`` > 0)}, each already multiplied by its weight, plus
+        diagnostics "intrinsics" [B, 3, 3] (K used, mean over the two pairs) and "depth" [B, H, W, 1] (frame t1).
         """
         config = self.config
         frames = split_frames(batch["images"])
