@@ -13,6 +13,7 @@ from typing import Dict
 import tensorflow as tf
 
 from model.geometry import WarpResult, resample_bilinear
+from model.masks import MIN_OBJECT_AREA, NUM_IDS
 
 SSIM_C2 = 9e-6
 SSIM_WEIGHT_EPSILON = 0.01
@@ -183,14 +184,14 @@ def residual_field_smoothness(residual_field, full_field) -> tf.Tensor:
     return _total_variation(residual_field / _rms_vector_norm(full_field), wrap_around=False)
 
 
-def object_ground_contact(depth, ids, min_object_area: int = 20, num_ids: int = 256) -> tf.Tensor:
+def object_ground_contact(depth, ids, min_object_area: int = MIN_OBJECT_AREA, num_ids: int = NUM_IDS) -> tf.Tensor:
     """Ground-contact prior of whole objects (not in the paper or the release; docs/training.md): an object
     stands on the road where its mask ends, so its depth is about the road's depth there.
 
-    For each object (id != 0 with more than ``min_object_area`` pixels) whose mask ends at a row y above two
-    rows free of objects, the contact depth is the road's at the pixel's lower edge, from the disparity of
-    those rows extrapolated linearly (a flat road's disparity is linear in the row): g = 1.5 d(y+1) -
-    0.5 d(y+2), clipped to [0.5, 2] x d(y+1). The term is the mean over such objects of
+    For each object (id != 0 with more than ``min_object_area`` pixels, as ``model.masks.mobile_mask``)
+    whose mask ends at a row y above two rows free of objects, the contact depth is the road's at the pixel's
+    lower edge, from the disparity of those rows extrapolated linearly (a flat road's disparity is linear in
+    the row): g = 1.5 d(y+1) - 0.5 d(y+2), clipped to [0.5, 2] x d(y+1). The term is the mean over such objects of
     |mean log depth over the object - mean log(1 / g) over its contact pixels|; the contact side is a
     stop-gradient, so the whole object moves. 0 without such objects. On the synthetic test drives' ground
     truth (224x64) the median of exp(that difference) is 1.01 and 0.92.
