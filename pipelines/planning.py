@@ -77,6 +77,15 @@ class TripletPlan:
     frames: Tuple[FrameMeta, FrameMeta, FrameMeta]
 
 
+def chunk_plans(triplets: Sequence[TripletPlan], size: int) -> List[Tuple[TripletPlan, ...]]:
+    """Consecutive runs of at most ``size`` triplets (in the given order, which ``plan_sequence`` makes the
+    sequence's). One run is assembled as one element, so a frame shared by neighbouring triplets is read
+    once per run rather than once per triplet, while an element still holds metadata only."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    return [tuple(triplets[start : start + size]) for start in range(0, len(triplets), size)]
+
+
 @dataclasses.dataclass(frozen=True)
 class SequencePlan:
     triplets: List[TripletPlan]

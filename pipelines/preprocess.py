@@ -5,7 +5,8 @@ Graph (every source ends in a PCollection of ``Frame``)::
     input --list--> sequences --plan--> FrameRefs --Reshuffle--> DecodeFrame --+
     video/youtube8m --list/fetch--> VideoInput --Reshuffle--> DecodeVideo -----+--> Frames
     Frames --segmenter--> masked Frames --StoreFrames--> FrameMeta (pixels go to the output's frame store)
-    FrameMeta --GroupByKey(sequence)--> PlanTriplets --> TripletPlan --Reshuffle--> AssembleTriplets --> WriteTriplet
+    FrameMeta --GroupByKey(sequence)--> PlanTriplets --> runs of TripletPlans --Reshuffle--> AssembleTriplets
+        --> WriteTriplet
     written record keys, dead letters, filtered inputs, sequence summaries --> Finalize (lists, manifest)
 
 Only metadata and record keys cross a shuffle: no element holds more than the three frames of one

@@ -5,7 +5,7 @@ Graph (see ``pipelines.preprocess.build``)::
 
     masked Frame --StoreFrames--> FrameMeta          (pixels -> <output>/.wilddepth-frames/<sequence>/<index>.npy)
     FrameMeta --GroupByKey(sequence)--> PlanTriplets  (pipelines.planning: sizes, cuts, gaps; no pixels)
-    TripletPlan --Reshuffle--> AssembleTriplets       (reads 3 stored frames: static rule, mask alignment)
+    TripletPlans --Reshuffle--> AssembleTriplets      (runs of 8 triplets; each stored frame read once per run)
     Triplet --WriteRecords--> (sequence, record id) --> frame store removed --> Finalize
 
 No element that crosses a shuffle holds pixels: an element holds at most the three frames of one
@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from typing import List
+from typing import Dict, List, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -33,12 +33,15 @@ from pipelines import fileio, records
 from pipelines.beam_util import reject, skip
 from pipelines.config import PreprocessConfig
 from pipelines.mask_alignment import align_triplet
-from pipelines.planning import FrameMeta, TripletPlan, grey_histogram, plan_sequence
+from pipelines.planning import FrameMeta, TripletPlan, chunk_plans, grey_histogram, plan_sequence
 from pipelines.records import Frame, Triplet, dead_letter
 from pipelines.sampling import mean_abs_difference
 
 SEQUENCES = "sequences"
 FRAME_STORE = ".wilddepth-frames"  # per-run frame store inside the output folder, removed before Finalize
+# Consecutive triplets assembled as one element: each stored frame is then read about (8 + 2) / 8 times
+# instead of 3, and the shuffle before assembly carries an eighth of the elements (docs/preprocessing.md).
+TRIPLETS_PER_ELEMENT = 8
 _STORED_FRAME = re.compile(r"^(\d{10}\.npy|\.tmp-\d{10}\.npy\..+)$")
 
 
@@ -100,9 +103,10 @@ class StoreFrames(beam.DoFn):
 
 
 class PlanTriplets(beam.DoFn):
-    """(sequence, FrameMetas) -> TripletPlans; ``size_change`` dead letters for frames whose native size is
-    not the sequence's majority size; one summary dict per sequence on the ``sequences`` output (its
-    ``records`` count is added from the written records)."""
+    """(sequence, FrameMetas) -> runs of up to ``TRIPLETS_PER_ELEMENT`` consecutive TripletPlans;
+    ``size_change`` dead letters for frames whose native size is not the sequence's majority size; one
+    summary dict per sequence on the ``sequences`` output (its ``records`` count is added from the
+    written records)."""
 
     def __init__(self, config: PreprocessConfig):
         self.config = config
@@ -114,12 +118,14 @@ class PlanTriplets(beam.DoFn):
             yield reject(
                 dead_letter(rejection.frame.source, rejection.frame.frame_id, records.SIZE_CHANGE, rejection.detail)
             )
-        yield from plan.triplets
+        yield from chunk_plans(plan.triplets, TRIPLETS_PER_ELEMENT)
         yield pvalue.TaggedOutput(SEQUENCES, plan.summary)
 
 
 class AssembleTriplets(beam.DoFn):
-    """TripletPlan -> Triplet with aligned masks, reading only its three stored frames.
+    """A run of consecutive TripletPlans -> Triplets with aligned masks, one at a time, reading each stored
+    frame of the run once (a frame shared with the previous triplet is kept; no more than three frames are
+    held at once).
 
     Triplets whose first and last frames differ by less than ``static_threshold`` grey levels on average
     are left out as static (0 disables the rule).
@@ -128,33 +134,37 @@ class AssembleTriplets(beam.DoFn):
     def __init__(self, config: PreprocessConfig):
         self.config = config
 
-    def process(self, plan: TripletPlan):
-        frames, masks = [], []
-        for meta in plan.frames:
-            path = stored_frame_path(self.config.output, meta.sequence, meta.index)
-            image, mask = decode_stored_frame(fileio.read_bytes(path))
-            frames.append(
-                Frame(
-                    source=meta.source,
-                    sequence=meta.sequence,
-                    index=meta.index,
-                    frame_id=meta.frame_id,
-                    timestamp=meta.timestamp,
-                    image=image,
-                    intrinsics=meta.intrinsics,
-                    mask=mask,
-                    raw_index=meta.raw_index,
-                    segment=meta.segment,
-                    native_size=meta.native_size,
-                )
-            )
-            masks.append(mask)
+    def process(self, plans: Sequence[TripletPlan]):
+        held: Dict[int, Frame] = {}
+        for plan in plans:
+            held = {meta.index: held.get(meta.index) or self._read(meta) for meta in plan.frames}
+            yield from self._assemble(plan, [held[meta.index] for meta in plan.frames])
+
+    def _read(self, meta: FrameMeta) -> Frame:
+        path = stored_frame_path(self.config.output, meta.sequence, meta.index)
+        image, mask = decode_stored_frame(fileio.read_bytes(path))
+        return Frame(
+            source=meta.source,
+            sequence=meta.sequence,
+            index=meta.index,
+            frame_id=meta.frame_id,
+            timestamp=meta.timestamp,
+            image=image,
+            intrinsics=meta.intrinsics,
+            mask=mask,
+            raw_index=meta.raw_index,
+            segment=meta.segment,
+            native_size=meta.native_size,
+        )
+
+    def _assemble(self, plan: TripletPlan, frames: List[Frame]):
         if (
             self.config.static_threshold > 0
             and mean_abs_difference(frames[0].image, frames[2].image) < self.config.static_threshold
         ):
             yield skip("static", f"{plan.sequence}/{plan.record_id}")
             return
+        masks = [frame.mask for frame in frames]
         if any(mask.any() for mask in masks):
             masks = align_triplet(masks, self.config.iou_threshold, self.config.erase_unmatched)
         yield Triplet(sequence=plan.sequence, record_id=plan.record_id, frames=tuple(frames), masks=tuple(masks))

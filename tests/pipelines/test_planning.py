@@ -11,10 +11,18 @@ import pytest
 from formats import struct2depth
 from pipelines import sampling
 from pipelines.config import PreprocessConfig
-from pipelines.planning import FrameMeta, grey_histogram, histogram_correlation, majority_size, plan_sequence
+from pipelines.planning import (
+    FrameMeta,
+    chunk_plans,
+    grey_histogram,
+    histogram_correlation,
+    majority_size,
+    plan_sequence,
+)
 from pipelines.records import Frame
 from pipelines.triplets import (
     FRAME_STORE,
+    AssembleTriplets,
     StoreFrames,
     decode_stored_frame,
     encode_stored_frame,
@@ -133,6 +141,49 @@ def test_stored_frames_round_trip_exactly_and_metadata_holds_no_pixels(tmp_path)
     np.testing.assert_array_equal(stored.intrinsics, [[200.0, 0.0, 207.5], [0.0, 190.0, 63.5], [0.0, 0.0, 1.0]])
     assert len(pickle.dumps(stored)) < 1500  # what crosses a shuffle: metadata, not the 160 kB frame
     np.testing.assert_array_equal(decode_stored_frame(path.read_bytes())[0], image)
+
+
+def test_runs_of_triplets_keep_order_and_cover_every_triplet_once():
+    plan = plan_sequence([meta(i) for i in range(20)], 1.5, 0.0)
+    runs = chunk_plans(plan.triplets, 8)
+    assert [len(run) for run in runs] == [8, 8, 2]
+    assert [t.record_id for run in runs for t in run] == ids(plan)
+    assert chunk_plans([], 8) == []
+    with pytest.raises(ValueError, match="chunk size"):
+        chunk_plans(plan.triplets, 0)
+
+
+def test_a_run_of_triplets_reads_each_stored_frame_once_and_gives_the_same_triplets(tmp_path, monkeypatch):
+    from pipelines import triplets as triplets_module
+
+    config = PreprocessConfig.from_mapping(
+        {"source": "kitti_raw", "input": "x", "output": str(tmp_path), "static_threshold": 0}
+    )
+    rng = np.random.default_rng(1)
+    store = StoreFrames(config)
+    metas = []
+    for index in range(7):
+        image = rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)
+        mask = np.zeros((8, 12), np.uint8)
+        mask[index % 3, :4] = 1 + index % 2
+        (stored,) = store.process(
+            Frame("kitti_raw", "s", index, f"f{index}", 0.1 * index, image, np.eye(3), mask=mask, native_size=(12, 8))
+        )
+        metas.append(stored)
+    plan = plan_sequence(metas, 1.5, 0.0)
+    reads = []
+    real_read = triplets_module.fileio.read_bytes
+    monkeypatch.setattr(triplets_module.fileio, "read_bytes", lambda path: reads.append(path) or real_read(path))
+    assembler = AssembleTriplets(config)
+    together = list(assembler.process(tuple(plan.triplets)))
+    assert len(reads) == 7  # 5 triplets of 3 frames, each of the 7 frames read once
+    one_by_one = [triplet for run in chunk_plans(plan.triplets, 1) for triplet in assembler.process(run)]
+    assert len(reads) == 7 + 15
+    assert [t.record_id for t in together] == [t.record_id for t in one_by_one] == ids(plan)
+    for a, b in zip(together, one_by_one):
+        for frame_a, frame_b, mask_a, mask_b in zip(a.frames, b.frames, a.masks, b.masks):
+            np.testing.assert_array_equal(frame_a.image, frame_b.image)
+            np.testing.assert_array_equal(mask_a, mask_b)
 
 
 def _npy(array):
