@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -169,17 +169,23 @@ def write_record(
     frames: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
     intrinsics: np.ndarray,
+    batch: Optional[atomic.Batch] = None,
 ) -> None:
-    """Atomically write one record's three files. The image is written last, so a record whose image
-    exists is complete (segmentation and intrinsics are already in place)."""
+    """Atomically write one record's three files. The image is renamed into place last, so a record whose
+    image exists is complete (segmentation and intrinsics are already in place). With ``batch`` the files
+    join it and appear when the caller commits it (many records, one flush); without, they appear now."""
     image_path, seg_path, cam_path = record_paths(root, folder, record_id)
     triplet = pack_triplet(frames)
     segmentation = segmentation_triplet(masks)
     if segmentation.shape[:2] != triplet.shape[:2]:
         raise ValueError(f"segmentation {segmentation.shape[:2]} and image {triplet.shape[:2]} differ in size")
-    atomic.write_bytes(seg_path, encode_png(segmentation))
-    atomic.write_text(cam_path, format_intrinsics(intrinsics))
-    atomic.write_bytes(image_path, encode_png(triplet))
+    if batch is None:
+        with atomic.Batch() as own:
+            write_record(root, folder, record_id, frames, masks, intrinsics, own)
+        return
+    batch.write_bytes(seg_path, encode_png(segmentation))
+    batch.write_text(cam_path, format_intrinsics(intrinsics))
+    batch.write_bytes(image_path, encode_png(triplet))
 
 
 def check_triplet_size(

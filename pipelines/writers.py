@@ -13,10 +13,11 @@ from __future__ import annotations
 import collections
 import json
 import os
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 import apache_beam as beam
 
+from formats import atomic
 from formats.struct2depth import (
     encode_png,
     format_intrinsics,
@@ -36,12 +37,13 @@ DEAD_LETTER_FILE = ownership.DEAD_LETTER_FILE
 MANIFEST_VERSION = 1
 
 
-def write_triplet(output: str, triplet: Triplet) -> None:
-    """Write one record; the triplet image last, so a record whose image exists is complete."""
+def write_triplet(output: str, triplet: Triplet, batch: Optional[atomic.Batch] = None) -> None:
+    """Write one record; the triplet image last, so a record whose image exists is complete. A local record
+    joins ``batch`` when given (visible once the caller commits it)."""
     images = [frame.image for frame in triplet.frames]
     intrinsics = triplet.frames[1].intrinsics
     if not fileio.is_remote(output):
-        write_record(output, triplet.sequence, triplet.record_id, images, triplet.masks, intrinsics)
+        write_record(output, triplet.sequence, triplet.record_id, images, triplet.masks, intrinsics, batch)
         return
     image_path, seg_path, cam_path = (
         fileio.join(output, triplet.sequence, os.path.basename(str(p)))
@@ -53,15 +55,35 @@ def write_triplet(output: str, triplet: Triplet) -> None:
 
 
 class WriteTriplet(beam.DoFn):
-    """Triplet -> written record; emits (sequence, record id)."""
+    """Triplet -> written record; emits (sequence, record id).
+
+    Local records are published in batches (``formats.atomic.Batch``): one flush to disk for up to
+    ``BATCH_RECORDS`` records, committed at the latest when the bundle finishes, before Beam commits the
+    bundle's output keys. A bundle that fails leaves only temporaries, which the next run removes."""
+
+    BATCH_RECORDS = 64
 
     def __init__(self, config: PreprocessConfig):
         self.config = config
+        self._batch: Optional[atomic.Batch] = None
+
+    def start_bundle(self):
+        self._batch = atomic.Batch()
 
     def process(self, triplet: Triplet):
-        write_triplet(self.config.output, triplet)
+        batch = self._batch  # None when called outside a bundle: the record is published at once
+        write_triplet(self.config.output, triplet, batch)
         counter("triplets_written").inc()
+        if batch is not None and len(batch) >= 3 * self.BATCH_RECORDS:
+            batch.commit()
         yield triplet.sequence, triplet.record_id
+
+    def finish_bundle(self):
+        self._batch.commit()
+
+    def teardown(self):
+        if self._batch is not None:
+            self._batch.discard()
 
 
 def dead_letter_text(letters: Iterable[DeadLetter]) -> str:

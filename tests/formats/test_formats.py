@@ -1,5 +1,8 @@
 """Hand-computed cases and invariants for the shared file formats and intrinsics transforms."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -116,6 +119,62 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("killed")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_atomic_batch_publishes_files_only_after_one_flush_and_in_order(tmp_path, monkeypatch):
+    events = []
+    real_replace = os.replace
+    monkeypatch.setattr(atomic, "_make_durable", lambda paths: events.append(("durable", len(paths))))
+    monkeypatch.setattr(
+        atomic.os,
+        "replace",
+        lambda source, target: events.append(("rename", Path(target).name)) or real_replace(source, target),
+    )
+    batch = atomic.Batch()
+    batch.write_bytes(tmp_path / "a" / "x-fseg.png", b"seg")
+    batch.write_text(tmp_path / "a" / "x_cam.txt", "k\n")
+    batch.write_bytes(tmp_path / "a" / "x.png", b"image")
+    assert len(batch) == 3
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert all(atomic.temporary_target(name) for name in names)  # nothing visible yet; temporaries the next run removes
+    batch.commit()
+    assert events == [("durable", 3), ("rename", "x-fseg.png"), ("rename", "x_cam.txt"), ("rename", "x.png")]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x-fseg.png", "x.png", "x_cam.txt"]
+    assert (tmp_path / "a" / "x_cam.txt").read_text() == "k\n" and len(batch) == 0
+    assert oct((tmp_path / "a" / "x.png").stat().st_mode & 0o777) == "0o644"
+
+
+def test_atomic_batch_discards_on_failure_and_keeps_earlier_files(tmp_path):
+    atomic.write_bytes(tmp_path / "x.png", b"old")
+    with pytest.raises(RuntimeError):
+        with atomic.Batch() as batch:
+            batch.write_bytes(tmp_path / "x.png", b"new")
+            batch.write_bytes(tmp_path / "y.png", b"new")
+            raise RuntimeError("killed")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"] and (tmp_path / "x.png").read_bytes() == b"old"
+
+
+def test_atomic_batch_flush_failure_publishes_nothing(tmp_path, monkeypatch):
+    def failing(fd):
+        return -1
+
+    monkeypatch.setattr(atomic, "_SYNCFS", failing)
+    batch = atomic.Batch()
+    batch.write_bytes(tmp_path / "x.png", b"new")
+    with pytest.raises(OSError, match="syncfs failed"):
+        batch.commit()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_batch_without_syncfs_fsyncs_every_file(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(atomic, "_SYNCFS", None)
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    with atomic.Batch() as batch:
+        for name in ("a", "b", "c"):
+            batch.write_bytes(tmp_path / name, name.encode())
+    assert len(synced) == 3 and (tmp_path / "c").read_bytes() == b"c"
 
 
 def test_real_kitti_calibration(real_data):
