@@ -48,6 +48,12 @@ class ModelConfig(Config):
         "the records' fy/fx, the pixel aspect the resize gave; docs/training.md)",
         choices=FOCAL_ASPECTS,
     )
+    intrinsics_warmup_steps: int = param(
+        0,
+        help="with learn_intrinsics: the first N steps warp with the records' K (the head gets no gradient), "
+        "then with the head's (not in the release; 0 = from the start; docs/training.md)",
+        minimum=0,
+    )
     boxify: bool = param(True, help="replace each object mask by its bounding box")
     foreground_dilation: int = param(8, help="object masks are dilated by a (2n+1) x (2n+1) max-pool", minimum=0)
     depth_normalization: str = param(

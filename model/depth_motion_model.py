@@ -181,13 +181,15 @@ class DepthMotionModel(keras.Model):
             object_masks = masks.dilate(
                 masks.mobile_mask(batch["segmentation"], boxify=config.boxify), config.foreground_dilation
             )
-        needs_records_k = not config.learn_intrinsics or config.focal_aspect == "records"
+        needs_records_k = (
+            not config.learn_intrinsics or config.focal_aspect == "records" or config.intrinsics_warmup_steps > 0
+        )
         given_intrinsics = tf.convert_to_tensor(batch["intrinsics"], tf.float32) if needs_records_k else None
 
         terms = collections.defaultdict(list)  # unweighted term -> its values in the order they are computed
         used_intrinsics = []
         for i, j in FRAME_PAIRS:
-            pair = self._pair_motion(frames[i], frames[j], given_intrinsics, training)
+            pair = self._pair_motion(frames[i], frames[j], given_intrinsics, training, step)
             used_intrinsics.append(pair.intrinsics)
             motion_ij, regularizers_ij = self._translation_field(pair.background_ij, pair.refined_ij, object_masks, j)
             motion_ji, regularizers_ji = self._translation_field(pair.background_ji, pair.refined_ji, object_masks, i)
@@ -209,17 +211,20 @@ class DepthMotionModel(keras.Model):
         result["depth"] = depths[1]
         return result
 
-    def _pair_motion(self, frame_i, frame_j, given_intrinsics, training) -> PairMotion:
+    def _pair_motion(self, frame_i, frame_j, given_intrinsics, training, step=None) -> PairMotion:
         """Step 1, motion pairing: the motion net on (i, j) and (j, i), background motions related as
         ``motion_pairing`` says (rotations as matrices from here on), and the pair's K (the mean of both
-        orders' with learned intrinsics, its fy tied to the given K's pixel aspect with ``focal_aspect: records``;
-        else ``given_intrinsics``)."""
+        orders' with learned intrinsics, its fy tied to the given K's pixel aspect with ``focal_aspect: records``,
+        from step ``intrinsics_warmup_steps`` on; else ``given_intrinsics``)."""
         angles, background, refined, intrinsics = self._motion_both_orders(frame_i, frame_j, training)
         motion_ij, motion_ji = pair_motions(*angles, *background, self.config.motion_pairing)
         if self.config.learn_intrinsics:
             learned = 0.5 * (intrinsics[0] + intrinsics[1])
             if self.config.focal_aspect == "records":
                 learned = geometry.tie_focal_aspect(learned, given_intrinsics)
+            if self.config.intrinsics_warmup_steps > 0 and step is not None:
+                warm = tf.cast(step, tf.int64) >= self.config.intrinsics_warmup_steps
+                learned = tf.where(warm, learned, tf.cast(given_intrinsics, learned.dtype))
             given_intrinsics = learned
         return PairMotion(motion_ij, motion_ji, refined[0], refined[1], given_intrinsics)
 

@@ -199,6 +199,28 @@ def test_learned_fy_is_tied_to_the_records_pixel_aspect(real_data):
         tied.compute_loss({key: value for key, value in batch.items() if key != "intrinsics"}, tf.constant(0, tf.int64))
 
 
+def test_intrinsics_warmup_uses_the_records_k_first_then_the_head(real_data):
+    """intrinsics_warmup_steps N: before step N the warps use the batch K and the head gets no gradient; from
+    step N on the head's K is used and trained."""
+    batch = _example_batch(real_data)
+    config = dict(img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25)
+    model = DepthMotionModel(ModelConfig(learn_intrinsics=True, intrinsics_warmup_steps=5, **config))
+    head = model.intrinsics_variables
+    for step, warm in ((0, False), (4, False), (5, True), (9, True)):
+        with tf.GradientTape() as tape:
+            result = model.compute_loss(batch, tf.constant(step, tf.int64))
+        K = result["intrinsics"].numpy()[0]
+        gradients = tape.gradient(result["total"], head)
+        if warm:
+            assert not np.allclose(K, batch["intrinsics"][0], rtol=1e-3)
+            assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)
+        else:
+            np.testing.assert_allclose(K, batch["intrinsics"][0], rtol=1e-6)
+            assert all(g is None or float(tf.reduce_max(tf.abs(g))) == 0 for g in gradients)
+    with pytest.raises(ConfigError, match="intrinsics_warmup_steps"):
+        ModelConfig(intrinsics_warmup_steps=-1)
+
+
 def test_antisymmetric_pair_keeps_the_odd_part():
     forward, backward = tf.constant([[0.3, -0.1, 1.0]]), tf.constant([[-0.1, -0.1, -0.6]])
     odd_forward, odd_backward = antisymmetric_pair(forward, backward)
