@@ -152,6 +152,12 @@ def measure(
         f"{loop['seconds'] / two['seconds']:.2f} (target >= 1.6); peak RSS runner "
         f"{two['self_kib'] / 1024:.0f} MiB, largest worker {two['children_kib'] / 1024:.0f} MiB"
     )
+    per_frame = {name: run["cpu_seconds"] / count * 1000 for name, run in (("loop", loop), ("1", one), ("2", two))}
+    print(
+        f"[{label}] CPU ms per frame (all processes): loop {per_frame['loop']:.1f}, 1 worker {per_frame['1']:.1f}, "
+        f"2 workers {per_frame['2']:.1f}; two workers on two fully busy cores could reach at most "
+        f"{2 * per_frame['loop'] / per_frame['2']:.2f} of the loop"
+    )
 
 
 def main() -> None:
