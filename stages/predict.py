@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import csv
 import dataclasses
 import datetime as _dt
@@ -242,6 +243,7 @@ class Writer:
     def __init__(self, output: Path, max_pending: int = 2):
         self.output = output
         self.written: Set[str] = set()
+        self._local = threading.local()  # the open ``batch`` of the calling thread, if any
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-writer")
         self._pending: "collections.deque[Future]" = collections.deque()
         self._max_pending = max_pending
@@ -268,10 +270,27 @@ class Writer:
         self._pending.clear()
         self._pool.shutdown(wait=True)
 
+    @contextlib.contextmanager
+    def batch(self):
+        """Files this thread writes inside the block are published together when it ends, after one flush to
+        disk (``formats.atomic.Batch``; on an error none of them is)."""
+        from formats import atomic
+
+        with atomic.Batch() as batch:
+            self._local.batch = batch
+            try:
+                yield
+            finally:
+                self._local.batch = None
+
     def bytes(self, relative: str, data: bytes) -> None:
         from formats import atomic
 
-        atomic.write_bytes(self.output / relative, data)
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            batch.write_bytes(self.output / relative, data)
+        else:
+            atomic.write_bytes(self.output / relative, data)
         self.written.add(relative)
 
     def text(self, relative: str, text: str) -> None:
@@ -399,9 +418,11 @@ class _InputRun:
             self.preview.write(np.concatenate([cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), colour], axis=1))
 
     def write_batch(self, first: int, frames: List, depths: np.ndarray) -> None:
-        """``write_frame`` for each frame of one batch, output indices from ``first`` (on the writer thread)."""
-        for offset, (frame, depth) in enumerate(zip(frames, depths)):
-            self.write_frame(first + offset, frame, depth)
+        """``write_frame`` for each frame of one batch, output indices from ``first`` (on the writer thread); the
+        batch's files are published together."""
+        with self.writer.batch():
+            for offset, (frame, depth) in enumerate(zip(frames, depths)):
+                self.write_frame(first + offset, frame, depth)
 
     def add_batch(self, batch: List, depths) -> None:
         """Record a predicted batch and queue its writes (one writer task per batch)."""

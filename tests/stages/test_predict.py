@@ -542,3 +542,21 @@ def test_help_describes_every_flag(capsys):
     assert "--image_folder.stride INT every n-th image of a frame folder (default: 1)" in text
     assert "--point_cloud_frames A,B,... output frame indices written as coloured .ply point clouds" in text
     assert "(default: (none))" in text
+
+
+def test_writer_publishes_a_batch_of_frames_together_and_nothing_on_error(tmp_path):
+    writer = predict.Writer(tmp_path)
+    with writer.batch():
+        writer.bytes("v/depth/000000.npy", b"a")
+        writer.text("v/depth/000001.txt", "b")
+        assert not (tmp_path / "v" / "depth" / "000000.npy").exists()  # not visible before the batch ends
+    assert (tmp_path / "v" / "depth" / "000000.npy").read_bytes() == b"a"
+    assert sorted(p.name for p in (tmp_path / "v" / "depth").iterdir()) == ["000000.npy", "000001.txt"]
+    with pytest.raises(RuntimeError):
+        with writer.batch():
+            writer.bytes("v/depth/000002.npy", b"c")
+            raise RuntimeError("encoder failed")
+    assert sorted(p.name for p in (tmp_path / "v" / "depth").iterdir()) == ["000000.npy", "000001.txt"]
+    writer.bytes("v/manifest.json", b"{}")  # outside a batch: written at once
+    assert (tmp_path / "v" / "manifest.json").read_bytes() == b"{}"
+    writer.close()
