@@ -5,8 +5,7 @@ Temporary files start with ``.tmp-`` so readers and globbing code can ignore the
 
 One file: ``write_bytes`` / ``atomic_open`` (``fsync`` of the file). Many files: ``Batch`` writes each to its
 temporary, makes them all durable with one ``syncfs`` of their filesystem, and only then renames them in
-the order they were written; on this project's ext4 disk that costs ~0.1 ms a file against ~0.65 ms for a
-``fsync`` each (docs/preprocessing.md).
+the order they were written: far cheaper than a ``fsync`` each (measured in docs/preprocessing.md).
 """
 
 from __future__ import annotations
