@@ -19,7 +19,6 @@ SCALE_MINIMUM = 0.001
 MOTION_FIELD_MODES = ("masked", "mask_free")
 MOTION_PAIRINGS = ("independent", "antisymmetric", "inverse")
 FOCAL_ASPECTS = ("free", "records")
-INTRINSICS_GRADIENTS = ("all", "rgb")
 IMAGE_SIZE_MULTIPLE = 32  # the depth network downsamples five times
 
 
@@ -48,12 +47,6 @@ class ModelConfig(Config):
         help="with learn_intrinsics: free (release: fx and fy learned apart) or records (fy = learned fx times "
         "the records' fy/fx, the pixel aspect the resize gave; docs/training.md)",
         choices=FOCAL_ASPECTS,
-    )
-    intrinsics_gradient: str = param(
-        "all",
-        help="with learn_intrinsics: which photometric terms train the intrinsics head: all (release) or rgb "
-        "(only the L1 term; SSIM and the depth term see K as a constant; docs/training.md)",
-        choices=INTRINSICS_GRADIENTS,
     )
     intrinsics_warmup_steps: int = param(
         0,

@@ -186,7 +186,6 @@ class DepthMotionModel(keras.Model):
         )
         given_intrinsics = tf.convert_to_tensor(batch["intrinsics"], tf.float32) if needs_records_k else None
 
-        rgb_only_k = config.learn_intrinsics and config.intrinsics_gradient == "rgb"
         terms = collections.defaultdict(list)  # unweighted term -> its values in the order they are computed
         used_intrinsics = []
         for i, j in FRAME_PAIRS:
@@ -197,8 +196,8 @@ class DepthMotionModel(keras.Model):
             for step_terms in (
                 regularizers_ij,
                 regularizers_ji,
-                self._direction_losses(depths, frames, j, i, motion_ij, motion_ji, pair.intrinsics, rgb_only_k),
-                self._direction_losses(depths, frames, i, j, motion_ji, motion_ij, pair.intrinsics, rgb_only_k),
+                self._direction_losses(depths, frames, j, i, motion_ij, motion_ji, pair.intrinsics),
+                self._direction_losses(depths, frames, i, j, motion_ji, motion_ij, pair.intrinsics),
             ):
                 for name, value in step_terms.items():
                     terms[name].append(value)
@@ -248,25 +247,12 @@ class DepthMotionModel(keras.Model):
         return Motion(background.rotation, field), regularizers
 
     @staticmethod
-    def _direction_losses(
-        depths, frames, source: int, target: int, forward: Motion, backward: Motion, intrinsics, rgb_only_k=False
-    ):
+    def _direction_losses(depths, frames, source: int, target: int, forward: Motion, backward: Motion, intrinsics):
         """Step 3, one direction: frame ``source``'s depth warped into camera ``target`` with ``forward`` =
         T_target_from_source; photometric, depth and cycle-consistency terms (``backward`` = T_source_from_target,
-        its partner in the cycle), unweighted. ``rgb_only_k``: K reaches the loss only through the L1 term (every
-        other term is computed from a second warp with K held constant)."""
-        warp_k = geometry.warp(depths[source], forward.rotation, forward.translation, intrinsics)
-        warp = warp_k
-        if rgb_only_k:
-            warp = geometry.warp(depths[source], forward.rotation, forward.translation, tf.stop_gradient(intrinsics))
+        its partner in the cycle), unweighted."""
+        warp = geometry.warp(depths[source], forward.rotation, forward.translation, intrinsics)
         rgbd = losses.rgbd_consistency_loss(warp, frames[source], frames[target], depths[target])
-        if rgb_only_k:
-            rgbd = dict(
-                rgbd,
-                rgb_error=losses.rgbd_consistency_loss(warp_k, frames[source], frames[target], depths[target])[
-                    "rgb_error"
-                ],
-            )
         rotation_error, translation_error = losses.motion_field_consistency_loss(
             warp, rgbd["mask"], forward.rotation, forward.translation, backward.rotation, backward.translation
         )

@@ -221,26 +221,6 @@ def test_intrinsics_warmup_uses_the_records_k_first_then_the_head(real_data):
         ModelConfig(intrinsics_warmup_steps=-1)
 
 
-def test_intrinsics_gradient_rgb_trains_the_head_through_the_l1_term_only(real_data):
-    """intrinsics_gradient rgb: the head's gradient comes from the L1 term alone; the values of every term equal
-    those of the release's setting (only gradients differ)."""
-    batch = _example_batch(real_data)
-    config = dict(img_height=HEIGHT, img_width=WIDTH, depth_network_width=0.25, motion_network_width=0.25)
-    release = DepthMotionModel(ModelConfig(learn_intrinsics=True, **config))
-    rgb_only = DepthMotionModel(ModelConfig(learn_intrinsics=True, intrinsics_gradient="rgb", **config))
-    rgb_only.set_weights(release.get_weights())
-    step = tf.constant(0, tf.int64)
-    with tf.GradientTape(persistent=True) as tape:
-        values = rgb_only.compute_loss(batch, step)
-    for name in ("ssim", "depth_consistency"):
-        gradients = tape.gradient(values[name], rgb_only.intrinsics_variables)
-        assert all(g is None or float(tf.reduce_max(tf.abs(g))) == 0 for g in gradients), name
-    assert any(g is not None for g in tape.gradient(values["rgb"], rgb_only.intrinsics_variables))
-    expected = release.compute_loss(batch, step)
-    for name in ("rgb", "ssim", "depth_consistency", "total"):
-        assert float(values[name]) == pytest.approx(float(expected[name]), rel=1e-5), name
-
-
 def test_antisymmetric_pair_keeps_the_odd_part():
     forward, backward = tf.constant([[0.3, -0.1, 1.0]]), tf.constant([[-0.1, -0.1, -0.6]])
     odd_forward, odd_backward = antisymmetric_pair(forward, backward)
