@@ -23,6 +23,13 @@ PathLike = Union[str, os.PathLike]
 TEMP_PREFIX = ".tmp-"
 
 
+def _make_temporary(target: Path) -> Tuple[int, str]:
+    """A new, empty temporary beside ``target`` named as ``temporary_target`` recognises
+    (``.tmp-<target name>.<8 chars>``), its folder created if needed: (open fd, path)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on clean exit it replaces ``path`` atomically.
@@ -32,8 +39,7 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+    fd, temp_name = _make_temporary(target)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -62,8 +68,7 @@ class Batch:
 
     def write_bytes(self, path: PathLike, data: bytes) -> None:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+        fd, temp_name = _make_temporary(target)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

@@ -12,6 +12,7 @@ ordinary RGB PNGs. Encoding is deterministic: re-running a writer gives identica
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -179,13 +180,10 @@ def write_record(
     segmentation = segmentation_triplet(masks)
     if segmentation.shape[:2] != triplet.shape[:2]:
         raise ValueError(f"segmentation {segmentation.shape[:2]} and image {triplet.shape[:2]} differ in size")
-    if batch is None:
-        with atomic.Batch() as own:
-            write_record(root, folder, record_id, frames, masks, intrinsics, own)
-        return
-    batch.write_bytes(seg_path, encode_png(segmentation))
-    batch.write_text(cam_path, format_intrinsics(intrinsics))
-    batch.write_bytes(image_path, encode_png(triplet))
+    with contextlib.nullcontext(batch) if batch is not None else atomic.Batch() as files:
+        files.write_bytes(seg_path, encode_png(segmentation))
+        files.write_text(cam_path, format_intrinsics(intrinsics))
+        files.write_bytes(image_path, encode_png(triplet))
 
 
 def check_triplet_size(
