@@ -13,6 +13,12 @@ Ratios predict / bare (target >= 0.8: the rest is decode, resize, encode). The m
 the timings, and traced by a warm-up. Rounds alternate bare and predict and the best of each is reported,
 since other processes on the machine disturb single timings.
 
+It also times ``read`` (predict's reader alone: decode every frame of the clip, sample, resize; nothing written)
+and measures CPU time (``time.process_time``, all threads) per output frame of ``read`` and ``bare depth``.
+With C cores, predict can at best run at C / (read + network CPU ms) frames/s, so even with free encoding and
+writing its ratio is at most ``bound`` = C / (read + network) / bare depth f/s: the figure that says how much of
+the target the reading alone leaves (an H.264 decoder must decode every reference frame, sampled or not).
+
     python benchmarks/predict_throughput.py [--fps 10] [--batch_size 8] [--rounds 2] [--sizes 224x64,416x128]
 """
 
@@ -70,6 +76,20 @@ def sampled_frames(model: InferenceModel, fps: float) -> np.ndarray:
     return np.stack(frames).astype(np.float32) / 255.0
 
 
+def read_only(model: InferenceModel, fps: float) -> tuple:
+    """(output frames/s, CPU ms per output frame) of predict's reader alone: decode, sample, resize."""
+    cpu, start = time.process_time(), time.perf_counter()
+    count = len(sampled_frames(model, fps))
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) * 1000.0 / count
+
+
+def bare_cpu_ms(model: InferenceModel, images: np.ndarray, batch: int) -> float:
+    """CPU ms (all threads) per frame of the bare batched depth pass."""
+    cpu = time.process_time()
+    bare(model, images, batch, False)
+    return (time.process_time() - cpu) * 1000.0 / len(images)
+
+
 def bare(model: InferenceModel, images: np.ndarray, batch: int, motion: bool) -> float:
     start = time.perf_counter()
     for first in range(0, len(images), batch):
@@ -116,8 +136,13 @@ def main() -> None:
             model = checkpoint(folder, size, WIDTHS.get(size, 1.0))
             images = sampled_frames(model, args.fps)
             bare(model, images[: 2 * args.batch_size], args.batch_size, True)  # trace both networks
-            timings = {"bare_depth": [], "predict_depth": [], "bare_full": [], "predict_full": []}
+            timings = {"bare_depth": [], "predict_depth": [], "bare_full": [], "predict_full": [], "read": []}
+            cpu_ms = {"read": [], "bare_depth": []}
             for _ in range(args.rounds):
+                rate, read_ms = read_only(model, args.fps)
+                timings["read"].append(rate)
+                cpu_ms["read"].append(read_ms)
+                cpu_ms["bare_depth"].append(bare_cpu_ms(model, images, args.batch_size))
                 timings["bare_depth"].append(bare(model, images, args.batch_size, False))
                 timings["predict_depth"].append(
                     staged(model, os.path.join(scratch, "out"), args.fps, args.batch_size, False)
@@ -127,6 +152,9 @@ def main() -> None:
                     staged(model, os.path.join(scratch, "out"), args.fps, args.batch_size, True)
                 )
             best = {key: max(values) for key, values in timings.items()}
+            least_ms = {key: min(values) for key, values in cpu_ms.items()}
+            cores = os.cpu_count() or 1
+            bound_fps = cores * 1000.0 / (least_ms["read"] + least_ms["bare_depth"])
             row = {
                 "size": f"{size[0]}x{size[1]}",
                 "network_width": WIDTHS.get(size, 1.0),
@@ -135,6 +163,8 @@ def main() -> None:
                 "fps": {k: round(v, 2) for k, v in best.items()},
                 "ratio_depth": round(best["predict_depth"] / best["bare_depth"], 3),
                 "ratio_full": round(best["predict_full"] / best["bare_full"], 3),
+                "cpu_ms_per_frame": {k: round(v, 2) for k, v in least_ms.items()},
+                "bound_depth": round(min(bound_fps, best["bare_depth"]) / best["bare_depth"], 3),
                 "all_rounds": {k: [round(v, 2) for v in values] for k, values in timings.items()},
             }
             results.append(row)
@@ -143,6 +173,12 @@ def main() -> None:
                 f"bare depth {best['bare_depth']:.1f} f/s, predict --notrajectory {best['predict_depth']:.1f} f/s, "
                 f"ratio {row['ratio_depth']:.2f}; bare depth+motion {best['bare_full']:.1f} f/s, "
                 f"predict (default) {best['predict_full']:.1f} f/s, ratio {row['ratio_full']:.2f}",
+                flush=True,
+            )
+            print(
+                f"  read alone (decode, sample, resize) {best['read']:.1f} f/s, {least_ms['read']:.2f} CPU ms per "
+                f"output frame; bare depth {least_ms['bare_depth']:.2f} CPU ms per frame; with free writing predict "
+                f"--notrajectory could reach at most {row['bound_depth']:.2f} of bare depth on {cores} cores",
                 flush=True,
             )
     print(json.dumps({"cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "results": results}))
