@@ -62,7 +62,9 @@ class SynthesizeConfig(Config):
         choices=PATHS,
     )
     width: int = param(
-        0, help="frame width in pixels; 0 = native (camera wild: that side follows the aspect ratio)", minimum=0
+        0,
+        help="frame width in pixels; 0 = native (with the other side set: follows the native aspect ratio)",
+        minimum=0,
     )
     height: int = param(0, help="frame height in pixels; 0 = native (other sizes scale K exactly)", minimum=0)
     fps: float = param(10.0, help="frame rate of camera kitti (and of its mp4); camera wild draws its own", above=0.0)

@@ -119,22 +119,33 @@ def draw_camera(ranges: CameraRanges, seed: int, sequence: int) -> Camera:
     return Camera(width, height, intrinsics_matrix(focal, focal, cx, cy), fps, (width, height), hfov)
 
 
-def sized(camera: Camera, width: int = 0, height: int = 0) -> Camera:
-    """``camera`` rendered at another size: both 0 = native; one 0 = that side follows the native aspect
-    ratio (rounded); both given = exactly that size (then fx/fy change by different factors). K exact."""
-    native_width, native_height = camera.native_size
-    if (camera.width, camera.height) != camera.native_size:
-        raise ValueError("sized() takes a native camera (from draw_camera)")
+def rendered_size(native_size: Tuple[int, int], width: int = 0, height: int = 0) -> Tuple[int, int]:
+    """(width, height) in pixels to render a camera of ``native_size`` at: both 0 = native; one 0 = that side
+    follows the native aspect ratio (rounded); both given = exactly that size. The one rule of every layout's
+    camera and every wild camera; raises ValueError below 8x8 or for negative sizes."""
+    native_width, native_height = int(native_size[0]), int(native_size[1])
     width, height = int(width), int(height)
     if width < 0 or height < 0:
         raise ValueError(f"width and height must be >= 0, got {width}x{height}")
     if width == 0 and height == 0:
-        return camera
-    if height == 0:
+        width, height = native_width, native_height
+    elif height == 0:
         height = max(1, int(round(width * native_height / native_width)))
     elif width == 0:
         width = max(1, int(round(height * native_width / native_height)))
     if width < 8 or height < 8:
         raise ValueError(f"frame size {width}x{height} is too small (at least 8x8)")
+    return width, height
+
+
+def sized(camera: Camera, width: int = 0, height: int = 0) -> Camera:
+    """``camera`` rendered at the size ``rendered_size`` gives (then fx/fy may change by different factors).
+    K exact (``formats.camera.scale_intrinsics``)."""
+    native_width, native_height = camera.native_size
+    if (camera.width, camera.height) != camera.native_size:
+        raise ValueError("sized() takes a native camera (from draw_camera)")
+    if int(width) == 0 and int(height) == 0:
+        return camera
+    width, height = rendered_size(camera.native_size, width, height)
     K = scale_intrinsics(camera.intrinsics, width / native_width, height / native_height)
     return dataclasses.replace(camera, width=width, height=height, intrinsics=K)

@@ -32,6 +32,7 @@ import numpy as np
 
 from formats import atomic, cityscapes, kitti
 from formats.camera import intrinsics_matrix, scale_intrinsics
+from synthetic.cameras import rendered_size
 
 LAYOUTS = ("kitti_raw", "kitti_odometry", "cityscapes", "video")
 KITTI_DATE = "2011_09_26"
@@ -54,12 +55,11 @@ def check_layout(layout: str) -> str:
 
 
 def camera(layout: str, width: int = 0, height: int = 0) -> Tuple[int, int, np.ndarray]:
-    """(width, height, K) of a layout; a size of 0 means the layout's native size, any other size scales the
-    native K exactly (pixel-centre convention of :func:`formats.camera.scale_intrinsics`)."""
+    """(width, height, K) of a layout's camera rendered at ``synthetic.cameras.rendered_size`` (both 0 = the
+    layout's native size; one 0 = that side follows the native aspect ratio); K is the native K scaled exactly
+    (pixel-centre convention of :func:`formats.camera.scale_intrinsics`)."""
     native_width, native_height, native_k = NATIVE[check_layout(layout)]
-    width, height = int(width) or native_width, int(height) or native_height
-    if width < 8 or height < 8:
-        raise ValueError(f"frame size {width}x{height} is too small (at least 8x8)")
+    width, height = rendered_size((native_width, native_height), width, height)
     return width, height, scale_intrinsics(native_k, width / native_width, height / native_height)
 
 

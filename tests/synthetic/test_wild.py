@@ -140,6 +140,23 @@ def test_sized_camera_keeps_the_aspect_ratio_and_scales_k_exactly():
 
 
 @pytest.mark.parametrize(
+    "layout, native", [("kitti_raw", (1242, 375)), ("cityscapes", (2048, 1024)), ("video", (960, 540))]
+)
+def test_layout_camera_follows_the_native_aspect_ratio_like_a_wild_camera(layout, native):
+    """One size rule for every camera: a single 0 side follows the native aspect ratio (the default world
+    renders 448 wide, and `-S synthesize.world=original` must not squash the KITTI camera to 448x375)."""
+    width, height, K = layouts.camera(layout, 448, 0)
+    assert (width, height) == (448, round(448 * native[1] / native[0]))
+    _, _, native_k = layouts.camera(layout)
+    np.testing.assert_allclose(K, scale_intrinsics(native_k, width / native[0], height / native[1]), rtol=1e-12)
+    assert layouts.camera(layout, 0, 100)[:2] == (round(100 * native[0] / native[1]), 100)
+    assert layouts.camera(layout, 0, 0)[:2] == native
+    assert layouts.camera(layout, 300, 100)[:2] == (300, 100)
+    with pytest.raises(ValueError, match="too small"):
+        layouts.camera(layout, 4, 0)
+
+
+@pytest.mark.parametrize(
     "params, message",
     [
         ({"sizes": ["1280"]}, "WIDTHxHEIGHT"),
