@@ -13,6 +13,8 @@ ground truth are split into rotation, translation direction and translation leng
 - per axis, the mean (bias) and spread of the rotation error (rotation vectors in degrees: x pitch, y yaw,
   z roll) and the correlation of each predicted axis with the true yaw: a model that turns with the road has
   a predicted yaw correlated with the true one;
+- the mean predicted yaw against the mean true yaw in bins of the true yaw per frame (signed so that positive
+  means turning the right way): how much of a turn the model measures, gentle and sharp;
 - the median angle between predicted and true translation directions (frames that move more than 5 cm).
 
 Printed, never asserted; pure NumPy and SciPy on the files, so it takes a second.
@@ -34,6 +36,7 @@ from evaluation.odometry_evaluation import manifest_trajectories  # noqa: E402
 from evaluation.trajectory import nearest_rotation  # noqa: E402
 
 MOVING_M = 0.05  # frames whose true translation is shorter than this have no translation direction
+YAW_BINS_DEG = ((0.0, 0.5), (0.5, 1.5), (1.5, 3.0), (3.0, 180.0))  # bins of the true yaw per frame
 
 
 def frame_motions(poses: np.ndarray) -> np.ndarray:
@@ -90,6 +93,14 @@ def report(name: str, gt_poses: np.ndarray, pred_poses: np.ndarray) -> None:
         f"{np.round(error.mean(0), 3)} std {np.round(error.std(0), 3)}; correlation of predicted x, y, z with the "
         f"true yaw {correlation[0]:+.2f} {correlation[1]:+.2f} {correlation[2]:+.2f}"
     )
+    bins = []
+    for low, high in YAW_BINS_DEG:
+        chosen = (np.abs(true_vector[:, 1]) >= low) & (np.abs(true_vector[:, 1]) < high)
+        if chosen.any():
+            sign = np.sign(true_vector[chosen, 1])
+            predicted, true = np.mean(pred_vector[chosen, 1] * sign), np.mean(np.abs(true_vector[chosen, 1]))
+            bins.append(f"{low}-{high} deg: {predicted:.2f} / {true:.2f} ({int(chosen.sum())} frames)")
+    print("  yaw per frame, predicted / true, by true yaw: " + "; ".join(bins))
     moving = np.linalg.norm(gt[:, :3, 3], axis=1) > MOVING_M
     cosine = np.einsum("ki,ki->k", gt[moving, :3, 3], pred[moving, :3, 3]) / (
         np.linalg.norm(gt[moving, :3, 3], axis=1) * np.maximum(np.linalg.norm(pred[moving, :3, 3], axis=1), 1e-12)
