@@ -173,7 +173,7 @@ class TrainerConfig(Config):
         10.0, help="each gradient tensor is clipped to this L2 norm separately; 0 disables", minimum=0.0
     )
     train_steps: int = param(
-        3000, help="total optimizer steps, counting those of a resumed run (release: 1,000,000)", minimum=1
+        2500, help="total optimizer steps, counting those of a resumed run (release: 1,000,000)", minimum=1
     )
     summary_freq: int = param(100, help="steps between dvclive / TensorBoard logs", minimum=1)
     checkpoint_freq: int = param(500, help="steps between checkpoints; 0 = once per epoch (the release)", minimum=0)

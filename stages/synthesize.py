@@ -62,11 +62,17 @@ class SynthesizeConfig(Config):
         choices=PATHS,
     )
     width: int = param(
-        0,
-        help="frame width in pixels; 0 = native (with the other side set: follows the native aspect ratio)",
+        448,
+        help="frame width in pixels (448: twice the records' default 224); 0 = native (with height 0 as well) "
+        "or, with height set, the native aspect ratio's width",
         minimum=0,
     )
-    height: int = param(0, help="frame height in pixels; 0 = native (other sizes scale K exactly)", minimum=0)
+    height: int = param(
+        0,
+        help="frame height in pixels; 0 = the native aspect ratio's height for the width (native when width is 0); "
+        "other sizes scale K exactly",
+        minimum=0,
+    )
     fps: float = param(10.0, help="frame rate of camera kitti (and of its mp4); camera wild draws its own", above=0.0)
     frames_per_sequence: int = param(60, help="frames rendered per sequence (drive)", minimum=1)
     supersampling: int = param(
