@@ -13,7 +13,8 @@ Ratios predict / bare (target >= 0.8: the rest is decode, resize, encode). The m
 the timings, and traced by a warm-up. Rounds alternate bare and predict and the best of each is reported,
 since other processes on the machine disturb single timings.
 
-It also times ``read`` (predict's reader alone: decode every frame of the clip, sample, resize; nothing written)
+It also times ``read`` (predict's reader alone: decode every frame of the clip, sample, resize, convert to the
+network's float input; nothing written)
 and measures CPU time (``time.process_time``, all threads) per output frame of ``read`` and ``bare depth``.
 With C cores, predict can at best run at C / (read + network CPU ms) frames/s, so even with free encoding and
 writing its ratio is at most ``bound`` = C / (read + network) / bare depth f/s: the figure that says how much of
@@ -77,7 +78,7 @@ def sampled_frames(model: InferenceModel, fps: float) -> np.ndarray:
 
 
 def read_only(model: InferenceModel, fps: float) -> tuple:
-    """(output frames/s, CPU ms per output frame) of predict's reader alone: decode, sample, resize."""
+    """(output frames/s, CPU ms per output frame) of predict's reader alone: decode, sample, resize, to float."""
     cpu, start = time.process_time(), time.perf_counter()
     count = len(sampled_frames(model, fps))
     return count / (time.perf_counter() - start), (time.process_time() - cpu) * 1000.0 / count
