@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation import odometry_metrics  # noqa: E402
 from evaluation.odometry_evaluation import manifest_trajectories  # noqa: E402
-from evaluation.trajectory import nearest_rotation  # noqa: E402
+from evaluation.trajectory import accumulate, nearest_rotation  # noqa: E402
 
 MOVING_M = 0.05  # frames whose true translation is shorter than this have no translation direction
 YAW_BINS_DEG = ((0.0, 0.5), (0.5, 1.5), (1.5, 3.0), (3.0, 180.0))  # bins of the true yaw per frame
@@ -47,22 +47,12 @@ def frame_motions(poses: np.ndarray) -> np.ndarray:
     return motions
 
 
-def chain(motions: np.ndarray) -> np.ndarray:
-    """Camera-to-world poses (N+1, 4, 4) from frame-to-frame motions, the first pose the identity."""
-    poses = [np.eye(4)]
-    for motion in motions:
-        poses.append(poses[-1] @ motion)
-    return np.stack(poses)
-
-
 def hybrid(rotation_from: np.ndarray, direction_from: np.ndarray, length_from: np.ndarray) -> np.ndarray:
-    """Poses chained from motions whose rotation, translation direction and translation length come from three
-    (N-1, 4, 4) motion arrays."""
-    motions = np.tile(np.eye(4), (len(rotation_from), 1, 1))
-    motions[:, :3, :3] = rotation_from[:, :3, :3]
+    """Poses (N, 4, 4), the first the identity, accumulated (``evaluation.trajectory.accumulate``) from motions
+    whose rotation, translation direction and translation length come from three (N-1, 4, 4) motion arrays."""
     direction = direction_from[:, :3, 3] / np.maximum(np.linalg.norm(direction_from[:, :3, 3], axis=1), 1e-12)[:, None]
-    motions[:, :3, 3] = direction * np.linalg.norm(length_from[:, :3, 3], axis=1)[:, None]
-    return chain(motions)
+    translations = direction * np.linalg.norm(length_from[:, :3, 3], axis=1)[:, None]
+    return accumulate(rotation_from[:, :3, :3], translations, "compose")
 
 
 def ate5(gt_poses: np.ndarray, poses: np.ndarray) -> float:
