@@ -42,7 +42,7 @@ YAW_BINS_DEG = ((0.0, 0.5), (0.5, 1.5), (1.5, 3.0), (3.0, 180.0))  # bins of the
 def frame_motions(poses: np.ndarray) -> np.ndarray:
     """(N-1, 4, 4) motions T_k_from_k+1 = G_k^-1 G_k+1 of camera-to-world poses (N, 4, 4); rotations made exact."""
     poses = odometry_metrics.as_homogeneous(poses)
-    motions = np.einsum("kij,kjl->kil", np.linalg.inv(poses[:-1]), poses[1:])
+    motions = np.einsum("kij,kjl->kil", odometry_metrics.invert_rigid(poses[:-1]), poses[1:])
     motions[:, :3, :3] = [nearest_rotation(rotation) for rotation in motions[:, :3, :3]]
     return motions
 
