@@ -118,3 +118,20 @@ def test_the_import_scan_sees_function_level_imports():
     files = {p.relative_to(REPO_ROOT).as_posix() for p in transitive_files("stages.train")}
     assert "model/trainer.py" in files  # imported inside main()
     assert "stages/common.py" in files
+
+
+def test_python_bytecode_is_not_part_of_any_dependency_hash():
+    """Python writes __pycache__/*.pyc beside the sources on some machines and not on others, and each stage that
+    imports a dependency folder adds files to it: hashed, every stage looked changed after a run."""
+    dvc_repo = pytest.importorskip("dvc.repo")
+    repo = dvc_repo.Repo(str(REPO_ROOT))
+    try:
+        ignore = repo.dvcignore
+        for package in PACKAGES:
+            folder = REPO_ROOT / package / "__pycache__"
+            assert ignore.is_ignored_dir(str(folder)), f"{folder} would be hashed as a dependency"
+            assert ignore.is_ignored_file(str(folder / "camera.cpython-311.pyc"))
+            assert ignore.is_ignored_file(str(REPO_ROOT / package / "stray.pyc"))
+        assert not ignore.is_ignored_file(str(REPO_ROOT / "formats" / "camera.py"))
+    finally:
+        repo.close()
