@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
 from formats.params import Config, param
 
@@ -160,6 +160,14 @@ class TrainerConfig(Config):
     learning_rate: float = param(
         5e-4, help="Adam learning rate (release: 1e-4)", minimum=0.0, maximum=MAX_LEARNING_RATE
     )
+    learning_rate_decay_steps: Tuple[int, ...] = param(
+        (),
+        help="after each of these steps the learning rate is multiplied by learning_rate_decay (monodepth2: x0.1 "
+        "after 3/4 of its steps); empty = constant, as the release (docs/training.md)",
+    )
+    learning_rate_decay: float = param(
+        0.1, help="factor applied to the learning rate after each of learning_rate_decay_steps", above=0.0, maximum=1.0
+    )
     beta1: float = param(0.9, help="Adam beta1 (release: 0.9)", minimum=0.0, maximum=0.999999)
     intrinsics_learning_rate_factor: float = param(
         1.0,
@@ -214,3 +222,13 @@ class TrainerConfig(Config):
     )
     metrics_dir: Optional[str] = param(None, help="dvclive directory; None: no dvclive", flag=False)
     progress: bool = param(True, help="show a progress bar", flag=False)
+
+    def check(self) -> Iterable[str]:
+        steps = list(self.learning_rate_decay_steps)
+        if any(step < 1 for step in steps) or steps != sorted(set(steps)):
+            yield f"learning_rate_decay_steps: must be increasing step numbers >= 1, got {steps}"
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (1-based: the update that makes ``step`` steps done)."""
+        decays = sum(1 for boundary in self.learning_rate_decay_steps if step > boundary)
+        return self.learning_rate * self.learning_rate_decay**decays

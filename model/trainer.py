@@ -180,6 +180,18 @@ class ScaledAdam(keras.optimizers.Adam):
         super().update_step(gradient, variable, learning_rate)
 
 
+def learning_rate_schedule(config: TrainerConfig):
+    """Adam's learning rate: ``config.learning_rate``, or with ``learning_rate_decay_steps`` a piecewise constant
+    schedule equal to ``config.learning_rate_at(step)`` (Keras evaluates it at the optimizer's ``iterations``,
+    the steps already done, so step s reads iterations s - 1). Only the iteration count is checkpointed, so a
+    run resumes on the same schedule, and a schedule can be added or changed when resuming."""
+    steps = list(config.learning_rate_decay_steps)
+    if not steps:
+        return config.learning_rate
+    values = [config.learning_rate * config.learning_rate_decay**count for count in range(len(steps) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay([step - 1 for step in steps], values)
+
+
 def clip_per_tensor(gradients, clip_norm: float):
     """Clip each gradient tensor to L2 norm ``clip_norm`` separately (tf_slim ``clip_gradient_norms``).
 
@@ -387,7 +399,7 @@ class Trainer:
         with self.strategy.scope():
             self.model = factory(model_config)
             self.optimizer = ScaledAdam(
-                learning_rate=config.learning_rate, beta_1=config.beta1, beta_2=0.999, epsilon=1e-8
+                learning_rate=learning_rate_schedule(config), beta_1=config.beta1, beta_2=0.999, epsilon=1e-8
             )
             self.optimizer.build(self.model.trainable_variables)
             if config.intrinsics_learning_rate_factor != 1.0:
@@ -666,6 +678,7 @@ class Trainer:
             if key not in DIAGNOSTIC_KEYS + ("applied", "weights_finite", "gradient_norm")
         }
         scalars["gradient_norm"] = float(outputs["gradient_norm"])
+        scalars["learning_rate"] = self.config.learning_rate_at(self.step)
         intrinsics = np.asarray(outputs["intrinsics"], np.float64).mean(axis=0)
         for name, (row, column) in {"fx": (0, 0), "fy": (1, 1), "cx": (0, 2), "cy": (1, 2)}.items():
             scalars[f"intrinsics/{name}"] = float(intrinsics[row, column])

@@ -267,6 +267,53 @@ def test_scaled_adam_steps_chosen_variables_by_factor_times_the_rate():
     np.testing.assert_allclose(boosted.numpy() - [1.0, -2.0], 10.0 * (plain.numpy() - [1.0, -2.0]), rtol=1e-4)
 
 
+def test_learning_rate_decay_steps_hand_cases_and_bad_values():
+    config = trainer.TrainerConfig("/unused", learning_rate=1e-2, learning_rate_decay_steps=[2, 4])
+    assert config.learning_rate_decay == 0.1 and config.learning_rate_decay_steps == (2, 4)
+    rates = [config.learning_rate_at(step) for step in range(1, 7)]
+    np.testing.assert_allclose(rates, [1e-2, 1e-2, 1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-12)
+    assert trainer.TrainerConfig("/unused", learning_rate=3e-4).learning_rate_at(10**6) == 3e-4  # the release
+    assert trainer.learning_rate_schedule(trainer.TrainerConfig("/unused", learning_rate=3e-4)) == 3e-4
+    for steps in ([0], [3, 2], [2, 2]):
+        with pytest.raises(ConfigError, match="learning_rate_decay_steps: must be increasing"):
+            trainer.TrainerConfig("/unused", learning_rate_decay_steps=steps)
+    for decay in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="learning_rate_decay: must be"):
+            trainer.TrainerConfig("/unused", learning_rate_decay=decay)
+
+
+def test_adam_steps_follow_the_decay_schedule():
+    """Adam's step is the learning rate when the gradient keeps its value (m / sqrt(v) = 1 after bias
+    correction), so a variable pushed by a constant gradient moves by exactly the schedule, step by step."""
+    config = trainer.TrainerConfig("/unused", learning_rate=1e-2, learning_rate_decay_steps=[2, 4])
+    variable = tf.Variable(0.0)
+    optimizer = trainer.ScaledAdam(learning_rate=trainer.learning_rate_schedule(config))
+    optimizer.build([variable])
+    moves = []
+    for _ in range(6):
+        before = float(variable.numpy())
+        optimizer.apply_gradients([(tf.constant(-1.0), variable)])
+        moves.append(float(variable.numpy()) - before)
+    np.testing.assert_allclose(moves, [config.learning_rate_at(step) for step in range(1, 7)], rtol=1e-4)
+
+
+def test_a_resumed_run_continues_on_the_schedule_and_logs_the_rate(records, tmp_path):
+    first = make_trainer(records, tmp_path / "ck", TinyModel, train_steps=2)  # constant rate, as the release
+    assert first.train()["learning_rate"] == pytest.approx(2e-4)
+    resumed = make_trainer(records, tmp_path / "ck", TinyModel, train_steps=4, learning_rate_decay_steps=[3])
+    assert resumed.restore_or_initialize() == 2
+    kernel = resumed.model.depth_conv.kernel
+    steps = []
+    for _ in range(2):
+        before = kernel.numpy().copy()
+        resumed.train_step(next(iter(resumed.dataset)))
+        steps.append(float(np.abs(kernel.numpy() - before).max()))
+    assert resumed.step == 4
+    # Step 3 at the full rate, step 4 at a tenth (Adam's step is at most about the rate).
+    assert 0.5e-4 < steps[0] <= 2.1e-4 and steps[1] <= 2.1e-5, steps
+    assert resumed.config.learning_rate_at(resumed.step) == pytest.approx(2e-5)
+
+
 def test_intrinsics_learning_rate_factor_scales_the_head_only(records, tmp_path):
     class TinyWithHead(TinyModel):
         def __init__(self, config):
