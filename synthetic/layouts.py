@@ -30,6 +30,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from evaluation import odometry_metrics
 from formats import atomic, cityscapes, kitti
 from formats.camera import intrinsics_matrix, scale_intrinsics
 from synthetic.cameras import rendered_size
@@ -186,8 +187,13 @@ def write_sequence_files(
         folder = root / "sequences" / f"{sequence:02d}"
         atomic.write_text(folder / "calib.txt", odometry_calibration(intrinsics))
         atomic.write_text(folder / "times.txt", "".join(f"{t:.6e}\n" for t in timestamps))
-        first_from_world = np.linalg.inv(poses[0])
-        kitti.write_poses(root / "poses" / f"{sequence:02d}.txt", first_from_world[None] @ poses)
+        # Rigid inverse and einsum, not np.linalg.inv and @: BLAS/LAPACK pick kernels by CPU, whose rounding
+        # differs (~1e-16), and %.9e prints that residue where a value is 0, so the file was CPU-dependent. The
+        # first pose is the identity exactly (G_0^-1 G_0), not a product carrying the drive's own rounding.
+        first_from_world = odometry_metrics.invert_rigid(poses[0])
+        relative = np.einsum("ij,njk->nik", first_from_world, poses)
+        relative[0] = np.eye(4)
+        kitti.write_poses(root / "poses" / f"{sequence:02d}.txt", relative)
     elif layout == "cityscapes":
         text = cityscapes.camera_json(intrinsics)
         for frame in range(len(timestamps)):
