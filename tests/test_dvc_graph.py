@@ -89,25 +89,38 @@ def _sections_read(files: Iterable[Path]) -> Set[str]:
 STAGES = _stages()
 
 
+def stage_modules(stage: dict) -> List[str]:
+    """The ``stages`` modules a stage's command runs (``cmd`` is one command or, as DVC allows, a list)."""
+    commands = stage["cmd"] if isinstance(stage["cmd"], list) else [stage["cmd"]]
+    return [module for command in commands for module in re.findall(r"python -m (stages\.[a-z_0-9]+)", command)]
+
+
+def test_stage_modules_reads_one_command_and_a_list():
+    assert stage_modules({"cmd": "python -m stages.train --data_dir d"}) == ["stages.train"]
+    assert stage_modules({"cmd": ["python -m stages.train", "python -m stages.eval_depth --x=1"]}) == [
+        "stages.train",
+        "stages.eval_depth",
+    ]
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_deps_cover_every_imported_module(name):
     stage = STAGES[name]
-    match = re.search(r"python -m (stages\.[a-z_0-9]+)", stage["cmd"])
-    assert match, f"{name}: command does not run a stages module: {stage['cmd']}"
+    modules = stage_modules(stage)
+    assert modules, f"{name}: command does not run a stages module: {stage['cmd']}"
     deps = [str(dep) for dep in stage.get("deps", [])]
-    missing = sorted(
-        path.relative_to(REPO_ROOT).as_posix() for path in transitive_files(match.group(1)) if not _covered(path, deps)
-    )
+    files = set().union(*(transitive_files(module) for module in modules))
+    missing = sorted(path.relative_to(REPO_ROOT).as_posix() for path in files if not _covered(path, deps))
     assert not missing, f"dvc.yaml stage {name!r} imports these files without depending on them: {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_params_cover_the_sections_it_reads(name):
     stage = STAGES[name]
-    module = re.search(r"python -m (stages\.[a-z_0-9]+)", stage["cmd"]).group(1)
+    files = set().union(*(transitive_files(module) for module in stage_modules(stage)))
     declared = {str(p).split(".")[0] if "." not in str(p) else None for p in stage.get("params", [])} - {None}
     partial = {str(p).split(".")[0] for p in stage.get("params", []) if "." in str(p)}
-    for section in _sections_read(transitive_files(module)):
+    for section in _sections_read(files):
         assert section in declared, (
             f"dvc.yaml stage {name!r} reads params.yaml section {section!r} but declares "
             f"{'only some of its keys' if section in partial else 'none of it'}: list the whole section"
@@ -135,3 +148,17 @@ def test_python_bytecode_is_not_part_of_any_dependency_hash():
         assert not ignore.is_ignored_file(str(REPO_ROOT / "formats" / "camera.py"))
     finally:
         repo.close()
+
+
+def test_frozen_stages_declare_only_committed_outputs():
+    """A frozen stage is never run by `dvc repro`, only verified: a cached output of it would be missing from a
+    fresh clone and fail the whole `dvc repro`. So its outputs are git-tracked (cache: false) and committed."""
+    document = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    frozen = {name: stage for name, stage in document["stages"].items() if stage.get("frozen")}
+    assert "learned_intrinsics" in frozen
+    for name, stage in frozen.items():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+                assert (options or {}).get("cache", True) is False, f"{name}: {path} is cached"
+                assert (REPO_ROOT / path).exists(), f"{name}: {path} is not committed"
